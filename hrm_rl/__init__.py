@@ -1,0 +1,8 @@
+"""hrm-rl: the Hierarchical Reasoning Model as a halting-decision RL problem.
+
+The core (model, tasks, segment engine, checkpoints, config) lives in ``hrm_rl``; the
+Gymnasium environments in ``hrm_rl.envs``; the ACT trainer and halting agents in
+``hrm_rl.agents``.
+"""
+
+__version__ = "0.1.0"

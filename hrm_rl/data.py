@@ -1,0 +1,65 @@
+"""Puzzle sources: where the segment engine draws a new puzzle when a row halts.
+
+A source hands out puzzles one at a time in a fixed order for a given seed; nothing drawn is
+ever thrown away, so every puzzle a source yields is a puzzle some row works on.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Protocol
+
+import numpy as np
+
+from hrm_rl.tasks.base import PuzzleBatch
+
+
+class PuzzleSource(Protocol):
+    """Anything that can hand out ``n`` encoded puzzles."""
+
+    def draw(self, n: int) -> PuzzleBatch:
+        """The next ``n`` puzzles."""
+        ...
+
+
+class ShuffledSource:
+    """Epochs over a fixed set of puzzles, reshuffled each epoch, optionally augmented.
+
+    Args:
+        puzzles: the puzzle set.
+        rng: generator for shuffling and augmentation (seed it for reproducible runs).
+        augment: optional ``(batch, rng) -> batch`` applied to every drawn batch.
+        shuffle: when False the puzzles come in stored order, epoch after epoch.
+    """
+
+    def __init__(self, puzzles: PuzzleBatch, rng: np.random.Generator,
+                 augment: Callable[[PuzzleBatch, np.random.Generator], PuzzleBatch] | None = None,
+                 shuffle: bool = True) -> None:
+        if len(puzzles) == 0:
+            raise ValueError("cannot draw from an empty puzzle set")
+        self.puzzles = puzzles
+        self.rng = rng
+        self.augment = augment
+        self.shuffle = shuffle
+        self.epoch = 0
+        self.drawn = 0
+        self._order = self._new_order()
+        self._pos = 0
+
+    def _new_order(self) -> np.ndarray:
+        n = len(self.puzzles)
+        return self.rng.permutation(n) if self.shuffle else np.arange(n)
+
+    def draw(self, n: int) -> PuzzleBatch:
+        parts = []
+        while n > 0:
+            if self._pos == len(self._order):
+                self.epoch += 1
+                self._order, self._pos = self._new_order(), 0
+            take = min(n, len(self._order) - self._pos)
+            parts.append(self._order[self._pos:self._pos + take])
+            self._pos += take
+            n -= take
+        index = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+        self.drawn += len(index)
+        batch = self.puzzles.take(index)
+        return self.augment(batch, self.rng) if self.augment is not None else batch

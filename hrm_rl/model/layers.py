@@ -1,0 +1,141 @@
+"""Transformer building blocks of the HRM core, in plain PyTorch.
+
+Matches the reference implementation's details: bias-free linears with truncated LeCun-normal
+init, RMSNorm without a learned scale applied *after* each residual (post-norm), SwiGLU whose
+width is ``2/3 * expansion * hidden`` rounded up to a multiple of 256, RoPE, and non-causal
+attention through ``F.scaled_dot_product_attention`` (no flash-attn dependency).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+# Standard deviation of a standard normal truncated to [-2, 2]; dividing by it makes the
+# truncated sample have exactly the requested std (the JAX/Flax convention the reference uses).
+_TRUNC_STD = 0.87962566103423978
+
+
+def trunc_normal_(tensor: torch.Tensor, std: float) -> torch.Tensor:
+    """Fill ``tensor`` in place from a normal truncated at 2 sigma whose std is ``std``."""
+    if std == 0:
+        return tensor.zero_()
+    scale = std / _TRUNC_STD
+    return nn.init.trunc_normal_(tensor, mean=0.0, std=scale, a=-2 * scale, b=2 * scale)
+
+
+def rms_norm(x: torch.Tensor, eps: float) -> torch.Tensor:
+    """RMSNorm without a learned scale, computed in float32. ``x``: ``(..., hidden)``."""
+    dtype = x.dtype
+    x = x.float()
+    x = x * torch.rsqrt(x.square().mean(-1, keepdim=True) + eps)
+    return x.to(dtype)
+
+
+class Linear(nn.Module):
+    """``y = x W^T (+ b)`` with truncated LeCun-normal weights and zero bias."""
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = False) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(
+            trunc_normal_(torch.empty(out_features, in_features), std=in_features**-0.5)
+        )
+        self.bias = nn.Parameter(torch.zeros(out_features)) if bias else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.weight, self.bias)
+
+
+class RotaryEmbedding(nn.Module):
+    """Precomputed RoPE tables ``cos, sin``: ``(max_positions, head_dim)`` each."""
+
+    def __init__(self, head_dim: int, max_positions: int, theta: float) -> None:
+        super().__init__()
+        inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))
+        freqs = torch.outer(torch.arange(max_positions, dtype=torch.float32), inv_freq)
+        emb = torch.cat((freqs, freqs), dim=-1)
+        self.register_buffer("cos", emb.cos(), persistent=False)
+        self.register_buffer("sin", emb.sin(), persistent=False)
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate ``x``: ``(batch, heads, seq, head_dim)`` by position tables ``(seq, head_dim)``."""
+    half = x.shape[-1] // 2
+    rotated = torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+    return (x * cos + rotated * sin).to(x.dtype)
+
+
+class Attention(nn.Module):
+    """Multi-head non-causal self-attention with a fused QKV projection."""
+
+    def __init__(self, hidden_size: int, num_heads: int) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        self.head_dim = hidden_size // num_heads
+        self.qkv_proj = Linear(hidden_size, 3 * hidden_size)
+        self.o_proj = Linear(hidden_size, hidden_size)
+
+    def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor:
+        """``x``: ``(batch, seq, hidden)`` -> ``(batch, seq, hidden)``."""
+        batch, seq, hidden = x.shape
+        qkv = self.qkv_proj(x).view(batch, seq, 3, self.num_heads, self.head_dim)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (batch, heads, seq, head_dim)
+        if rope is not None:
+            cos, sin = rope
+            q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        out = F.scaled_dot_product_attention(q, k, v, is_causal=False)
+        return self.o_proj(out.transpose(1, 2).reshape(batch, seq, hidden))
+
+
+def swiglu_width(hidden_size: int, expansion: float) -> int:
+    """The reference's SwiGLU width: ``round(2/3 * expansion * hidden)`` up to a multiple of 256."""
+    return math.ceil(round(expansion * hidden_size * 2 / 3) / 256) * 256
+
+
+class SwiGLU(nn.Module):
+    """``down(silu(gate(x)) * up(x))`` with a fused gate/up projection."""
+
+    def __init__(self, hidden_size: int, expansion: float) -> None:
+        super().__init__()
+        width = swiglu_width(hidden_size, expansion)
+        self.gate_up_proj = Linear(hidden_size, 2 * width)
+        self.down_proj = Linear(width, hidden_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gate, up = self.gate_up_proj(x).chunk(2, dim=-1)
+        return self.down_proj(F.silu(gate) * up)
+
+
+class Block(nn.Module):
+    """Post-norm transformer block: ``x = norm(x + attn(x)); x = norm(x + mlp(x))``."""
+
+    def __init__(self, hidden_size: int, num_heads: int, expansion: float, eps: float) -> None:
+        super().__init__()
+        self.self_attn = Attention(hidden_size, num_heads)
+        self.mlp = SwiGLU(hidden_size, expansion)
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor:
+        x = rms_norm(x + self.self_attn(x, rope), self.eps)
+        return rms_norm(x + self.mlp(x), self.eps)
+
+
+class ReasoningModule(nn.Module):
+    """A stack of blocks that first adds its input injection: ``blocks(z + injection)``."""
+
+    def __init__(self, num_layers: int, hidden_size: int, num_heads: int, expansion: float,
+                 eps: float) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList(
+            Block(hidden_size, num_heads, expansion, eps) for _ in range(num_layers)
+        )
+
+    def forward(self, z: torch.Tensor, injection: torch.Tensor,
+                rope: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor:
+        z = z + injection
+        for layer in self.layers:
+            z = layer(z, rope)
+        return z

@@ -1,0 +1,99 @@
+"""The segment engine: a batch of puzzles with their carries, one segment per call.
+
+This is HRM's ACT loop seen as a batched halting environment with autoreset, built once and
+used by both the trainer (with gradients, adding the losses) and the vector environment
+(under ``torch.inference_mode``, turning outputs into observations and rewards):
+
+    engine = SegmentEngine(model, source, batch_size=256, device="cpu")
+    out = engine.step()                  # first segment of 256 fresh puzzles
+    out = engine.step(halted=mask)       # rows in ``mask`` get new puzzles, all rows advance
+
+Each row holds one puzzle. Rows that halt are refilled from the source and their carry goes
+back to the initial state; every other row continues from its carry. Every puzzle drawn from
+the source is worked on (the reference implementation instead draws a full batch each step
+and discards the rows that did not halt).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from hrm_rl.data import PuzzleSource
+from hrm_rl.model import HRM, Carry, SegmentOutput
+from hrm_rl.tasks.base import PuzzleBatch
+
+
+class SegmentEngine:
+    """Batched carry + per-row replacement + one batched segment forward.
+
+    Attributes (all on ``device``, ``batch`` rows):
+        inputs, labels: ``(batch, seq_len)`` int64 tokens of each row's puzzle.
+        puzzle_ids: ``(batch,)`` int64.
+        carry: the recurrent state, ``(batch, positions, hidden)`` per level.
+        segments: ``(batch,)`` int64 segments run on each row's current puzzle.
+    """
+
+    def __init__(self, model: HRM, source: PuzzleSource, batch_size: int,
+                 device: torch.device | str) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.model = model
+        self.source = source
+        self.batch_size = batch_size
+        self.device = torch.device(device)
+        seq_len = model.config.seq_len
+        self.inputs = torch.zeros(batch_size, seq_len, dtype=torch.long, device=self.device)
+        self.labels = torch.zeros_like(self.inputs)
+        self.puzzle_ids = torch.zeros(batch_size, dtype=torch.long, device=self.device)
+        self.segments = torch.zeros(batch_size, dtype=torch.long, device=self.device)
+        with torch.no_grad():
+            self.carry: Carry = model.initial_carry(batch_size, self.device)
+        self._all_rows = torch.ones(batch_size, dtype=torch.bool, device=self.device)
+        self._fresh = True
+
+    def replace(self, rows: torch.Tensor) -> torch.Tensor:
+        """Give rows ``rows`` (``(batch,)`` bool) new puzzles and the initial carry.
+
+        Returns:
+            The indices of the replaced rows, ``(k,)`` int64, in the order the puzzles were
+            drawn from the source.
+        """
+        index = rows.nonzero().squeeze(-1)
+        if index.numel() == 0:
+            return index
+        new = self.source.draw(int(index.numel()))
+        self._write(index, new)
+        with torch.no_grad():
+            self.carry = self.model.reset_carry(self.carry, rows)
+        self.segments = self.segments.masked_fill(rows, 0)
+        return index
+
+    def _write(self, index: torch.Tensor, new: PuzzleBatch) -> None:
+        def put(dst: torch.Tensor, src: np.ndarray) -> torch.Tensor:
+            values = torch.from_numpy(np.ascontiguousarray(src)).to(self.device, torch.long)
+            return dst.index_put((index,), values)
+
+        self.inputs = put(self.inputs, new.inputs)
+        self.labels = put(self.labels, new.labels)
+        self.puzzle_ids = put(self.puzzle_ids, new.puzzle_ids)
+
+    def forward(self) -> SegmentOutput:
+        """Run one segment on every row and advance the carry and segment counters."""
+        out = self.model(self.carry, self.inputs, self.puzzle_ids)
+        self.carry = out.carry
+        self.segments = self.segments + 1
+        return out
+
+    def peek(self) -> SegmentOutput:
+        """The next segment's outputs from the current carry, without advancing (no grad)."""
+        with torch.no_grad():
+            return self.model(self.carry, self.inputs, self.puzzle_ids)
+
+    def step(self, halted: torch.Tensor | None = None) -> SegmentOutput:
+        """Replace the ``halted`` rows (all rows on the first call), then run one segment."""
+        if self._fresh:
+            halted, self._fresh = self._all_rows, False
+        if halted is not None:
+            self.replace(halted)
+        return self.forward()

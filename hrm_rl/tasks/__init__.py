@@ -1,0 +1,20 @@
+"""Puzzle families. ``make_task(TaskConfig)`` builds one by name."""
+
+from __future__ import annotations
+
+from hrm_rl.config import TaskConfig
+from hrm_rl.tasks.base import IGNORE_LABEL, PuzzleBatch, Task
+
+TASKS = ("sudoku",)
+
+
+def make_task(config: TaskConfig) -> Task:
+    """The task named by ``config.name`` (one of ``TASKS``)."""
+    if config.name == "sudoku":
+        from hrm_rl.tasks.sudoku import SudokuTask
+
+        return SudokuTask(config.size)
+    raise ValueError(f"unknown task {config.name!r}; available: {', '.join(TASKS)}")
+
+
+__all__ = ["IGNORE_LABEL", "PuzzleBatch", "Task", "TASKS", "make_task"]

@@ -1,0 +1,130 @@
+"""The task protocol: what every puzzle family (Sudoku, Maze, ARC) provides to the core.
+
+A task turns puzzles into fixed-length token sequences and back, generates or loads data,
+augments it without changing its meaning, checks answers and renders them. Everything the
+model, the segment engine, the trainer and the environments need to know about a puzzle
+family goes through this interface, so adding a task touches only its own module.
+
+Token conventions shared by all tasks: token 0 is padding, ``IGNORE_LABEL`` marks label
+positions that are not supervised (never counted in accuracy).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from hrm_rl.config import DataConfig
+
+IGNORE_LABEL = -100
+"""Label value for positions that carry no supervision (matches ``F.cross_entropy``)."""
+
+
+@dataclass(frozen=True)
+class PuzzleBatch:
+    """A set of encoded puzzles, as numpy arrays.
+
+    Attributes:
+        inputs: ``(n, seq_len)`` int64 input tokens.
+        labels: ``(n, seq_len)`` int64 target tokens, ``IGNORE_LABEL`` where unsupervised.
+        puzzle_ids: ``(n,)`` int64 puzzle-identifier indices (0 when the task has none).
+    """
+
+    inputs: np.ndarray
+    labels: np.ndarray
+    puzzle_ids: np.ndarray
+
+    def __post_init__(self) -> None:
+        if self.inputs.ndim != 2 or self.inputs.shape != self.labels.shape:
+            raise ValueError(
+                f"inputs and labels must both be (n, seq_len); got {self.inputs.shape} "
+                f"and {self.labels.shape}"
+            )
+        if self.puzzle_ids.shape != (self.inputs.shape[0],):
+            raise ValueError(
+                f"puzzle_ids must be (n,) = ({self.inputs.shape[0]},); got {self.puzzle_ids.shape}"
+            )
+
+    def __len__(self) -> int:
+        return int(self.inputs.shape[0])
+
+    def take(self, index: np.ndarray | slice) -> PuzzleBatch:
+        """Rows ``index`` of this batch, as a new batch."""
+        return PuzzleBatch(self.inputs[index], self.labels[index], self.puzzle_ids[index])
+
+    @staticmethod
+    def concat(batches: list[PuzzleBatch]) -> PuzzleBatch:
+        """Concatenate batches along the row axis."""
+        return PuzzleBatch(
+            np.concatenate([b.inputs for b in batches]),
+            np.concatenate([b.labels for b in batches]),
+            np.concatenate([b.puzzle_ids for b in batches]),
+        )
+
+
+class Task(ABC):
+    """One puzzle family. Subclasses set the class attributes in ``__init__``.
+
+    Attributes:
+        name: short identifier, e.g. ``"sudoku4"``.
+        vocab_size: number of distinct tokens (inputs and labels), padding included.
+        seq_len: tokens per puzzle.
+        num_puzzle_ids: size of the puzzle-identifier table (1 when unused).
+    """
+
+    name: str
+    vocab_size: int
+    seq_len: int
+    num_puzzle_ids: int = 1
+
+    @abstractmethod
+    def read_csv(self, path: str | Path) -> PuzzleBatch:
+        """Load and encode puzzles from a file in the task's CSV format."""
+
+    @abstractmethod
+    def write_csv(self, path: str | Path, batch: PuzzleBatch) -> None:
+        """Write encoded puzzles to ``path`` in the task's CSV format."""
+
+    @abstractmethod
+    def generate_splits(self, n_train: int, n_test: int, data: DataConfig,
+                        rng: np.random.Generator, progress: bool = False
+                        ) -> tuple[PuzzleBatch, PuzzleBatch]:
+        """Generate disjoint train and test sets using the generator knobs in ``data``."""
+
+    @abstractmethod
+    def augment(self, batch: PuzzleBatch, rng: np.random.Generator) -> PuzzleBatch:
+        """Apply a random meaning-preserving transform to every row (vectorised)."""
+
+    @abstractmethod
+    def violations(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Task verifier signal: rule violations of predicted tokens.
+
+        Args:
+            tokens: ``(n, seq_len)`` predicted tokens.
+
+        Returns:
+            ``(n,)`` int64 count of violated constraints (0 for a consistent answer).
+        """
+
+    @abstractmethod
+    def render(self, inputs: np.ndarray, prediction: np.ndarray, labels: np.ndarray | None) -> str:
+        """Text picture of one puzzle (``(seq_len,)`` arrays), marking wrong cells."""
+
+    def is_correct(self, tokens: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """``(n,)`` bool: whether each predicted answer is exactly right.
+
+        The default compares every supervised position; tasks whose answers are not unique
+        (a maze with several shortest paths) override this with a verifier.
+        """
+        mask = labels != IGNORE_LABEL
+        return ((tokens == labels) | ~mask).all(dim=-1)
+
+    def cell_accuracy(self, tokens: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """``(n,)`` float: fraction of supervised positions predicted right."""
+        mask = labels != IGNORE_LABEL
+        hits = ((tokens == labels) & mask).sum(-1).float()
+        return hits / mask.sum(-1).clamp_min(1).float()

@@ -1,0 +1,51 @@
+"""Run configs: YAML + dotted overrides, errors at load time."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from hrm_rl.config import ConfigError, load_config
+
+CONFIGS = sorted(Path(__file__).parent.parent.joinpath("configs").glob("*.yaml"))
+
+
+def test_defaults_are_the_paper_model():
+    cfg = load_config(None)
+    assert (cfg.model.hidden_size, cfg.model.H_layers, cfg.model.L_layers) == (512, 4, 4)
+
+
+def test_overrides_parse_yaml_scalars(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("task: {size: 4}\ntrain: {lr: 0.001}\n")
+    cfg = load_config(path, ["train.lr=3e-4", "train.max_time_s=10", "data.max_givens=null"])
+    assert cfg.train.lr == 3e-4 and cfg.train.max_time_s == 10.0 and cfg.task.size == 4
+    assert cfg.data.max_givens is None
+
+
+def test_unknown_key_names_the_dotted_path(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("train: {lrate: 0.1}\n")
+    with pytest.raises(ConfigError, match=r"train\.lrate"):
+        load_config(path)
+
+
+def test_wrong_type_is_an_error_at_load():
+    with pytest.raises(ConfigError, match=r"train\.steps: expected int"):
+        load_config(None, ["train.steps=many"])
+
+
+def test_invalid_choice_is_an_error_at_load():
+    with pytest.raises(ConfigError, match=r"train\.loss"):
+        load_config(None, ["train.loss=hinge"])
+
+
+def test_missing_file_is_a_clear_error(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "nope.yaml")
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
+def test_shipped_configs_load(path):
+    load_config(path)
