@@ -126,8 +126,16 @@ class ACTTrainer:
         self.halted: torch.Tensor | None = None
         self.min_segments = self._draw_min_segments(tcfg.batch_size)
         self.step = 0
+        self._fit_start: float | None = None
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.writer = SummaryWriter(str(self.run_dir)) if self.run_dir is not None else None
+
+    def time_fraction(self) -> float:
+        """Share of ``train.max_time_s`` spent since ``fit`` started (0 without a limit)."""
+        t = self.config.train
+        if t.max_time_s is None or self._fit_start is None:
+            return 0.0
+        return (time.perf_counter() - self._fit_start) / t.max_time_s
 
     def _make_optimizer(self) -> torch.optim.Optimizer:
         t = self.config.train
@@ -147,7 +155,8 @@ class ACTTrainer:
     def train_step(self) -> StepStats:
         """One segment on the batch, one optimiser step."""
         t = self.config.train
-        lr = lr_at(self.step, t.lr, t.lr_warmup_steps, t.steps, t.lr_min_ratio)
+        lr = lr_at(self.step, t.lr, t.lr_warmup_steps, t.steps, t.lr_min_ratio,
+                   self.time_fraction())
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         if self.halted is not None:  # the rows the engine is about to refill
@@ -228,7 +237,7 @@ class ACTTrainer:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             (self.run_dir / "config.yaml").write_text(yaml.safe_dump(self.config.to_dict()))
         bar = tqdm(total=t.steps, desc="train", unit="step", disable=not self.progress)
-        start = window_start = time.perf_counter()
+        start = window_start = self._fit_start = time.perf_counter()
         window_steps = 0
         sums: dict[str, float] = {}
         while self.step < t.steps:
@@ -250,7 +259,7 @@ class ACTTrainer:
                 self._log_eval(self.evaluate())
             if self.step % t.checkpoint_every == 0:
                 self.save()
-            if t.max_time_s is not None and time.perf_counter() - start > t.max_time_s:
+            if self.time_fraction() >= 1.0:
                 break
         bar.close()
         seconds = time.perf_counter() - start

@@ -56,9 +56,15 @@ def make_optimizer(name: str, params: Iterable[torch.nn.Parameter], lr: float,
     raise ValueError(f"unknown optimizer {name!r}: use 'adamw' or 'adam_atan2'")
 
 
-def lr_at(step: int, base_lr: float, warmup_steps: int, total_steps: int, min_ratio: float) -> float:
-    """Linear warm-up to ``base_lr``, then cosine decay to ``min_ratio * base_lr``."""
+def lr_at(step: int, base_lr: float, warmup_steps: int, total_steps: int, min_ratio: float,
+          time_fraction: float = 0.0) -> float:
+    """Linear warm-up to ``base_lr``, then cosine decay to ``min_ratio * base_lr``.
+
+    The decay follows whichever budget is further spent: ``step / total_steps`` or
+    ``time_fraction`` (elapsed / time budget), so a time-limited run still anneals.
+    """
     if step < warmup_steps:
         return base_lr * (step + 1) / warmup_steps
-    progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+    progress = min(1.0, max(progress, time_fraction))
     return base_lr * (min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))

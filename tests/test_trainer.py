@@ -1,0 +1,119 @@
+"""The ACT agent: a short run learns, logs to TensorBoard, checkpoints and evaluates."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from hrm_rl.agents.act_trainer import ACTTrainer, act_loss
+from hrm_rl.checkpoint import load_checkpoint
+from hrm_rl.cli import main
+from hrm_rl.config import load_config
+from hrm_rl.model import SegmentOutput
+
+TINY = ["task.size=4", "model.hidden_size=32", "model.num_heads=2", "model.H_layers=1",
+        "model.L_layers=1", "model.H_cycles=1", "model.L_cycles=2",
+        "model.pos_encodings=learned", "train.batch_size=32", "train.steps=80",
+        "train.lr=1e-3", "train.weight_decay=0.1", "train.lr_warmup_steps=5",
+        "train.halt_max_steps=4", "train.eval_every=40", "train.eval_size=64",
+        "train.checkpoint_every=40", "train.log_every=10", "train.loss=softmax",
+        "data.train_size=400", "data.test_size=64", "data.max_givens=6", "data.split_by=exact"]
+
+
+def tiny_config(tmp_path, *extra):
+    return load_config(None, TINY + [f"data.cache_dir={tmp_path / 'data'}", *extra])
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("run")
+    trainer = ACTTrainer(tiny_config(tmp), tmp / "run", progress=False)
+    losses = [trainer.train_step().lm_loss for _ in range(10)]
+    summary = trainer.fit()
+    losses += [trainer.train_step().lm_loss for _ in range(10)]
+    return trainer, losses, summary, tmp
+
+
+def test_loss_falls(trained_run):
+    _, losses, _, _ = trained_run
+    assert np.mean(losses[-10:]) < 0.8 * np.mean(losses[:10])
+
+
+def test_summary_reports_accuracy_by_segment(trained_run):
+    _, _, summary, _ = trained_run
+    ev = summary["eval"]
+    assert len(ev["exact_by_segment"]) == 4 and ev["n"] == 64
+    assert 1 <= ev["mean_segments_qhalt"] <= 4
+    assert sum(ev["segments_qhalt_histogram"]) == 64
+
+
+def test_tensorboard_has_the_documented_scalars(trained_run):
+    trainer, _, _, _ = trained_run
+    acc = EventAccumulator(str(trainer.run_dir))
+    acc.Reload()
+    tags = set(acc.Tags()["scalars"])
+    for tag in ("train/lm_loss", "train/q_halt_loss", "train/q_continue_loss", "train/exact_acc",
+                "train/mean_segments", "eval/exact_acc_qhalt", "eval/mean_segments_qhalt",
+                "eval/exact_acc_at_k/1", "eval/exact_acc_at_k/4", "perf/segments_per_s"):
+        assert tag in tags, tag
+
+
+def test_checkpoint_round_trip_gives_the_same_outputs(trained_run):
+    trainer, _, _, _ = trained_run
+    ckpt = load_checkpoint(trainer.run_dir)
+    carry = ckpt.model.initial_carry(2)
+    inputs = torch.from_numpy(trainer.test_set.inputs[:2])
+    ids = torch.zeros(2, dtype=torch.long)
+    trainer.model.eval()
+    with torch.no_grad():
+        expected = trainer.model(trainer.model.initial_carry(2), inputs, ids).logits
+        got = ckpt.model(carry, inputs, ids).logits
+    torch.testing.assert_close(got, expected)
+    assert ckpt.meta["step"] == trainer.step - 10
+
+
+def test_eval_cli_prints_json(trained_run, tmp_path, capsys):
+    trainer, _, _, _ = trained_run
+    csv = tmp_path / "puzzles.csv"
+    trainer.task.write_csv(csv, trainer.test_set.take(slice(0, 20)))
+    assert main(["eval", str(trainer.run_dir), "--data", str(csv), "--max-segments", "3",
+                 "--no-progress"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["n"] == 20 and len(out["exact_by_segment"]) == 3
+    for key in ("exact_qhalt", "mean_segments_qhalt", "cell_acc_qhalt"):
+        assert 0 <= out[key] <= 3
+
+
+def test_eval_cli_reports_a_missing_checkpoint(tmp_path, capsys):
+    assert main(["eval", str(tmp_path / "nothing"), "--data", "x.csv"]) == 2
+    assert "no checkpoint" in capsys.readouterr().err
+
+
+def test_q_learning_targets_follow_the_reference():
+    logits = torch.zeros(2, 3, 4, requires_grad=True)
+    labels = torch.tensor([[0, 1, 2], [3, 3, -100]])
+    q_halt = torch.tensor([0.0, 0.0], requires_grad=True)
+    q_cont = torch.tensor([0.0, 0.0], requires_grad=True)
+    out = SegmentOutput(None, logits, q_halt, q_cont, None)
+    correct = torch.tensor([True, False])
+    target = torch.tensor([1.0, 0.0])
+    loss, parts = act_loss(out, labels, correct, target, "softmax", 0.5)
+    loss.backward()
+    # d BCE / d logit = sigmoid(logit) - target: halting is pushed up for the correct row.
+    assert q_halt.grad[0] < 0 < q_halt.grad[1]
+    assert q_cont.grad[0] < 0 < q_cont.grad[1]
+    torch.testing.assert_close(parts["lm_loss"], torch.tensor(2 * np.log(4.0), dtype=torch.float32))
+
+
+def test_exploration_draws_minimum_segments_per_episode(tmp_path):
+    trainer = ACTTrainer(tiny_config(tmp_path, "train.halt_exploration_prob=1.0",
+                                     "train.halt_max_steps=6"), None, progress=False)
+    mins = trainer._draw_min_segments(2000)
+    assert mins.min() >= 2 and mins.max() <= 6
+    trainer = ACTTrainer(tiny_config(tmp_path, "train.halt_exploration_prob=0.0"), None,
+                         progress=False)
+    assert torch.all(trainer._draw_min_segments(100) == 1)
