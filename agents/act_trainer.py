@@ -224,7 +224,8 @@ class ACTTrainer:
         if self.run_dir is None:
             return None
         return save_run_checkpoint(self.run_dir, self.step, self.model, self.config,
-                                   {"step": self.step, **(meta or {})})
+                                   {"step": self.step, **(meta or {})},
+                                   (self.task, self.test_set))
 
     def fit(self) -> dict[str, Any]:
         """Train for ``train.steps`` steps (or ``train.max_time_s``), evaluating and saving.

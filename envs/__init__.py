@@ -1,1 +1,17 @@
-"""Gymnasium environments over the HRM segment engine (``HRM-Sudoku-v0`` and friends)."""
+"""Gymnasium environments over the HRM segment engine.
+
+Importing ``hrm_rl`` registers ``HRM-Sudoku-v0`` (single and vector entry points):
+
+    import gymnasium as gym, hrm_rl
+    env = gym.make("HRM-Sudoku-v0", step_cost=0.01)
+    venv = gym.make_vec("HRM-Sudoku-v0", num_envs=256)   # one batched forward per step
+"""
+
+from gymnasium.envs.registration import register, registry
+
+_ENVS = {"HRM-Sudoku-v0": {"checkpoint": "sudoku4"}}
+
+for _env_id, _kwargs in _ENVS.items():
+    if _env_id not in registry:
+        register(id=_env_id, entry_point="hrm_rl.envs.halting:HaltingEnv",
+                 vector_entry_point="hrm_rl.envs.halting:HaltingVectorEnv", kwargs=_kwargs)

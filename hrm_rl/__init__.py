@@ -6,3 +6,5 @@ Gymnasium environments in ``hrm_rl.envs``; the ACT trainer and halting agents in
 """
 
 __version__ = "0.1.0"
+
+from hrm_rl import envs as _register_envs  # noqa: E402,F401  (import registers the envs)

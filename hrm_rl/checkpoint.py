@@ -26,10 +26,11 @@ from safetensors.torch import load_file, save_file
 
 from hrm_rl.config import RunConfig, from_dict
 from hrm_rl.model import HRM
-from hrm_rl.tasks import Task, make_task
+from hrm_rl.tasks import PuzzleBatch, Task, make_task
 
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
+TEST_PUZZLES = "test.csv"
 LATEST = "latest"
 _KEEP = 2
 
@@ -43,6 +44,11 @@ class Checkpoint:
     config: RunConfig
     meta: dict[str, Any]
     path: Path
+
+    def test_puzzles(self) -> PuzzleBatch | None:
+        """The run's held-out puzzles saved beside the weights, if any."""
+        path = self.path / TEST_PUZZLES
+        return self.task.read_csv(path) if path.is_file() else None
 
 
 def bundled_checkpoints() -> dict[str, Path]:
@@ -60,6 +66,7 @@ def _fsync_write(path: Path, write) -> None:
         write(tmp)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; checkpoints are meant to be shared
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -75,8 +82,10 @@ def _write_text(path: Path, text: str) -> None:
 
 
 def save_checkpoint(folder: str | Path, model: HRM, config: RunConfig,
-                    meta: dict[str, Any] | None = None) -> Path:
-    """Write ``model.safetensors`` and ``config.json`` into ``folder`` (created if needed).
+                    meta: dict[str, Any] | None = None,
+                    test_puzzles: tuple[Task, PuzzleBatch] | None = None) -> Path:
+    """Write ``model.safetensors`` and ``config.json`` into ``folder`` (created if needed),
+    and ``test.csv`` with the held-out puzzles when ``test_puzzles`` is given.
 
     ``config.json`` holds ``{"run": <RunConfig>, "model": <resolved ModelConfig>, "meta": ...}``.
     """
@@ -85,15 +94,19 @@ def save_checkpoint(folder: str | Path, model: HRM, config: RunConfig,
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     _fsync_write(folder / WEIGHTS, lambda tmp: save_file(state, tmp))
     payload = {"run": config.to_dict(), "model": model.config.__dict__, "meta": meta or {}}
+    if test_puzzles is not None:
+        task, puzzles = test_puzzles
+        _fsync_write(folder / TEST_PUZZLES, lambda tmp: task.write_csv(tmp, puzzles))
     _write_text(folder / CONFIG, json.dumps(payload, indent=2, sort_keys=True))
     return folder
 
 
 def save_run_checkpoint(run_dir: str | Path, step: int, model: HRM, config: RunConfig,
-                        meta: dict[str, Any] | None = None) -> Path:
+                        meta: dict[str, Any] | None = None,
+                        test_puzzles: tuple[Task, PuzzleBatch] | None = None) -> Path:
     """Save ``<run_dir>/checkpoints/step_<step>``, point ``latest`` at it, prune old ones."""
     root = Path(run_dir) / "checkpoints"
-    folder = save_checkpoint(root / f"step_{step:07d}", model, config, meta)
+    folder = save_checkpoint(root / f"step_{step:07d}", model, config, meta, test_puzzles)
     _write_text(root / LATEST, folder.name)
     old = sorted(p for p in root.glob("step_*") if p.is_dir() and p != folder)
     for stale in old[: max(len(old) - (_KEEP - 1), 0)]:

@@ -78,11 +78,23 @@ class SegmentEngine:
         self.labels = put(self.labels, new.labels)
         self.puzzle_ids = put(self.puzzle_ids, new.puzzle_ids)
 
-    def forward(self) -> SegmentOutput:
-        """Run one segment on every row and advance the carry and segment counters."""
-        out = self.model(self.carry, self.inputs, self.puzzle_ids)
-        self.carry = out.carry
-        self.segments = self.segments + 1
+    def forward(self, rows: torch.Tensor | None = None) -> SegmentOutput:
+        """Run one segment and advance the carry and segment counters.
+
+        Args:
+            rows: optional ``(k,)`` int64 row indices; only those rows run (the output then
+                has ``k`` rows, in that order). Default: every row.
+        """
+        if rows is None:
+            out = self.model(self.carry, self.inputs, self.puzzle_ids)
+            self.carry = out.carry
+            self.segments = self.segments + 1
+            return out
+        part = Carry(self.carry.z_H[rows], self.carry.z_L[rows])
+        out = self.model(part, self.inputs[rows], self.puzzle_ids[rows])
+        self.carry = Carry(self.carry.z_H.index_put((rows,), out.carry.z_H),
+                           self.carry.z_L.index_put((rows,), out.carry.z_L))
+        self.segments = self.segments.index_put((rows,), self.segments[rows] + 1)
         return out
 
     def peek(self) -> SegmentOutput:

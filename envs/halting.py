@@ -1,0 +1,349 @@
+"""The halting MDP: one HRM segment per step; the action is continue or halt.
+
+``HaltingEnv`` is one puzzle per episode; ``HaltingVectorEnv`` runs ``num_envs`` puzzles on
+the segment engine with one batched forward per step and same-step autoreset. Both share
+``_HaltingCore`` (checkpoint, puzzle source, observations, rewards).
+
+Episode: ``reset`` draws a puzzle and runs its first segment. Action ``0`` = continue (run
+one more segment), ``1`` = halt (answer now). When a segment brings the puzzle to
+``max_segments`` the env halts by itself (``terminated``).
+
+Reward: every segment costs ``step_cost``; halting pays 1 for an exactly correct answer
+(``reward="exact"``) or the fraction of correct cells (``reward="cell"``). Per step:
+``-step_cost`` (the segment run before this decision), plus the answer's pay on the step
+that ends the episode (and ``-step_cost`` more when that step ran the final segment). The
+return of an episode of k segments is ``pay - step_cost * k``.
+
+Observation (``obs_mode``):
+
+* ``"features"``: ``Box(8,)`` float32 =
+  ``[q_halt, q_continue, segment / max_segments, mean confidence, min confidence,
+  fraction of cells with confidence < 0.9, fraction of cells changed since the last
+  segment, constraint violations / cells]`` (confidence = max softmax probability per cell;
+  q logits clipped to +-30; violations from the task's verifier, at most 4).
+* ``"latent"``: ``Box(8 + hidden,)``: the features, then H's state at the Q-head position.
+* ``"dict"``: ``{"features": Box(8,), "latent": Box(hidden,)}``.
+
+``info``: ``prediction`` (decoded answer, e.g. digits), ``is_success`` (exactly correct),
+``cell_accuracy``, ``segments`` (used so far).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from gymnasium import spaces
+from gymnasium.vector import AutoresetMode, VectorEnv
+
+from hrm_rl.checkpoint import load_checkpoint
+from hrm_rl.data import ShuffledSource
+from hrm_rl.device import resolve_device
+from hrm_rl.model import SegmentOutput
+from hrm_rl.segment_engine import SegmentEngine
+from hrm_rl.envs.rendering import render_rgb
+
+N_FEATURES = 8
+_Q_CLIP = 30.0
+_OBS_MODES = ("features", "latent", "dict")
+_REWARDS = ("exact", "cell")
+
+
+class _HaltingCore:
+    """Checkpoint, puzzles, engine and the observation/reward maps shared by both envs."""
+
+    def __init__(self, num_envs: int, checkpoint: str | Path, split: str,
+                 max_segments: int | None, step_cost: float, reward: str, obs_mode: str,
+                 device: str) -> None:
+        if obs_mode not in _OBS_MODES:
+            raise ValueError(f"obs_mode must be one of {_OBS_MODES}, got {obs_mode!r}")
+        if reward not in _REWARDS:
+            raise ValueError(f"reward must be one of {_REWARDS}, got {reward!r}")
+        if not (isinstance(step_cost, (int, float)) and 0 <= step_cost <= 1):
+            raise ValueError(f"step_cost must be a number in [0, 1], got {step_cost!r}")
+        if num_envs < 1:
+            raise ValueError(f"num_envs must be >= 1, got {num_envs}")
+        self.device = resolve_device(device)
+        ckpt = load_checkpoint(checkpoint, self.device)
+        self.task, self.model = ckpt.task, ckpt.model
+        default_max = ckpt.config.train.halt_max_steps
+        self.max_segments = default_max if max_segments is None else max_segments
+        if not isinstance(self.max_segments, int) or self.max_segments < 1:
+            raise ValueError(f"max_segments must be an int >= 1, got {max_segments!r}")
+        self.step_cost, self.reward, self.obs_mode = float(step_cost), reward, obs_mode
+        self.puzzles = self._load_split(ckpt, split)
+        self.split = split
+        self.num_envs = num_envs
+        self.hidden = self.model.config.hidden_size
+        self.engine = self._new_engine(np.random.default_rng())
+        self.prev_pred = torch.zeros(num_envs, self.task.seq_len, dtype=torch.long,
+                                     device=self.device)
+        self.last: dict[str, torch.Tensor] = {}
+
+    def _load_split(self, ckpt, split: str):
+        if split == "test":
+            puzzles = ckpt.test_puzzles()
+            if puzzles is None:
+                raise ValueError(f"checkpoint {ckpt.path} has no held-out puzzles (test.csv); "
+                                 "pass split=<path to a CSV of puzzles>")
+            return puzzles
+        if Path(split).is_file():
+            return self.task.read_csv(split)
+        raise ValueError(f"split must be 'test' or the path of a puzzle CSV, got {split!r}")
+
+    def _new_engine(self, rng: np.random.Generator) -> SegmentEngine:
+        return SegmentEngine(self.model, ShuffledSource(self.puzzles, rng), self.num_envs,
+                             self.device)
+
+    # spaces ------------------------------------------------------------------------
+    def observation_space(self) -> spaces.Space:
+        low = np.array([-_Q_CLIP, -_Q_CLIP, 0, 0, 0, 0, 0, 0], dtype=np.float32)
+        high = np.array([_Q_CLIP, _Q_CLIP, 1, 1, 1, 1, 1, 4], dtype=np.float32)
+        features = spaces.Box(low, high, dtype=np.float32)
+        bound = math.sqrt(self.hidden) * 1.001
+        latent = spaces.Box(-bound, bound, (self.hidden,), dtype=np.float32)
+        if self.obs_mode == "features":
+            return features
+        if self.obs_mode == "latent":
+            return spaces.Box(np.concatenate([low, latent.low]),
+                              np.concatenate([high, latent.high]), dtype=np.float32)
+        return spaces.Dict({"features": features, "latent": latent})
+
+    # per-segment bookkeeping -------------------------------------------------------------
+    def record(self, out: SegmentOutput, rows: torch.Tensor | None = None,
+               fresh: torch.Tensor | None = None) -> None:
+        """Turn a segment's outputs into the state behind observations, rewards and infos.
+
+        ``rows`` limits the update to those row indices (``out`` then has those rows only);
+        ``fresh`` marks rows whose puzzle just started (nothing "changed" on a first segment).
+        """
+        logits = out.logits.float()
+        conf, pred = logits.softmax(-1).max(-1)
+        labels = self.engine.labels if rows is None else self.engine.labels[rows]
+        segments = self.engine.segments if rows is None else self.engine.segments[rows]
+        prev = self.prev_pred if rows is None else self.prev_pred[rows]
+        changed = (pred != prev).float().mean(-1)
+        first = segments == 1 if fresh is None else fresh
+        changed = torch.where(first, torch.zeros_like(changed), changed)
+        cells = float(self.task.seq_len)
+        features = torch.stack([
+            out.q_halt.clamp(-_Q_CLIP, _Q_CLIP), out.q_continue.clamp(-_Q_CLIP, _Q_CLIP),
+            segments.float() / self.max_segments, conf.mean(-1), conf.min(-1).values,
+            (conf < 0.9).float().mean(-1), changed,
+            (self.task.violations(pred).float() / cells).clamp(0, 4),
+        ], dim=-1)
+        bound = math.sqrt(self.hidden)
+        state = {
+            "features": features, "latent": out.h_state.float().clamp(-bound, bound),
+            "pred": pred, "correct": self.task.is_correct(pred, labels),
+            "cell": self.task.cell_accuracy(pred, labels), "segments": segments,
+        }
+        if rows is None:
+            self.last = state
+            self.prev_pred = pred
+        else:
+            for key, value in state.items():
+                self.last[key] = self.last[key].index_put((rows,), value)
+            self.prev_pred = self.prev_pred.index_put((rows,), pred)
+
+    def pay(self) -> torch.Tensor:
+        """``(n,)`` what halting now would pay (before step costs)."""
+        return self.last["correct"].float() if self.reward == "exact" else self.last["cell"]
+
+    def observations(self, index: np.ndarray | slice = slice(None)) -> Any:
+        feats = self.last["features"][index].cpu().numpy().copy()  # fresh arrays every call
+        if self.obs_mode == "features":
+            return feats
+        latent = self.last["latent"][index].cpu().numpy().copy()
+        if self.obs_mode == "latent":
+            return np.concatenate([feats, latent], axis=-1)
+        return {"features": feats, "latent": latent}
+
+    def infos(self, index: np.ndarray | slice = slice(None)) -> dict[str, np.ndarray]:
+        return {
+            "prediction": self.task.decode(self.last["pred"][index]),
+            "is_success": self.last["correct"][index].cpu().numpy().copy(),
+            "cell_accuracy": self.last["cell"][index].cpu().numpy().astype(np.float64),
+            "segments": self.last["segments"][index].cpu().numpy().copy(),
+        }
+
+    def render(self, row: int, mode: str) -> str | np.ndarray:
+        inputs = self.engine.inputs[row].cpu().numpy()
+        pred = self.last["pred"][row].cpu().numpy()
+        labels = self.engine.labels[row].cpu().numpy()
+        if mode == "ansi":
+            seg = int(self.last["segments"][row])
+            verdict = "correct" if bool(self.last["correct"][row]) else "wrong"
+            return f"segment {seg}/{self.max_segments} ({verdict})\n" + \
+                self.task.render(inputs, pred, labels) + "\n"
+        return render_rgb(self.task, inputs, pred, labels)
+
+
+def _check_actions(actions: Any, n: int, space: spaces.Space) -> np.ndarray:
+    a = np.asarray(actions)
+    if a.shape == () and n == 1:
+        a = a.reshape(1)
+    if a.shape != (n,) or not np.issubdtype(a.dtype, np.integer) and not np.all(a == a.astype(int)):
+        raise ValueError(f"actions must be {n} integers in {{0, 1}}; got {actions!r}")
+    a = a.astype(np.int64)
+    if np.any((a < 0) | (a > 1)):
+        raise ValueError(f"actions must be 0 (continue) or 1 (halt); got {actions!r}")
+    return a
+
+
+class HaltingEnv(gym.Env):
+    metadata = {"render_modes": ["ansi", "rgb_array"], "render_fps": 2}
+
+    def __init__(self, checkpoint: str | Path = "sudoku4", split: str = "test",
+                 max_segments: int | None = None, step_cost: float = 0.01,
+                 reward: str = "exact", obs_mode: str = "features", device: str = "cpu",
+                 render_mode: str | None = None) -> None:
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or "
+                             f"None, got {render_mode!r}")
+        self.core = _HaltingCore(1, checkpoint, split, max_segments, step_cost, reward,
+                                 obs_mode, device)
+        self.render_mode = render_mode
+        self.observation_space = self.core.observation_space()
+        self.action_space = spaces.Discrete(2)
+        self._done = True
+
+    def _obs(self) -> Any:
+        obs = self.core.observations(0)
+        return obs
+
+    def _info(self) -> dict[str, Any]:
+        info = self.core.infos(0)
+        return {"prediction": info["prediction"], "is_success": bool(info["is_success"]),
+                "cell_accuracy": float(info["cell_accuracy"]), "segments": int(info["segments"])}
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        self.core.engine = self.core._new_engine(self.np_random)
+        with torch.inference_mode():
+            self.core.record(self.core.engine.step())
+        self._done = False
+        return self._obs(), self._info()
+
+    def step(self, action: Any):
+        if self._done:
+            raise RuntimeError("the episode has ended: call reset() before step()")
+        halt = bool(_check_actions(action, 1, self.action_space)[0])
+        core = self.core
+        reward = -core.step_cost
+        if not halt:
+            with torch.inference_mode():
+                core.record(core.engine.forward())
+            halt = int(core.last["segments"][0]) >= core.max_segments
+            if halt:
+                reward -= core.step_cost
+        if halt:
+            reward += float(core.pay()[0])
+            self._done = True
+        return self._obs(), reward, halt, False, self._info()
+
+    def render(self) -> str | np.ndarray | None:
+        if self.render_mode is None:
+            gym.logger.warn("render() called without a render_mode; pass render_mode='ansi' "
+                            "or 'rgb_array' to gym.make")
+            return None
+        return self.core.render(0, self.render_mode)
+
+
+HaltingEnv.__doc__ = "One puzzle per episode, one HRM segment per step.\n" + __doc__
+
+
+class HaltingVectorEnv(VectorEnv):
+    """``num_envs`` halting episodes with one batched segment forward per step.
+
+    Same-step autoreset: a row that ends its episode returns the first observation of its
+    next puzzle, with the terminal observation and info in ``infos["final_obs"]`` and
+    ``infos["final_info"]`` (masks ``_final_obs``/``_final_info``). See ``HaltingEnv`` for
+    the observation layout and reward.
+    """
+
+    metadata = {"render_modes": ["ansi", "rgb_array"], "render_fps": 2,
+                "autoreset_mode": AutoresetMode.SAME_STEP}
+
+    def __init__(self, num_envs: int = 1, checkpoint: str | Path = "sudoku4",
+                 split: str = "test", max_segments: int | None = None, step_cost: float = 0.01,
+                 reward: str = "exact", obs_mode: str = "features", device: str = "cpu",
+                 render_mode: str | None = None) -> None:
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or "
+                             f"None, got {render_mode!r}")
+        self.core = _HaltingCore(num_envs, checkpoint, split, max_segments, step_cost, reward,
+                                 obs_mode, device)
+        self.num_envs = num_envs
+        self.render_mode = render_mode
+        self.single_observation_space = self.core.observation_space()
+        self.single_action_space = spaces.Discrete(2)
+        self.observation_space = gym.vector.utils.batch_space(self.single_observation_space,
+                                                              num_envs)
+        self.action_space = gym.vector.utils.batch_space(self.single_action_space, num_envs)
+        self._np_random = None
+        self._started = False
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        if seed is not None or self._np_random is None:
+            self._np_random, _ = gym.utils.seeding.np_random(seed)
+        self.core.engine = self.core._new_engine(self._np_random)
+        with torch.inference_mode():
+            self.core.record(self.core.engine.step())
+        self._started = True
+        return self.core.observations(), self.core.infos()
+
+    def step(self, actions: Any):
+        if not self._started:
+            raise RuntimeError("call reset() before step()")
+        core, n = self.core, self.num_envs
+        halt_np = _check_actions(actions, n, self.single_action_space).astype(bool)
+        rewards = np.full(n, -core.step_cost, dtype=np.float64)
+        done = halt_np.copy()
+        final_obs = np.full(n, None, dtype=object)
+        final_info: dict[str, np.ndarray] = {}
+        if halt_np.any():
+            idx = np.flatnonzero(halt_np)
+            rewards[idx] += core.pay().cpu().numpy()[idx]
+            self._put_final(final_obs, final_info, idx)
+        with torch.inference_mode():
+            halt = torch.from_numpy(halt_np).to(core.device)
+            core.record(core.engine.step(halt), fresh=halt)
+            auto = (~halt & (core.last["segments"] >= core.max_segments)).cpu().numpy()
+            if auto.any():
+                idx = np.flatnonzero(auto)
+                rewards[idx] += core.pay().cpu().numpy()[idx] - core.step_cost
+                self._put_final(final_obs, final_info, idx)
+                rows = torch.from_numpy(idx).to(core.device)
+                mask = torch.from_numpy(auto).to(core.device)
+                core.engine.replace(mask)
+                core.record(core.engine.forward(rows), rows=rows,
+                            fresh=torch.ones(len(idx), dtype=torch.bool, device=core.device))
+                done |= auto
+        infos: dict[str, Any] = core.infos()
+        if done.any():
+            infos["final_obs"], infos["_final_obs"] = final_obs, done.copy()
+            infos["final_info"], infos["_final_info"] = final_info, done.copy()
+        return (core.observations(), rewards, done, np.zeros(n, dtype=bool), infos)
+
+    def _put_final(self, final_obs: np.ndarray, final_info: dict, idx: np.ndarray) -> None:
+        obs = self.core.observations(idx)
+        for j, i in enumerate(idx):
+            final_obs[i] = ({k: v[j] for k, v in obs.items()} if isinstance(obs, dict)
+                            else obs[j])
+        for key, value in self.core.infos(idx).items():
+            if key not in final_info:
+                final_info[key] = np.zeros((self.num_envs, *value.shape[1:]), dtype=value.dtype)
+                final_info["_" + key] = np.zeros(self.num_envs, dtype=bool)
+            final_info[key][idx] = value
+            final_info["_" + key][idx] = True
+
+    def render(self) -> tuple | None:
+        if self.render_mode is None:
+            gym.logger.warn("render() called without a render_mode")
+            return None
+        return tuple(self.core.render(i, self.render_mode) for i in range(self.num_envs))

@@ -1,0 +1,170 @@
+"""The halting environments: Gymnasium/SB3 contracts, rewards, autoreset, determinism."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import warnings
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+
+import hrm_rl  # noqa: F401  (registers the envs)
+from hrm_rl.agents.act_trainer import ACTTrainer
+from hrm_rl.envs.halting import N_FEATURES, HaltingEnv, HaltingVectorEnv
+from tests.test_trainer import tiny_config
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory):
+    """A tiny trained core saved with its held-out puzzles (test.csv)."""
+    tmp = tmp_path_factory.mktemp("envckpt")
+    trainer = ACTTrainer(tiny_config(tmp, "train.steps=30", "train.eval_every=1000",
+                                     "train.checkpoint_every=1000"), tmp / "run", progress=False)
+    trainer.fit()
+    return str(tmp / "run")
+
+
+@pytest.mark.parametrize("obs_mode", ["features", "latent", "dict"])
+def test_gymnasium_and_sb3_checkers_pass_without_warnings(ckpt, obs_mode):
+    from stable_baselines3.common.env_checker import check_env as sb3_check_env
+
+    env = HaltingEnv(checkpoint=ckpt, obs_mode=obs_mode)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        check_env(env.unwrapped, skip_render_check=True)
+        sb3_check_env(env, warn=True)
+
+
+def _rollout(env, seed, actions):
+    obs, _ = env.reset(seed=seed)
+    trace = [obs]
+    for a in actions:
+        obs, reward, term, trunc, info = env.step(a)
+        trace.append((obs, reward, term, info["segments"]))
+        if term:
+            obs, _ = env.reset()
+            trace.append(obs)
+    return trace
+
+
+def test_same_seed_same_puzzles_observations_and_rewards(ckpt):
+    actions = [0, 0, 1, 0, 1, 1, 0, 0, 0, 0, 1]
+    a = _rollout(HaltingEnv(checkpoint=ckpt), 3, actions)
+    b = _rollout(HaltingEnv(checkpoint=ckpt), 3, actions)
+    assert repr(a) == repr(b)
+    c = _rollout(HaltingEnv(checkpoint=ckpt), 4, actions)
+    assert repr(a) != repr(c)
+
+
+@pytest.mark.parametrize("reward", ["exact", "cell"])
+def test_return_is_pay_minus_cost_per_segment(ckpt, reward):
+    env = HaltingEnv(checkpoint=ckpt, step_cost=0.05, reward=reward, max_segments=3)
+    env.reset(seed=0)
+    total, term, info = 0.0, False, {}
+    while not term:
+        _, r, term, trunc, info = env.step(0)
+        total += r
+        assert not trunc
+    assert info["segments"] == 3  # halted by itself at max_segments
+    pay = float(info["is_success"]) if reward == "exact" else info["cell_accuracy"]
+    assert total == pytest.approx(pay - 0.05 * 3)
+    env.reset(seed=0)
+    _, r, term, _, info = env.step(1)
+    assert term and info["segments"] == 1
+    pay = float(info["is_success"]) if reward == "exact" else info["cell_accuracy"]
+    assert r == pytest.approx(pay - 0.05)
+
+
+def test_observation_carries_the_segment_fraction(ckpt):
+    env = HaltingEnv(checkpoint=ckpt, max_segments=4)
+    obs, _ = env.reset(seed=1)
+    assert obs.shape == (N_FEATURES,) and obs[2] == pytest.approx(0.25)
+    obs, *_ = env.step(0)
+    assert obs[2] == pytest.approx(0.5)
+
+
+def test_step_after_the_end_and_bad_actions_are_errors(ckpt):
+    env = HaltingEnv(checkpoint=ckpt)
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match="0 \\(continue\\) or 1 \\(halt\\)"):
+        env.step(2)
+    env.step(1)
+    with pytest.raises(RuntimeError, match="reset"):
+        env.step(0)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"obs_mode": "pixels"}, "obs_mode"), ({"reward": "dense"}, "reward"),
+    ({"step_cost": -1}, "step_cost"), ({"max_segments": 0}, "max_segments"),
+    ({"split": "validation"}, "split"), ({"render_mode": "human"}, "render_mode"),
+    ({"checkpoint": "no-such-core"}, "no checkpoint"),
+])
+def test_bad_kwargs_raise_clear_errors(ckpt, kwargs, message):
+    kwargs = {"checkpoint": ckpt, **kwargs}
+    with pytest.raises((ValueError, FileNotFoundError), match=message):
+        HaltingEnv(**kwargs)
+
+
+def test_render_modes(ckpt):
+    env = HaltingEnv(checkpoint=ckpt, render_mode="ansi")
+    env.reset(seed=0)
+    text = env.render()
+    assert text.startswith("segment 1/") and text.count("\n") >= 4
+    env = HaltingEnv(checkpoint=ckpt, render_mode="rgb_array")
+    env.reset(seed=0)
+    frame = env.render()
+    assert frame.dtype == np.uint8 and frame.ndim == 3 and frame.shape[2] == 3
+    assert len(np.unique(frame.reshape(-1, 3), axis=0)) >= 3
+
+
+def test_vector_env_autoresets_in_the_same_step(ckpt):
+    venv = HaltingVectorEnv(num_envs=4, checkpoint=ckpt, max_segments=3, step_cost=0.1)
+    obs, info = venv.reset(seed=0)
+    assert obs.shape == (4, N_FEATURES) and venv.observation_space.contains(obs)
+    obs2, rewards, term, trunc, info = venv.step(np.array([1, 0, 0, 1]))
+    assert term.tolist() == [True, False, False, True] and not trunc.any()
+    assert info["_final_obs"].tolist() == [True, False, False, True]
+    assert info["final_obs"][0].shape == (N_FEATURES,) and info["final_obs"][1] is None
+    assert info["final_info"]["_is_success"].tolist() == [True, False, False, True]
+    assert obs2[0, 2] == pytest.approx(1 / 3)       # a new puzzle's first segment
+    assert obs2[1, 2] == pytest.approx(2 / 3)
+    assert rewards[1] == pytest.approx(-0.1)
+    obs3, rewards, term, _, info = venv.step(np.zeros(4, dtype=np.int64))
+    assert term.tolist() == [False, True, True, False]  # rows 1, 2 reached max_segments
+    assert info["final_info"]["segments"][1] == 3
+    assert obs3[1, 2] == pytest.approx(1 / 3)
+    assert obs2[1, 2] == pytest.approx(2 / 3), "earlier observations must not be overwritten"
+
+
+def test_vector_env_is_deterministic_and_matches_its_spaces(ckpt):
+    def run(seed):
+        venv = HaltingVectorEnv(num_envs=3, checkpoint=ckpt, obs_mode="dict")
+        venv.action_space.seed(seed)
+        out = [venv.reset(seed=seed)[0]]
+        for _ in range(6):
+            obs, r, *_ = venv.step(venv.action_space.sample())
+            assert venv.observation_space.contains(obs)
+            out.append((obs, r))
+        return repr(out)
+
+    assert run(5) == run(5)
+
+
+def test_registration_single_and_vector(ckpt):
+    env = gym.make("HRM-Sudoku-v0", checkpoint=ckpt)
+    assert isinstance(env.unwrapped, HaltingEnv)
+    venv = gym.make_vec("HRM-Sudoku-v0", num_envs=8, checkpoint=ckpt)
+    assert isinstance(venv, HaltingVectorEnv) and venv.num_envs == 8
+    venv.reset(seed=0)
+    venv.step(np.zeros(8, dtype=np.int64))
+
+
+def test_module_prefixed_id_needs_no_prior_import(ckpt):
+    code = ("import gymnasium as gym; "
+            f"env = gym.make('hrm_rl:HRM-Sudoku-v0', checkpoint={ckpt!r}); "
+            "print(type(env.unwrapped).__name__)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "HaltingEnv"
