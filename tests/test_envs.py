@@ -168,3 +168,17 @@ def test_module_prefixed_id_needs_no_prior_import(ckpt):
             "print(type(env.unwrapped).__name__)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "HaltingEnv"
+
+
+def test_default_env_uses_the_bundled_core_and_halting_is_a_real_decision():
+    env = gym.make("HRM-Sudoku-v0")
+    first = last = 0
+    for seed in range(40):
+        _, info = env.reset(seed=seed)
+        first += info["is_success"]
+        term = False
+        while not term:
+            _, _, term, _, info = env.step(0)
+        last += info["is_success"]
+        assert info["segments"] == env.unwrapped.core.max_segments == 8
+    assert last > first + 8  # accuracy after the last segment clearly above the first

@@ -119,3 +119,19 @@ def test_exploration_draws_minimum_segments_per_episode(tmp_path):
     trainer = ACTTrainer(tiny_config(tmp_path, "train.halt_exploration_prob=0.0"), None,
                          progress=False)
     assert torch.all(trainer._draw_min_segments(100) == 1)
+
+
+def test_eval_cli_on_the_bundled_core_with_zero_blanks(tmp_path, capsys):
+    from hrm_rl.checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint("sudoku4")
+    puzzles = ckpt.test_puzzles().take(slice(0, 50))
+    grids = ckpt.task.decode(puzzles.inputs)
+    answers = ckpt.task.decode(puzzles.labels)
+    rows = ["source,question,answer,rating"] + [
+        f"mine,{''.join(map(str, q))},{''.join(map(str, a))},0" for q, a in zip(grids, answers)]
+    (tmp_path / "my.csv").write_text("\n".join(rows) + "\n")
+    assert main(["eval", "sudoku4", "--data", str(tmp_path / "my.csv"), "--no-progress"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["n"] == 50 and len(out["exact_by_segment"]) == 8
+    assert out["exact_by_segment"][-1] > out["exact_by_segment"][0]
