@@ -183,12 +183,17 @@ class _HaltingCore:
         return render_rgb(self.task, inputs, pred, labels)
 
 
-def _check_actions(actions: Any, n: int, space: spaces.Space) -> np.ndarray:
+def _check_actions(actions: Any, n: int) -> np.ndarray:
+    """``actions`` as ``(n,)`` int64 in {0, 1}, or a ValueError saying what was wrong."""
     a = np.asarray(actions)
     if a.shape == () and n == 1:
         a = a.reshape(1)
-    if a.shape != (n,) or not np.issubdtype(a.dtype, np.integer) and not np.all(a == a.astype(int)):
-        raise ValueError(f"actions must be {n} integers in {{0, 1}}; got {actions!r}")
+    try:
+        ok = a.shape == (n,) and np.all(a == a.astype(np.int64))
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise ValueError(f"actions must be {n} integer(s) in {{0, 1}}; got {actions!r}")
     a = a.astype(np.int64)
     if np.any((a < 0) | (a > 1)):
         raise ValueError(f"actions must be 0 (continue) or 1 (halt); got {actions!r}")
@@ -213,8 +218,7 @@ class HaltingEnv(gym.Env):
         self._done = True
 
     def _obs(self) -> Any:
-        obs = self.core.observations(0)
-        return obs
+        return self.core.observations(0)
 
     def _info(self) -> dict[str, Any]:
         info = self.core.infos(0)
@@ -232,7 +236,7 @@ class HaltingEnv(gym.Env):
     def step(self, action: Any):
         if self._done:
             raise RuntimeError("the episode has ended: call reset() before step()")
-        halt = bool(_check_actions(action, 1, self.action_space)[0])
+        halt = bool(_check_actions(action, 1)[0])
         core = self.core
         reward = -core.step_cost
         if not halt:
@@ -301,7 +305,7 @@ class HaltingVectorEnv(VectorEnv):
         if not self._started:
             raise RuntimeError("call reset() before step()")
         core, n = self.core, self.num_envs
-        halt_np = _check_actions(actions, n, self.single_action_space).astype(bool)
+        halt_np = _check_actions(actions, n).astype(bool)
         rewards = np.full(n, -core.step_cost, dtype=np.float64)
         done = halt_np.copy()
         final_obs = np.full(n, None, dtype=object)
