@@ -113,11 +113,7 @@ class ACTTrainer:
         self.progress = progress
         self.task: Task = make_task(config.task)
         self.train_set, self.test_set = splits or build_splits(self.task, config.data, progress)
-        model_cfg = config.model
-        model_cfg.vocab_size = self.task.vocab_size
-        model_cfg.seq_len = self.task.seq_len
-        model_cfg.num_puzzle_ids = self.task.num_puzzle_ids
-        self.model = HRM(model_cfg).to(self.device)
+        self.model = HRM(config.model.fit_to(self.task)).to(self.device)
         self.forward_model = torch.compile(self.model) if tcfg.compile else self.model
         self.optimizer = self._make_optimizer()
         augment = self.task.augment if config.data.augment else None

@@ -79,7 +79,7 @@ class _HaltingCore:
         self.split = split
         self.num_envs = num_envs
         self.hidden = self.model.config.hidden_size
-        self.engine = self._new_engine(np.random.default_rng())
+        self.engine: SegmentEngine | None = None  # built by reset(), seeded there
         self.prev_pred = torch.zeros(num_envs, self.task.seq_len, dtype=torch.long,
                                      device=self.device)
         self.last: dict[str, torch.Tensor] = {}
@@ -312,7 +312,7 @@ class HaltingVectorEnv(VectorEnv):
         final_info: dict[str, np.ndarray] = {}
         if halt_np.any():
             idx = np.flatnonzero(halt_np)
-            rewards[idx] += core.pay().cpu().numpy()[idx]
+            rewards[idx] += core.pay()[torch.from_numpy(idx)].cpu().numpy()
             self._put_final(final_obs, final_info, idx)
         with torch.inference_mode():
             halt = torch.from_numpy(halt_np).to(core.device)
@@ -320,7 +320,7 @@ class HaltingVectorEnv(VectorEnv):
             auto = (~halt & (core.last["segments"] >= core.max_segments)).cpu().numpy()
             if auto.any():
                 idx = np.flatnonzero(auto)
-                rewards[idx] += core.pay().cpu().numpy()[idx] - core.step_cost
+                rewards[idx] += core.pay()[torch.from_numpy(idx)].cpu().numpy() - core.step_cost
                 self._put_final(final_obs, final_info, idx)
                 rows = torch.from_numpy(idx).to(core.device)
                 mask = torch.from_numpy(auto).to(core.device)

@@ -59,9 +59,7 @@ def _cmd_params(args: argparse.Namespace) -> int:
 
     config = load_config(args.config, args.set)
     task = make_task(config.task)
-    config.model.vocab_size, config.model.seq_len = task.vocab_size, task.seq_len
-    config.model.num_puzzle_ids = task.num_puzzle_ids
-    print(f"{HRM(config.model).num_parameters():,}")
+    print(f"{HRM(config.model.fit_to(task)).num_parameters():,}")
     return 0
 
 

@@ -50,6 +50,12 @@ class ModelConfig:
     seq_len: int = 0
     num_puzzle_ids: int = 0
 
+    def fit_to(self, task: Any) -> ModelConfig:
+        """Take ``vocab_size``, ``seq_len`` and ``num_puzzle_ids`` from ``task``; returns self."""
+        self.vocab_size, self.seq_len = task.vocab_size, task.seq_len
+        self.num_puzzle_ids = task.num_puzzle_ids
+        return self
+
     def validate(self) -> None:
         _require(self.kind == "hrm", "model.kind", f"must be 'hrm', got {self.kind!r}")
         _require(self.hidden_size % self.num_heads == 0, "model.hidden_size",
