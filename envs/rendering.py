@@ -1,7 +1,9 @@
 """Pictures of puzzles for ``render_mode="rgb_array"`` (numpy only, no font files).
 
-Grid tasks are drawn as cells with a 3x5 bitmap digit each: givens black, predicted cells
-blue when right and red when wrong (answers unknown to the renderer stay blue).
+Symbol grids (Sudoku) are drawn as cells with a 3x5 bitmap digit each: givens black,
+predicted cells blue when right and red when wrong (answers unknown to the renderer stay
+blue). Colour grids (maze, ARC) come from the task's ``cell_colors``, one pixel per cell,
+scaled up here.
 """
 
 from __future__ import annotations
@@ -27,6 +29,9 @@ def _glyph(ch: str) -> np.ndarray:
 def render_rgb(task, inputs: np.ndarray, prediction: np.ndarray,
                labels: np.ndarray | None) -> np.ndarray:
     """``(H, W, 3)`` uint8 picture of one grid puzzle and its predicted answer."""
+    colors = task.cell_colors(inputs, prediction, labels)
+    if colors is not None:
+        return _scale_cells(colors)
     given = task.decode(inputs)
     pred = task.decode(prediction)
     truth = task.decode(labels) if labels is not None else None
@@ -49,4 +54,12 @@ def render_rgb(task, inputs: np.ndarray, prediction: np.ndarray,
         y = r * CELL + (CELL - glyph.shape[0]) // 2 + 1
         x = c * CELL + (CELL - glyph.shape[1]) // 2 + 1
         img[y:y + glyph.shape[0], x:x + glyph.shape[1]][glyph] = color
+    return img
+
+
+def _scale_cells(colors: np.ndarray) -> np.ndarray:
+    """Blow a one-pixel-per-cell picture up to ``CELL``-pixel cells with grey grid lines."""
+    img = np.kron(colors, np.ones((CELL, CELL, 1), dtype=np.uint8)).astype(np.uint8)
+    img[::CELL, :] = 128
+    img[:, ::CELL] = 128
     return img

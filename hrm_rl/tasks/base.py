@@ -114,6 +114,16 @@ class Task(ABC):
     def render(self, inputs: np.ndarray, prediction: np.ndarray, labels: np.ndarray | None) -> str:
         """Text picture of one puzzle (``(seq_len,)`` arrays), marking wrong cells."""
 
+    def cell_colors(self, inputs: np.ndarray, prediction: np.ndarray,
+                    labels: np.ndarray | None) -> np.ndarray | None:
+        """Colour picture of one puzzle for ``rgb_array`` rendering, or None.
+
+        Tasks whose cells are colours rather than symbols (maze, ARC) return a
+        ``(rows, cols, 3)`` uint8 array, one pixel per cell, marking wrong cells; the env
+        scales it up. The default None makes the renderer draw symbols (Sudoku digits).
+        """
+        return None
+
     def is_correct(self, tokens: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """``(n,)`` bool: whether each predicted answer is exactly right.
 
