@@ -47,7 +47,11 @@ from hrm_rl.model import SegmentOutput
 from hrm_rl.segment_engine import SegmentEngine
 from hrm_rl.envs.rendering import render_rgb
 
-N_FEATURES = 8
+FEATURE_NAMES = ("q_halt", "q_continue", "segment_fraction", "mean_confidence",
+                 "min_confidence", "low_confidence_fraction", "changed_fraction",
+                 "violations")
+"""Names of the ``features`` observation entries, in order (policies index by name)."""
+N_FEATURES = len(FEATURE_NAMES)
 _Q_CLIP = 30.0
 _OBS_MODES = ("features", "latent", "dict")
 _REWARDS = ("exact", "cell")
@@ -250,6 +254,14 @@ class HaltingEnv(gym.Env):
             self._done = True
         return self._obs(), reward, halt, False, self._info()
 
+    def current_correct(self) -> np.ndarray:
+        """``(1,)`` bool: whether the current answer is exactly right.
+
+        This reads the target: it exists for oracle baselines (``OraclePolicy``), never for
+        a policy that claims to be learned.
+        """
+        return self.core.last["correct"].cpu().numpy().copy()
+
     def render(self) -> str | np.ndarray | None:
         if self.render_mode is None:
             gym.logger.warn("render() called without a render_mode; pass render_mode='ansi' "
@@ -345,6 +357,13 @@ class HaltingVectorEnv(VectorEnv):
                 final_info["_" + key] = np.zeros(self.num_envs, dtype=bool)
             final_info[key][idx] = value
             final_info["_" + key][idx] = True
+
+    def current_correct(self) -> np.ndarray:
+        """``(num_envs,)`` bool: whether each row's current answer is exactly right.
+
+        This reads the targets: it exists for oracle baselines (``OraclePolicy``) only.
+        """
+        return self.core.last["correct"].cpu().numpy().copy()
 
     def render(self) -> tuple | None:
         if self.render_mode is None:

@@ -1,7 +1,9 @@
-"""The ``hrm-rl`` command line: train, eval, params, demo.
+"""The ``hrm-rl`` command line: train, eval, halt, params, demo.
 
     hrm-rl train configs/sudoku4-tiny.yaml --set train.steps=500
     hrm-rl eval sudoku4 --data puzzles.csv --max-segments 8
+    hrm-rl halt train --algo ppo --timesteps 200000 --env-kwargs step_cost=0.01
+    hrm-rl halt eval --policies qhead,fixed:4,threshold:0.9,oracle
     hrm-rl params configs/sudoku9-extreme.yaml
     hrm-rl demo
 """
@@ -149,6 +151,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", choices=("fp32", "bf16"))
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_cmd_eval)
+
+    from hrm_rl.agents.halt_cli import add_parser as add_halt_parser
+
+    add_halt_parser(sub)
 
     p = sub.add_parser("params", help="print a config's parameter count")
     p.add_argument("config")

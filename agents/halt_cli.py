@@ -1,0 +1,179 @@
+"""``hrm-rl halt train|eval``: outside policies learn and are compared on halting.
+
+    hrm-rl halt train --env HRM-Sudoku-v0 --algo ppo --timesteps 200000 --num-envs 256 \\
+        --env-kwargs step_cost=0.01
+    hrm-rl halt eval --env HRM-Sudoku-v0 \\
+        --policies qhead,fixed:1,fixed:8,threshold:0.9,random:0.3,oracle,ppo:runs/halt-ppo-.../model.zip
+
+``train`` logs SB3's own metrics and ``halt/*`` (accuracy, mean segments, reward, a
+segments histogram) to TensorBoard, shows a progress bar, saves ``model.zip`` and finishes
+by scoring the trained policy against the Q-head and the fixed-k policies on every
+held-out puzzle. ``eval`` prints a table (or ``--json``) and writes ``pareto.png`` plus
+the same figure as a TensorBoard image.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+_ALGO_DEFAULTS: dict[str, dict[str, Any]] = {
+    # Rollouts of num_envs x n_steps; episodes last a few steps, so short rollouts suffice.
+    "ppo": {"n_steps": 16, "batch_size": 1024, "n_epochs": 4, "learning_rate": 1e-3,
+            "gamma": 1.0, "gae_lambda": 0.95, "ent_coef": 0.0},
+    "a2c": {"n_steps": 8, "learning_rate": 1e-3, "gamma": 1.0},
+    "dqn": {"learning_starts": 2000, "buffer_size": 200_000, "batch_size": 256,
+            "train_freq": 1, "gradient_steps": 4, "target_update_interval": 500,
+            "exploration_fraction": 0.3, "learning_rate": 5e-4, "gamma": 1.0},
+}
+
+
+def parse_kwargs(items: list[str], what: str) -> dict[str, Any]:
+    """``["a=1", "b=x"]`` -> ``{"a": 1, "b": "x"}`` (values parsed as YAML scalars)."""
+    out: dict[str, Any] = {}
+    for item in items:
+        for part in item.split(","):
+            if not part.strip():
+                continue
+            key, sep, raw = part.partition("=")
+            if not sep or not key.strip():
+                raise ValueError(f"{what}: {part!r} must look like key=value")
+            out[key.strip()] = yaml.safe_load(raw)
+    return out
+
+
+def _run_dir(base: str, algo: str) -> Path:
+    return Path(base) / f"halt-{algo}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    import stable_baselines3 as sb3
+    import torch
+    from stable_baselines3.common.vec_env import VecMonitor
+
+    from hrm_rl.agents.halting_eval import (evaluate_on_trace, family_curves, format_table,
+                                            record_trace)
+    from hrm_rl.agents.policies import QHeadPolicy
+    from hrm_rl.agents.sb3 import HaltingMetricsCallback, make_sb3_vec_env
+
+    if args.timesteps < 1:
+        raise ValueError(f"--timesteps must be >= 1, got {args.timesteps}")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    env_kwargs = parse_kwargs(args.env_kwargs, "--env-kwargs")
+    algo_kwargs = {**_ALGO_DEFAULTS[args.algo], **parse_kwargs(args.algo_kwargs, "--algo-kwargs")}
+    run_dir = Path(args.run_dir) if args.run_dir else _run_dir(args.out_dir, args.algo)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    venv = VecMonitor(make_sb3_vec_env(args.env, args.num_envs, **env_kwargs))
+    venv.seed(args.seed)
+    policy = "MultiInputPolicy" if env_kwargs.get("obs_mode") == "dict" else "MlpPolicy"
+    model = getattr(sb3, args.algo.upper())(policy, venv, seed=args.seed, verbose=0,
+                                             device="cpu", tensorboard_log=str(run_dir),
+                                             **algo_kwargs)
+    print(f"run folder: {run_dir}  (tensorboard --logdir {run_dir})", file=sys.stderr)
+    start = time.perf_counter()
+    model.learn(args.timesteps, callback=HaltingMetricsCallback(), tb_log_name=args.algo,
+                progress_bar=not args.no_progress)
+    seconds = time.perf_counter() - start
+    model.save(run_dir / "model.zip")
+    (run_dir / "train_args.json").write_text(json.dumps(
+        {"env": args.env, "algo": args.algo, "timesteps": args.timesteps,
+         "num_envs": args.num_envs, "env_kwargs": env_kwargs, "algo_kwargs": algo_kwargs,
+         "seed": args.seed}, indent=2, default=str))
+    summary: dict[str, Any] = {"run_dir": str(run_dir), "model": str(run_dir / "model.zip"),
+                               "train_seconds": round(seconds, 1),
+                               "timesteps": int(model.num_timesteps)}
+    if not args.no_eval:
+        trace = record_trace(args.env, **env_kwargs)
+        fixed = family_curves(trace)["fixed"]
+        best_fixed = max(fixed, key=lambda r: r.mean_reward)
+        rows = [evaluate_on_trace(model, trace, f"{args.algo}:trained"),
+                evaluate_on_trace(QHeadPolicy(), trace, "qhead"), best_fixed]
+        print(format_table(rows), file=sys.stderr)
+        summary["eval"] = [r.to_dict() for r in rows]
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from hrm_rl.agents.halting_eval import (evaluate_on_trace, family_curves, format_table,
+                                            record_trace, write_pareto)
+    from hrm_rl.agents.policies import OraclePolicy, parse_policy
+
+    env_kwargs = parse_kwargs(args.env_kwargs, "--env-kwargs")
+    specs = [s for s in args.policies.split(",") if s.strip()]
+    if not specs:
+        raise ValueError("--policies is empty")
+    trace = record_trace(args.env, n=args.episodes, seed=args.seed, **env_kwargs)
+    policies = {}
+    for spec in specs:  # the oracle is rebound to the trace's targets by evaluate_on_trace
+        target = _NoEnv() if spec.strip().lower() == "oracle" else None
+        policies[spec.strip()] = parse_policy(spec, trace.max_segments, target, args.seed)
+    results = [evaluate_on_trace(p, trace, name) for name, p in policies.items()]
+    curves = family_curves(trace)
+    out_dir = Path(args.out_dir) if args.out_dir else Path("runs") / \
+        f"halt-eval-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    png = write_pareto(results, curves, out_dir, f"{args.env}: step_cost {trace.step_cost:g}")
+    if args.json:
+        print(json.dumps({"env": args.env, "env_kwargs": env_kwargs, "episodes": trace.n,
+                          "step_cost": trace.step_cost, "max_segments": trace.max_segments,
+                          "results": [r.to_dict() for r in results],
+                          "curves": {k: [r.to_dict() for r in v] for k, v in curves.items()},
+                          "pareto_png": str(png), "tensorboard": str(out_dir)}, indent=2))
+    else:
+        print(format_table(results))
+        if any(isinstance(p, OraclePolicy) for p in policies.values()):
+            print("(oracle reads the targets: an upper bound, not a policy)")
+        print(f"\nPareto plot: {png}   TensorBoard: tensorboard --logdir {out_dir}")
+    return 0
+
+
+class _NoEnv:
+    """Placeholder target source; ``evaluate_on_trace`` rebinds the oracle to the trace."""
+
+    def current_correct(self):
+        raise RuntimeError("the oracle was not rebound to a trace")
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Add ``halt train`` and ``halt eval`` to the ``hrm-rl`` parser."""
+    halt = sub.add_parser("halt", help="outside policies control halting: train and compare")
+    hsub = halt.add_subparsers(dest="halt_command", required=True)
+
+    p = hsub.add_parser("train", help="train an SB3 policy on the batched halting env")
+    p.add_argument("--env", default="HRM-Sudoku-v0")
+    p.add_argument("--algo", choices=tuple(_ALGO_DEFAULTS), default="ppo")
+    p.add_argument("--timesteps", type=int, default=200_000, help="env steps, all rows summed")
+    p.add_argument("--num-envs", type=int, default=256)
+    p.add_argument("--env-kwargs", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="env options, e.g. step_cost=0.01 max_segments=8")
+    p.add_argument("--algo-kwargs", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="SB3 constructor options, e.g. learning_rate=3e-4")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--out-dir", default="runs")
+    p.add_argument("--run-dir", help="output folder (default runs/halt-<algo>-<timestamp>)")
+    p.add_argument("--no-eval", action="store_true", help="skip the final comparison")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_train)
+
+    p = hsub.add_parser("eval", help="compare halting policies on the same held-out puzzles")
+    p.add_argument("--env", default="HRM-Sudoku-v0")
+    p.add_argument("--policies", default="qhead,fixed:1,fixed:4,fixed:8,threshold:0.9,"
+                   "random:0.3,oracle",
+                   help="comma-separated: qhead, fixed:K, threshold:T, random:P, oracle, "
+                        "ppo:PATH, a2c:PATH, dqn:PATH")
+    p.add_argument("--env-kwargs", nargs="*", default=[], metavar="KEY=VALUE")
+    p.add_argument("--episodes", type=int, default=None,
+                   help="puzzles to score (default: the whole split, each once)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out-dir", help="where pareto.png and TensorBoard events go")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(func=cmd_eval)

@@ -1,0 +1,216 @@
+"""The SB3 adapter, the halting policies, trace replay and ``hrm-rl halt``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from stable_baselines3 import A2C, DQN, PPO
+from stable_baselines3.common.evaluation import evaluate_policy
+from stable_baselines3.common.vec_env import VecMonitor
+
+import hrm_rl  # noqa: F401
+from hrm_rl.agents.halting_eval import evaluate_on_trace, record_trace
+from hrm_rl.agents.policies import (FixedSegmentsPolicy, OraclePolicy, QHeadPolicy,
+                                    RandomPolicy, ThresholdPolicy, parse_policy)
+from hrm_rl.agents.sb3 import HaltingSB3VecEnv, make_sb3_vec_env
+from hrm_rl.cli import main
+
+ENV = "HRM-Sudoku-v0"
+
+
+@pytest.fixture(scope="module")
+def trace():
+    return record_trace(ENV, n=96, seed=3, step_cost=0.01)
+
+
+def _vec(n=8, **kw):
+    venv = make_sb3_vec_env(ENV, num_envs=n, **kw)
+    venv.seed(0)
+    return venv
+
+
+def test_vec_env_api_and_sparse_infos():
+    venv = _vec(8)
+    obs = venv.reset()
+    assert obs.shape == (8, 8) and obs.dtype == np.float32
+    assert len(venv.reset_infos) == 8 and "is_success" in venv.reset_infos[0]
+    assert venv.env_is_wrapped(gym.Wrapper) == [False] * 8
+    assert venv.env_is_wrapped(gym.Wrapper, indices=[1, 2]) == [False, False]
+    assert venv.get_attr("max_segments") == [8] * 8
+    ended = 0
+    for t in range(12):
+        actions = np.array([1 if (i + t) % 3 == 0 else 0 for i in range(8)])
+        obs, rewards, dones, infos = venv.step(actions)
+        assert rewards.dtype == np.float32 and dones.dtype == bool and len(infos) == 8
+        for i in range(8):
+            if dones[i]:
+                ended += 1
+                info = infos[i]
+                assert info["terminal_observation"].shape == (8,)
+                assert info["TimeLimit.truncated"] is False
+                assert isinstance(info["is_success"], bool)
+                assert 1 <= info["segments"] <= 8
+                # the returned observation is the next puzzle's first segment
+                assert obs[i][2] == pytest.approx(1 / 8)
+            else:
+                assert infos[i] == {}
+    assert ended > 0
+    with pytest.raises(ValueError, match="all rows"):
+        venv.set_attr("step_cost", 0.5, indices=[0])
+    venv.set_attr("step_cost", 0.02)
+    assert venv.get_attr("step_cost")[0] == 0.02
+
+
+def test_seed_reproducible():
+    def run():
+        venv = _vec(4)
+        venv.seed(7)
+        out = [venv.reset()]
+        for _ in range(5):
+            out.append(venv.step(np.array([0, 1, 0, 1]))[0])
+        return np.stack(out)
+
+    np.testing.assert_array_equal(run(), run())
+
+
+@pytest.mark.parametrize("algo", [PPO, A2C, DQN])
+def test_sb3_algorithms_train(algo, tmp_path):
+    venv = VecMonitor(_vec(8))
+    kwargs = {"n_steps": 8, "batch_size": 32} if algo is PPO else (
+        {"n_steps": 4} if algo is A2C else {"learning_starts": 16, "buffer_size": 500})
+    model = algo("MlpPolicy", venv, seed=0, device="cpu", **kwargs)
+    model.learn(64)
+    mean, _ = evaluate_policy(model, venv, n_eval_episodes=8)
+    assert -0.2 <= mean <= 1.0
+
+
+def test_dict_observations_with_multi_input_policy():
+    venv = _vec(4, obs_mode="dict")
+    model = PPO("MultiInputPolicy", venv, n_steps=4, batch_size=16, device="cpu", seed=0)
+    model.learn(16)
+    actions, _ = QHeadPolicy().predict(venv.reset())
+    assert actions.shape == (4,)
+
+
+def test_policies_predict_shapes_and_rules():
+    feats = np.zeros((3, 8), dtype=np.float32)
+    feats[:, 0] = [1.0, -1.0, 0.0]  # q_halt
+    feats[:, 1] = [0.0, 0.0, 0.5]   # q_continue
+    feats[:, 2] = [1 / 8, 3 / 8, 8 / 8]
+    feats[:, 4] = [0.95, 0.5, 0.99]
+    assert QHeadPolicy().predict(feats)[0].tolist() == [1, 0, 0]
+    assert FixedSegmentsPolicy(3, 8).predict(feats)[0].tolist() == [0, 1, 1]
+    assert ThresholdPolicy(0.9).predict(feats)[0].tolist() == [1, 0, 1]
+    single, _ = QHeadPolicy().predict(feats[0])
+    assert single.shape == () and int(single) == 1
+    latent = np.concatenate([feats, np.ones((3, 5), np.float32)], 1)
+    assert QHeadPolicy().predict(latent)[0].tolist() == [1, 0, 0]
+    assert QHeadPolicy().predict({"features": feats, "latent": latent})[0].tolist() == [1, 0, 0]
+    assert RandomPolicy(1.0).predict(feats)[0].tolist() == [1, 1, 1]
+    assert RandomPolicy(0.0).predict(feats)[0].tolist() == [0, 0, 0]
+    with pytest.raises(ValueError, match="shape"):
+        QHeadPolicy().predict(np.zeros((2, 3)))
+    with pytest.raises(ValueError, match="threshold must be in"):
+        ThresholdPolicy(1.5)
+    with pytest.raises(ValueError, match="k must be"):
+        FixedSegmentsPolicy(0, 8)
+
+
+def test_parse_policy_specs():
+    assert parse_policy("fixed:4", 8).k == 4
+    assert isinstance(parse_policy("qhead", 8), QHeadPolicy)
+    assert parse_policy("threshold:0.8:mean_confidence", 8).feature == "mean_confidence"
+    with pytest.raises(ValueError, match="unknown policy spec"):
+        parse_policy("greedy", 8)
+    with pytest.raises(ValueError, match="fixed:x"):
+        parse_policy("fixed:x", 8)
+    with pytest.raises(ValueError, match="needs the env"):
+        parse_policy("oracle", 8)
+    with pytest.raises(FileNotFoundError, match="no saved PPO model"):
+        parse_policy("ppo:/nonexistent/model.zip", 8)
+
+
+def test_fixed_policy_in_live_env_uses_k_segments():
+    venv = _vec(6)
+    obs = venv.reset()
+    policy = FixedSegmentsPolicy(3, 8)
+    segments = []
+    for _ in range(9):
+        obs, _, dones, infos = venv.step(policy.predict(obs)[0])
+        segments += [infos[i]["segments"] for i in np.flatnonzero(dones)]
+    assert segments and set(segments) == {3}
+
+
+def test_oracle_halts_on_first_correct_segment():
+    venv = _vec(6)
+    obs = venv.reset()
+    oracle = OraclePolicy(venv)
+    for _ in range(10):
+        obs, _, dones, infos = venv.step(oracle.predict(obs)[0])
+        for i in np.flatnonzero(dones):
+            if infos[i]["segments"] < 8:
+                assert infos[i]["is_success"]
+
+
+def test_trace_replay_matches_live_env(trace):
+    """Replaying a policy on the trace gives what the live env gives on the same puzzles."""
+    policy = ThresholdPolicy(0.9)
+    replay = evaluate_on_trace(policy, trace)
+    env = gym.make_vec(ENV, num_envs=trace.n, vectorization_mode="vector_entry_point",
+                       step_cost=0.01).unwrapped
+    obs, _ = env.reset(seed=3)
+    first = np.full(trace.n, -1.0)  # each row's first episode: success
+    segs = np.zeros(trace.n)
+    for _ in range(trace.max_segments):
+        obs, _, term, _, info = env.step(policy.predict(obs)[0])
+        for i in np.flatnonzero(term & (first < 0)):
+            first[i] = info["final_info"]["is_success"][i]
+            segs[i] = info["final_info"]["segments"][i]
+    assert (first >= 0).all()
+    assert replay.accuracy == pytest.approx(first.mean())
+    assert replay.mean_segments == pytest.approx(segs.mean())
+
+
+def test_trace_oracle_is_an_upper_bound(trace):
+    oracle = evaluate_on_trace(OraclePolicy(_vec(2)), trace, "oracle")
+    assert oracle.accuracy == pytest.approx(trace.correct.any(1).mean())
+    for k in range(1, trace.max_segments + 1):
+        fixed = evaluate_on_trace(FixedSegmentsPolicy(k, trace.max_segments), trace)
+        assert fixed.accuracy == pytest.approx(trace.correct[:, k - 1].mean())
+        assert fixed.mean_segments == k
+        assert oracle.accuracy >= fixed.accuracy
+
+
+def test_halt_cli_writes_tensorboard_tags(tmp_path, capsys):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run = tmp_path / "train"
+    assert main(["halt", "train", "--algo", "ppo", "--timesteps", "256", "--num-envs", "8",
+                 "--env-kwargs", "step_cost=0.01", "--algo-kwargs", "n_steps=16,batch_size=64",
+                 "--run-dir", str(run), "--no-progress", "--no-eval"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert Path(summary["model"]).is_file()
+    events = [p.parent for p in run.rglob("events.out.tfevents.*")]
+    acc = EventAccumulator(str(events[0]), size_guidance={"histograms": 0}).Reload()
+    tags = acc.Tags()
+    assert {"halt/accuracy", "halt/mean_segments", "halt/reward"} <= set(tags["scalars"])
+    assert "halt/segments" in tags["histograms"]
+
+    out = tmp_path / "eval"
+    assert main(["halt", "eval", "--policies", f"qhead,fixed:2,oracle,ppo:{summary['model']}",
+                 "--episodes", "64", "--out-dir", str(out), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert [r["policy"] for r in report["results"]][:3] == ["qhead", "fixed:2", "oracle"]
+    assert len(report["curves"]["fixed"]) == report["max_segments"]
+    assert (out / "pareto.png").stat().st_size > 1000
+    acc = EventAccumulator(str(out), size_guidance={"images": 0}).Reload()
+    assert "halt/pareto" in acc.Tags()["images"]
+
+
+def test_adapter_rejects_other_envs():
+    with pytest.raises(TypeError, match="HaltingVectorEnv"):
+        HaltingSB3VecEnv(gym.make("CartPole-v1"))
