@@ -1,7 +1,8 @@
-"""Token losses: softmax cross-entropy and the HRM reference's stablemax cross-entropy.
+"""Token losses (softmax and the HRM reference's stablemax cross-entropy) and TRM's halt loss.
 
-Both return per-position losses ``(batch, seq)`` with 0 at ignored positions, so callers
-choose the reduction (HRM: mean over a puzzle's supervised cells, summed over the batch).
+The token losses return per-position losses ``(batch, seq)`` with 0 at ignored positions, so
+callers choose the reduction (HRM: mean over a puzzle's supervised cells, summed over the
+batch). ``halt_bce_loss`` is TRM's halting loss: q_halt toward "the answer is right".
 """
 
 from __future__ import annotations
@@ -43,3 +44,20 @@ def softmax_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.T
 
 
 TOKEN_LOSSES = {"stablemax": stablemax_cross_entropy, "softmax": softmax_cross_entropy}
+
+
+def halt_bce_loss(q_halt: torch.Tensor, correct: torch.Tensor,
+                  reduction: str = "sum") -> torch.Tensor:
+    """TRM's halting loss: BCE of the ``q_halt`` logit toward exact correctness.
+
+    No continue target and no extra forward (TRM's ``no_ACT_continue``); halting is then
+    ``q_halt > 0``. HRM's ACT loss uses the same term next to its bootstrapped continue loss.
+
+    Args:
+        q_halt: ``(batch,)`` logits (float32). correct: ``(batch,)`` bool, whether each row's
+            predicted answer is exactly right (no gradient flows through it).
+        reduction: ``"sum"`` (the reference's, divided by the batch by the caller), ``"mean"``
+            or ``"none"``.
+    """
+    return F.binary_cross_entropy_with_logits(q_halt.float(), correct.to(torch.float32),
+                                              reduction=reduction)

@@ -1,10 +1,12 @@
 """The Hierarchical Reasoning Model: a slow planner H and a fast worker L, one segment per call.
 
 One *segment* runs ``H_cycles`` cycles; each cycle runs ``L_cycles`` L-steps
-``z_L = L(z_L, z_H + x)`` and then one H-step ``z_H = H(z_H, z_L)``. With the default
+``z_L = L(z_L, z_H + x)`` and then one H-step ``z_H = H(z_H, z_L)``. With HRM's default
 ``gradient="one_step"`` every step except the final L-step and H-step runs under
 ``torch.no_grad`` (the 1-step gradient approximation), so training memory does not grow with
-the number of cycles; ``gradient="bptt"`` backpropagates through all of them (for comparison).
+the number of cycles; ``gradient="last_recursion"`` backpropagates through the whole last
+cycle (TRM's choice) and ``gradient="bptt"`` through all of them (for comparison); see
+``steps_with_gradient``.
 The carry ``(z_H, z_L)`` leaves a segment detached, so deep supervision over several segments
 never backpropagates across segments.
 
@@ -15,7 +17,7 @@ Heads: the LM head reads ``z_H`` at the puzzle positions; the Q-head reads ``z_H
 from __future__ import annotations
 
 import math
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -53,6 +55,29 @@ class SegmentOutput:
     h_state: torch.Tensor
 
 
+def steps_with_gradient(gradient: str, H_cycles: int, L_cycles: int) -> int:
+    """How many of a segment's last steps carry the gradient.
+
+    A segment is ``H_cycles * (L_cycles + 1)`` steps in order (each cycle: ``L_cycles``
+    L-steps, then one H-step). ``one_step``: the last L-step and the H-step (2);
+    ``last_recursion``: the whole last cycle (``L_cycles + 1``); ``bptt``: every step.
+    ``gradient`` is a resolved mode (``ModelConfig.gradient_mode``), not ``auto``.
+    """
+    total = H_cycles * (L_cycles + 1)
+    tails = {"one_step": 2, "last_recursion": L_cycles + 1, "bptt": total}
+    if gradient not in tails:
+        raise ValueError(f"unknown gradient mode {gradient!r}: use one of {', '.join(tails)}")
+    return min(tails[gradient], total)
+
+
+def grad_context(enabled: bool) -> AbstractContextManager:
+    """``nullcontext()`` for a step that carries the gradient, ``torch.no_grad()`` otherwise.
+
+    (Never ``torch.enable_grad``: a caller's ``no_grad``/``inference_mode`` must still win.)
+    """
+    return nullcontext() if enabled else torch.no_grad()
+
+
 class HRM(nn.Module):
     """The HRM recurrent core. Build it with a fully resolved ``ModelConfig``."""
 
@@ -61,6 +86,9 @@ class HRM(nn.Module):
         if config.vocab_size < 1 or config.seq_len < 1:
             raise ValueError("ModelConfig.vocab_size and seq_len must be set (from the task)")
         config.validate()
+        if config.kind != "hrm":
+            raise ValueError(f"HRM needs model.kind='hrm', got {config.kind!r}; "
+                             "use hrm_rl.model.build_model to pick the core from the config")
         self.config = config
         hidden = config.hidden_size
         self.embed_scale = math.sqrt(hidden)
@@ -81,7 +109,7 @@ class HRM(nn.Module):
             )
         if config.pos_encodings == "rope":
             self.rope = RotaryEmbedding(hidden // config.num_heads, positions, config.rope_theta)
-        else:
+        elif config.pos_encodings == "learned":
             self.embed_pos = nn.Parameter(
                 trunc_normal_(torch.empty(positions, hidden), std=1 / self.embed_scale)
             )
@@ -142,19 +170,22 @@ class HRM(nn.Module):
         rope = (self.rope.cos, self.rope.sin) if cfg.pos_encodings == "rope" else None
         x = self.input_embeddings(inputs, puzzle_ids)
         z_H, z_L = carry.z_H, carry.z_L
-        no_grad = torch.no_grad() if cfg.gradient == "one_step" else nullcontext()
-        with no_grad:
-            for h in range(cfg.H_cycles):
-                for l in range(cfg.L_cycles):
-                    if h < cfg.H_cycles - 1 or l < cfg.L_cycles - 1:
-                        z_L = self.L_level(z_L, z_H + x, rope)
-                if h < cfg.H_cycles - 1:
-                    z_H = self.H_level(z_H, z_L, rope)
-        # The final L- and H-step carry the gradient.
-        z_L = self.L_level(z_L, z_H + x, rope)
-        z_H = self.H_level(z_H, z_L, rope)
+        # Steps numbered from 0; those from ``first_grad`` on carry the gradient.
+        first_grad = (cfg.H_cycles * (cfg.L_cycles + 1)
+                      - steps_with_gradient(cfg.gradient_mode, cfg.H_cycles, cfg.L_cycles))
+        step = 0
+        for _ in range(cfg.H_cycles):
+            for _ in range(cfg.L_cycles):
+                with grad_context(step >= first_grad):
+                    z_L = self.L_level(z_L, z_H + x, rope)
+                step += 1
+            with grad_context(step >= first_grad):
+                z_H = self.H_level(z_H, z_L, rope)
+            step += 1
 
         logits = self.lm_head(z_H[:, self.prefix_len:])
-        h_state = z_H[:, 0]
+        # A copy, not a view of z_H: torch.compile's backward (torch 2.13) fails on a view
+        # output whose base gets no gradient ("expected Tensor() for op: input").
+        h_state = z_H[:, 0].clone()
         q = self.q_head(h_state).float()
         return SegmentOutput(Carry(z_H.detach(), z_L.detach()), logits, q[:, 0], q[:, 1], h_state)
