@@ -1,4 +1,4 @@
-"""The ``hrm-rl`` command line: train, eval, halt, params, demo.
+"""The ``hrm-rl`` command line: train, eval, halt, params, demo, bench.
 
     hrm-rl train configs/sudoku4-tiny.yaml --set train.steps=500
     hrm-rl eval sudoku4 --data puzzles.csv --max-segments 8
@@ -6,31 +6,79 @@
     hrm-rl halt eval --policies qhead,fixed:4,threshold:0.9,oracle
     hrm-rl params configs/sudoku9-extreme.yaml
     hrm-rl demo
+    hrm-rl bench train          # also: memory, env, all (JSON figures)
 """
 
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+if TYPE_CHECKING:
+    from hrm_rl.distributed import DistInfo
+
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from hrm_rl.agents.act_trainer import ACTTrainer, make_run_dir
+    """Train; under ``torchrun`` every process joins a DDP group (see hrm_rl.distributed)."""
+    from hrm_rl import distributed
     from hrm_rl.config import load_config
 
-    config = load_config(args.config, args.set)
-    run_dir = Path(args.run_dir) if args.run_dir else make_run_dir(config)
-    trainer = ACTTrainer(config, run_dir, progress=not args.no_progress)
-    print(f"run folder: {run_dir}  (tensorboard --logdir {run_dir.parent})", file=sys.stderr)
-    print(f"model: {trainer.model.num_parameters():,} parameters on {trainer.device}; "
-          f"{len(trainer.train_set)} train / {len(trainer.test_set)} test puzzles", file=sys.stderr)
+    device = next((item.split("=", 1)[1].strip() for item in reversed(args.set)
+                   if item.strip().startswith("train.device=")), None)
+    if device is None and args.config and not args.resume:
+        device = load_config(args.config, args.set).train.device
+    info = distributed.init_distributed(device or "auto")
+    try:
+        code = _train(args, info)
+    except BaseException:
+        distributed.cleanup(wait=False)
+        raise
+    distributed.cleanup()
+    return code
+
+
+def _train(args: argparse.Namespace, info: DistInfo) -> int:
+    from hrm_rl import distributed
+    from hrm_rl.agents.act_trainer import ACTTrainer, make_run_dir
+    from hrm_rl.config import load_config
+    from hrm_rl.tasks import make_task
+    from hrm_rl.tasks.splits import build_splits
+
+    log = print if info.is_main else (lambda *a, **k: None)
+
+    if args.resume:
+        if args.config or args.run_dir:
+            raise ValueError("--resume RUN_DIR takes the config and folder of that run; "
+                             "drop the config argument and --run-dir")
+        run_dir = Path(args.resume)
+        trainer = ACTTrainer.resume(run_dir, args.set, progress=not args.no_progress)
+        log(f"resuming {run_dir} at step {trainer.step}", file=sys.stderr)
+    else:
+        if not args.config:
+            raise ValueError("give a YAML config (hrm-rl train CONFIG) or --resume RUN_DIR")
+        config = load_config(args.config, args.set)
+        run_dir = Path(args.run_dir) if args.run_dir else make_run_dir(config)
+        if (run_dir / "checkpoints").is_dir():
+            raise ValueError(f"{run_dir} already holds a run's checkpoints; continue it with "
+                             f"--resume {run_dir} or choose another --run-dir")
+        with distributed.main_first(info):  # rank 0 generates the data cache, the rest read it
+            splits = build_splits(make_task(config.task), config.data,
+                                  progress=info.is_main and not args.no_progress)
+        trainer = ACTTrainer(config, run_dir, progress=not args.no_progress, splits=splits)
+    log(f"run folder: {run_dir}  (tensorboard --logdir {run_dir.parent})", file=sys.stderr)
+    log(f"model: {trainer.model.num_parameters():,} parameters on {trainer.device}; "
+        f"{len(trainer.train_set)} train / {len(trainer.test_set)} test puzzles"
+        + (f"; {info.world_size} processes, {trainer.batch_size} rows each" if info.enabled
+           else ""), file=sys.stderr)
     summary = trainer.fit()
     summary["run_dir"] = str(run_dir)
-    print(json.dumps(summary, indent=2))
+    log(json.dumps(summary, indent=2))
     return 0
 
 
@@ -41,7 +89,12 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
     device = resolve_device(args.device)
     ckpt = load_checkpoint(args.checkpoint, device)
-    puzzles = ckpt.task.read_csv(args.data)
+    if args.check_unique:
+        if "check_unique" not in inspect.signature(ckpt.task.read_csv).parameters:
+            raise ValueError(f"--check-unique is not available for task {ckpt.task.name}")
+        puzzles = ckpt.task.read_csv(args.data, check_unique=True)
+    else:
+        puzzles = ckpt.task.read_csv(args.data)
     if args.limit:
         puzzles = puzzles.take(slice(0, args.limit))
     max_segments = args.max_segments or ckpt.config.train.halt_max_steps
@@ -56,12 +109,12 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 def _cmd_params(args: argparse.Namespace) -> int:
     from hrm_rl.config import load_config
-    from hrm_rl.model import HRM
+    from hrm_rl.model import build_model
     from hrm_rl.tasks import make_task
 
     config = load_config(args.config, args.set)
     task = make_task(config.task)
-    print(f"{HRM(config.model.fit_to(task)).num_parameters():,}")
+    print(f"{build_model(config.model.fit_to(task)).num_parameters():,}")
     return 0
 
 
@@ -128,16 +181,44 @@ def _show_one(ckpt, puzzle, max_k: int) -> None:
                 break
 
 
+_BENCHES = {"train": "training segments/s, FLOPs per segment and MFU (fp32, bf16, compile)",
+            "memory": "peak memory of a training step vs H_cycles x L_cycles, 1-step vs BPTT",
+            "env": "segments/s of the halting environments"}
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    """Run one benchmark (or all of them, with their defaults) and print its JSON."""
+    import importlib
+
+    names = list(_BENCHES) if args.bench == "all" else [args.bench]
+    results = {}
+    for name in names:
+        module = importlib.import_module(f"hrm_rl.benchmarks.{name}")
+        if args.bench == "all":
+            sub_args = argparse.ArgumentParser()
+            module.add_arguments(sub_args)
+            options = sub_args.parse_args(["--threads", str(args.threads)])
+        else:
+            options = args
+        results[name] = module.run_from_args(options)
+    print(json.dumps(results if args.bench == "all" else results[args.bench], indent=2))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hrm-rl", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("train", help="train a core with the ACT agent from a YAML config")
-    p.add_argument("config", help="YAML run config, e.g. configs/sudoku4-tiny.yaml")
+    p.add_argument("config", nargs="?", help="YAML run config, e.g. configs/sudoku4-tiny.yaml")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config value, e.g. --set train.lr=3e-4 (repeatable)")
+                   help="override a config value, e.g. --set train.lr=3e-4 (repeatable; "
+                        "with --resume only train.* keys)")
     p.add_argument("--run-dir", help="output folder (default runs/<name>-<timestamp>)")
+    p.add_argument("--resume", metavar="RUN_DIR",
+                   help="continue RUN_DIR from its latest checkpoint with its saved config, "
+                        "logging into the same folder")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_train)
 
@@ -147,6 +228,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-segments", type=int, help="segments to run (default: the config's)")
     p.add_argument("--batch-size", type=int, default=512)
     p.add_argument("--limit", type=int, help="use only the first N puzzles")
+    p.add_argument("--check-unique", action="store_true",
+                   help="reject puzzles with more than one solution (exact accuracy is only "
+                        "well defined for unique puzzles; runs the solver once per puzzle)")
     p.add_argument("--device", default="auto")
     p.add_argument("--precision", choices=("fp32", "bf16"))
     p.add_argument("--no-progress", action="store_true")
@@ -166,11 +250,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--cache-dir", default="data")
     p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser("bench", help="benchmarks that print JSON (train, memory, env, all)")
+    bench = p.add_subparsers(dest="bench", required=True)
+    from hrm_rl.benchmarks import env as env_bench, memory as memory_bench, train as train_bench
+
+    for name, module in (("train", train_bench), ("memory", memory_bench), ("env", env_bench)):
+        b = bench.add_parser(name, help=_BENCHES[name], description=module.__doc__,
+                             formatter_class=argparse.RawDescriptionHelpFormatter)
+        module.add_arguments(b)
+        b.set_defaults(func=_cmd_bench)
+    b = bench.add_parser("all", help="train, memory and env with their defaults, one JSON")
+    b.add_argument("--threads", type=int, default=2, help="torch threads (0: torch's)")
+    b.set_defaults(func=_cmd_bench)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from hrm_rl.agents.act_trainer import NonFiniteError
     from hrm_rl.config import ConfigError
 
     try:
@@ -178,6 +276,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, FileNotFoundError, ValueError) as err:
         print(f"hrm-rl {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except NonFiniteError as err:
+        print(f"hrm-rl {args.command}: error: {err}", file=sys.stderr)
+        return 3
 
 
 if __name__ == "__main__":

@@ -1,0 +1,118 @@
+"""HRM against TRM for the same CPU time on the same puzzles; prints one JSON object.
+
+Each variant trains from scratch with ``train.max_time_s = --seconds`` (the cosine lr decay
+follows the time budget), one after the other, then is evaluated on the same held-out
+puzzles: exact accuracy after each segment and under its own halting. Variants (all on
+the 6x6 data of ``configs/sudoku6-small.yaml``; the TRM configs use the same data section):
+
+* ``hrm/one_step``: HRM with its 1-step gradient (``configs/sudoku6-small.yaml`` with
+  2x2 cycles of 1+1 layers);
+* ``hrm/last_recursion``: HRM back-propagating through its whole last H cycle;
+* ``trm/last_recursion/ema``: TRM as published (``configs/sudoku6-trm-small.yaml``);
+* ``trm/last_recursion/no_ema``: the same without the weight average;
+* ``trm/one_step/ema``: TRM with HRM's 1-step gradient.
+
+    hrm-rl bench compare --seconds 240            # about 5 x 4 minutes plus data generation
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+# HRM runs 2x2 cycles of 1+1 layers here (same cost per step as the config's 1x1 cycles
+# of 2+2 layers, measured better on 4x4), so that its gradient modes differ at all.
+_HRM_2X2 = ["model.H_layers=1", "model.L_layers=1", "model.H_cycles=2", "model.L_cycles=2"]
+VARIANTS: dict[str, tuple[str, list[str]]] = {
+    "hrm/one_step": ("sudoku6-small.yaml", [*_HRM_2X2, "model.gradient=one_step"]),
+    "hrm/last_recursion": ("sudoku6-small.yaml", [*_HRM_2X2, "model.gradient=last_recursion"]),
+    "trm/last_recursion/ema": ("sudoku6-trm-small.yaml", ["model.gradient=last_recursion"]),
+    "trm/last_recursion/no_ema": ("sudoku6-trm-small.yaml",
+                                  ["model.gradient=last_recursion", "train.ema_decay=null"]),
+    "trm/one_step/ema": ("sudoku6-trm-small.yaml", ["model.gradient=one_step"]),
+}
+
+
+def _config_path(name: str, config_dir: str | None) -> Path:
+    if config_dir:
+        return Path(config_dir) / name
+    here = Path(__file__).resolve().parents[2] / "configs" / name  # a source checkout
+    if here.is_file():
+        return here
+    raise FileNotFoundError(f"configs/{name} not found; pass --config-dir")
+
+
+def run_variant(name: str, seconds: float, threads: int, config_dir: str | None,
+                cache_dir: str, extra: list[str]) -> dict[str, Any]:
+    """Train one variant for ``seconds`` and evaluate it."""
+    from hrm_rl.agents.act_trainer import ACTTrainer
+    from hrm_rl.config import load_config
+
+    config_name, overrides = VARIANTS[name]
+    cfg = load_config(_config_path(config_name, config_dir), [
+        *overrides, f"train.max_time_s={seconds}", "train.steps=1000000",
+        f"train.threads={threads}", "train.device=cpu", "train.eval_every=1000000",
+        "train.checkpoint_every=1000000", f"data.cache_dir={cache_dir}", *extra])
+    trainer = ACTTrainer(cfg, run_dir=None, progress=False)
+    start = time.perf_counter()
+    summary = trainer.fit()
+    ev = summary["eval"]
+    return {"variant": name, "config": config_name, "overrides": overrides,
+            "parameters": summary["parameters"], "steps": summary["steps"],
+            "train_seconds": round(time.perf_counter() - start, 1),
+            "exact_by_segment": [round(a, 4) for a in ev["exact_by_segment"]],
+            "exact_qhalt": round(ev["exact_qhalt"], 4),
+            "mean_segments_qhalt": round(ev["mean_segments_qhalt"], 3)}
+
+
+def markdown(rows: list[dict[str, Any]]) -> str:
+    """A README-ready table of the results."""
+    lines = ["| variant | params | steps | exact @1 | exact @max | own halting (segments) |",
+             "|---|---|---|---|---|---|"]
+    for r in rows:
+        by = r["exact_by_segment"]
+        lines.append(f"| {r['variant']} | {r['parameters']:,} | {r['steps']} | {by[0]:.1%} | "
+                     f"{by[-1]:.1%} | {r['exact_qhalt']:.1%} ({r['mean_segments_qhalt']:.2f}) |")
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--seconds", type=float, default=240.0, help="training seconds per variant")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--variants", default=",".join(VARIANTS),
+                   help=f"comma-separated subset of: {', '.join(VARIANTS)}")
+    p.add_argument("--config-dir", help="folder holding the sudoku6 configs (default: ./configs)")
+    p.add_argument("--cache-dir", default="data", help="where generated puzzles are cached")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="extra config override for every variant (repeatable)")
+    return p
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    names = [v.strip() for v in args.variants.split(",") if v.strip()]
+    unknown = [v for v in names if v not in VARIANTS]
+    if unknown:
+        raise ValueError(f"unknown variant(s) {unknown}; choose from {list(VARIANTS)}")
+    rows = []
+    for name in names:
+        print(f"[compare] {name}: {args.seconds:g} s ...", file=sys.stderr)
+        rows.append(run_variant(name, args.seconds, args.threads, args.config_dir,
+                                args.cache_dir, args.set))
+        print(markdown(rows[-1:]).splitlines()[-1], file=sys.stderr)
+    return {"seconds_per_variant": args.seconds, "threads": args.threads, "results": rows,
+            "markdown": markdown(rows)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    print(json.dumps(run(build_parser().parse_args(argv)), indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,58 @@
+"""Benchmarks: the FLOP formula equals what torch counts, memory figures, the bench CLI."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from hrm_rl.benchmarks.flops import counted_train_step_flops, segment_flops
+from hrm_rl.benchmarks.memory import measure_step, memory_config
+from hrm_rl.benchmarks.train import make_trainer
+from hrm_rl.cli import main
+from hrm_rl.config import load_config
+
+TINY = ["task.size=4", "model.hidden_size=32", "model.num_heads=2", "model.H_layers=1",
+        "model.L_layers=2", "model.H_cycles=2", "model.L_cycles=3", "train.batch_size=4",
+        "train.device=cpu"]
+
+
+@pytest.mark.parametrize("gradient", ["one_step", "bptt"])
+@pytest.mark.parametrize("halt_max_steps", [1, 4])  # 1: no bootstrap peek forward
+@pytest.mark.parametrize("puzzle_emb_ndim", [0, 48])
+def test_analytic_flops_equal_the_flop_counter_on_a_real_step(gradient, halt_max_steps,
+                                                              puzzle_emb_ndim):
+    config = load_config(None, TINY + [f"model.gradient={gradient}",
+                                       f"train.halt_max_steps={halt_max_steps}",
+                                       f"model.puzzle_emb_ndim={puzzle_emb_ndim}"])
+    trainer = make_trainer(config, n_puzzles=16)
+    flops = segment_flops(trainer.model.config, halt_max_steps, trainer.model.prefix_len)
+    assert counted_train_step_flops(trainer) == 4 * flops.train
+    assert flops.backward == 2 * flops.forward_grad
+    assert (flops.peek > 0) == (halt_max_steps > 1)
+    if gradient == "bptt":
+        assert flops.forward_no_grad == 0
+
+
+def test_one_step_memory_is_flat_and_bptt_grows():
+    def saved(cycles, gradient):
+        return measure_step(memory_config(cycles, gradient, hidden=32, layers=1, batch=2,
+                                          device="cpu", threads=1))["saved_mib"]
+
+    assert saved(1, "one_step") == saved(3, "one_step")
+    assert saved(3, "bptt") > 4 * saved(1, "bptt")
+
+
+def test_bench_train_cli_prints_json(tmp_path, capsys):
+    tiny = tmp_path / "tiny.yaml"
+    tiny.write_text("task: {name: sudoku, size: 4}\n"
+                    "model: {hidden_size: 32, num_heads: 2, H_layers: 1, L_layers: 1}\n"
+                    "train: {batch_size: 8}\n")
+    assert main(["bench", "train", "--tiny-config", str(tiny), "--no-paper", "--no-compile",
+                 "--no-omp-probe", "--seconds", "0.2", "--threads", "1"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["flop_check"]["ratio"] == 1.0
+    assert set(out["tiny"]["variants"]) == {"fp32", "bf16"}
+    fp32 = out["tiny"]["variants"]["fp32"]
+    assert fp32["segments_per_s"] > 0 and 0 < fp32["mfu"]
+    assert out["matmul_peak_gflops"]["fp32"]["gflops"] > 0
