@@ -14,12 +14,21 @@ One training step is one segment for a batch of puzzles (the segment engine):
    from ``2..halt_max_steps`` (exploration), otherwise 1.
 
 ``ACTTrainer.fit`` wraps that in a loop with a progress bar, periodic evaluation (accuracy after
-each segment and under Q-head halting), checkpoints and TensorBoard scalars.
+each segment and under Q-head halting), checkpoints, TensorBoard scalars and ``metrics.jsonl``
+(one JSON line per logging window, the same figures as TensorBoard at full precision).
+
+Failure behaviour: a non-finite loss or gradient raises ``NonFiniteError`` before the
+optimiser step (the weights stay as they were and no checkpoint is written), after logging
+``fault/non_finite`` to TensorBoard. Checkpoints hold the whole training state, so
+``ACTTrainer.resume(run_dir)`` continues from the last one as if nothing had happened.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
+import os
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -33,17 +42,42 @@ import yaml
 from torch.utils.tensorboard import SummaryWriter
 from tqdm.auto import tqdm
 
-from hrm_rl.checkpoint import save_run_checkpoint
-from hrm_rl.config import RunConfig
+from hrm_rl import distributed
+from hrm_rl.checkpoint import (load_trainer_state, load_weights, read_checkpoint_config,
+                               resolve_checkpoint, save_run_checkpoint)
+from hrm_rl.config import ConfigError, RunConfig, apply_overrides, from_dict
 from hrm_rl.data import ShuffledSource
 from hrm_rl.device import autocast, resolve_device
 from hrm_rl.evaluation import EvalResult, evaluate
 from hrm_rl.losses import TOKEN_LOSSES
-from hrm_rl.model import HRM, SegmentOutput
+from hrm_rl.ema import EMA
+from hrm_rl.model import SegmentOutput, build_model
 from hrm_rl.optim import lr_at, make_optimizer
 from hrm_rl.segment_engine import SegmentEngine
 from hrm_rl.tasks import IGNORE_LABEL, PuzzleBatch, Task, make_task
 from hrm_rl.tasks.splits import build_splits
+
+
+METRICS_FILE = "metrics.jsonl"
+"""Per-window training figures, one JSON object per line, in the run folder."""
+_STATE_FORMAT = 1
+
+
+class NonFiniteError(RuntimeError):
+    """Training produced a NaN or infinite loss or gradient.
+
+    Attributes:
+        step: the step that failed (1-based: the step that would have completed).
+        what: ``"loss"``, ``"gradient"`` or ``"weights"``.
+    """
+
+    def __init__(self, step: int, what: str, detail: str = "") -> None:
+        self.step, self.what = step, what
+        stopped = ("no checkpoint was written" if what == "weights"
+                   else "training stopped before applying the step")
+        super().__init__(f"non-finite {what} at step {step}{detail}; {stopped}. Lower train.lr, "
+                         "set train.grad_clip or use train.precision=fp32, then resume from the "
+                         "last good checkpoint (hrm-rl train --resume RUN_DIR --set train.lr=...)")
 
 
 @dataclass
@@ -109,29 +143,47 @@ class ACTTrainer:
             torch.set_num_threads(tcfg.threads)
         torch.manual_seed(tcfg.seed)
         self.rng = np.random.default_rng(tcfg.seed)
-        self.device = resolve_device(tcfg.device)
-        self.progress = progress
+        self.dist = distributed.current()  # torchrun + DDP: see hrm_rl.distributed
+        self.device = distributed.local_device(resolve_device(tcfg.device), self.dist)
+        self.batch_size = distributed.local_batch_size(tcfg.batch_size, self.dist)  # rows here
+        self.progress = progress and self.dist.is_main
+        progress = self.progress
         self.task: Task = make_task(config.task)
         self.train_set, self.test_set = splits or build_splits(self.task, config.data, progress)
-        self.model = HRM(config.model.fit_to(self.task)).to(self.device)
-        self.forward_model = torch.compile(self.model) if tcfg.compile else self.model
+        self.model = build_model(config.model.fit_to(self.task)).to(self.device)
+        self.forward_model = distributed.wrap_model(self.model, self.dist, tcfg.compile)
         self.optimizer = self._make_optimizer()
+        self.ema = EMA(self.model, tcfg.ema_decay) if tcfg.ema_decay is not None else None
+        self.halt_loss = tcfg.halt_loss_for(config.model.kind)
         augment = self.task.augment if config.data.augment else None
         self.source = ShuffledSource(self.train_set, self.rng, augment)
-        self.engine = SegmentEngine(self.forward_model, self.source, tcfg.batch_size, self.device)
+        rows_source = (distributed.ShardedSource(self.source, self.batch_size, self.dist)
+                       if self.dist.enabled else self.source)
+        self.engine = SegmentEngine(self.forward_model, rows_source, self.batch_size, self.device)
         self.halted: torch.Tensor | None = None
-        self.min_segments = self._draw_min_segments(tcfg.batch_size)
+        self.min_segments = self._draw_min_segments(self.batch_size)
         self.step = 0
         self._fit_start: float | None = None
+        self._elapsed_before = 0.0  # training seconds of earlier sessions (resumed runs)
+        self._window: dict[str, float] = {}  # sums over the current logging window
+        self._window_steps = 0
+        if not self.dist.is_main:  # rank 0 alone writes events and checkpoints
+            run_dir = None
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.writer = SummaryWriter(str(self.run_dir)) if self.run_dir is not None else None
 
     def time_fraction(self) -> float:
         """Share of ``train.max_time_s`` spent since ``fit`` started (0 without a limit)."""
         t = self.config.train
-        if t.max_time_s is None or self._fit_start is None:
+        if t.max_time_s is None:
             return 0.0
-        return (time.perf_counter() - self._fit_start) / t.max_time_s
+        # Rank 0's clock on every rank: the same lr and the same last step everywhere.
+        return distributed.broadcast_float(self.elapsed_s(), self.dist, self.device) / t.max_time_s
+
+    def elapsed_s(self) -> float:
+        """Training seconds so far, earlier sessions of a resumed run included."""
+        now = 0.0 if self._fit_start is None else time.perf_counter() - self._fit_start
+        return self._elapsed_before + now
 
     def _make_optimizer(self) -> torch.optim.Optimizer:
         t = self.config.train
@@ -142,11 +194,15 @@ class ACTTrainer:
         return autocast(self.device, self.config.train.precision)
 
     def _draw_min_segments(self, n: int) -> torch.Tensor:
+        """Minimum segments for ``n`` rows of this rank; drawn for the rows of all ranks
+        (same seed everywhere) and sliced, so a multi-rank run draws what one process would."""
         t = self.config.train
-        explore = torch.rand(n, device=self.device) < t.halt_exploration_prob
+        n_all = n * self.dist.world_size
+        explore = torch.rand(n_all, device=self.device) < t.halt_exploration_prob
         high = max(t.halt_max_steps, 2)
-        drawn = torch.randint(2, high + 1, (n,), device=self.device)
-        return torch.where(explore & (t.halt_max_steps > 1), drawn, 1)
+        drawn = torch.randint(2, high + 1, (n_all,), device=self.device)
+        return distributed.shard_slice(torch.where(explore & (t.halt_max_steps > 1), drawn, 1),
+                                       self.dist)
 
     def train_step(self) -> StepStats:
         """One segment on the batch, one optimiser step."""
@@ -160,6 +216,8 @@ class ACTTrainer:
                                             self.min_segments)
         self.model.train()
         with self._precision():
+            if isinstance(self.engine.source, distributed.ShardedSource):
+                self.engine.source.prepare(self.halted)  # this rank's slice of the refill
             out = self.engine.step(self.halted)
         labels, segments = self.engine.labels, self.engine.segments
         with torch.no_grad():
@@ -169,21 +227,33 @@ class ACTTrainer:
             target = None
             if t.halt_max_steps > 1:
                 halted = (is_last | (out.q_halt > out.q_continue)) & (segments >= self.min_segments)
-                with self._precision():
-                    nxt = self.engine.peek()
-                target = torch.sigmoid(torch.where(is_last, nxt.q_halt,
-                                                   torch.maximum(nxt.q_halt, nxt.q_continue)))
+                if self.halt_loss == "q_learning":  # HRM: bootstrap q_continue from the next segment
+                    with self._precision():
+                        nxt = self.engine.peek()
+                    target = torch.sigmoid(torch.where(is_last, nxt.q_halt,
+                                                       torch.maximum(nxt.q_halt, nxt.q_continue)))
         with self._precision():
             loss, parts = act_loss(out, labels, correct, target, t.loss, t.q_loss_weight)
+        if not torch.isfinite(loss):
+            self._fault("loss", f" ({loss.item()})")
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        grads = [p.grad for p in self.model.parameters() if p.grad is not None]
+        grad_norm = torch.linalg.vector_norm(
+            torch.stack([torch.linalg.vector_norm(g.float()) for g in grads]))
+        if not torch.isfinite(grad_norm):  # checked before clipping spreads it to every grad
+            bad = [n for n, p in self.model.named_parameters()
+                   if p.grad is not None and not torch.isfinite(p.grad).all()]
+            self._fault("gradient", f" (in {', '.join(bad[:3]) or 'the total norm'})")
         if t.grad_clip:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.grad_clip)
         self.optimizer.step()
+        if self.ema is not None:
+            self.ema.update(self.model)
         self.halted = halted
         self.step += 1
         n_halted = int(halted.sum())
-        batch = t.batch_size
+        batch = self.batch_size
         return StepStats(
             lm_loss=parts["lm_loss"].item() / batch,
             q_halt_loss=parts["q_halt_loss"].item() / batch,
@@ -194,18 +264,42 @@ class ACTTrainer:
             q_halt_accuracy=((out.q_halt >= 0) == correct).float().mean().item(),
         )
 
+    def _fault(self, what: str, detail: str, step: int | None = None) -> None:
+        """Log a non-finite ``what`` to TensorBoard and stop with ``NonFiniteError``.
+
+        ``step`` defaults to the step in progress (``self.step + 1``).
+        """
+        step = self.step + 1 if step is None else step
+        err = NonFiniteError(step, what, detail)
+        if self.writer is not None:
+            self.writer.add_scalar("fault/non_finite", 1.0, step)
+            self.writer.add_text("fault/message", str(err), step)
+            self.writer.flush()
+        raise err
+
     def evaluate(self, n: int | None = None, max_segments: int | None = None) -> EvalResult:
         """Accuracy after each segment and under Q-head halting on the first ``n`` test puzzles."""
         t = self.config.train
         n = min(n or t.eval_size, len(self.test_set))
-        return evaluate(self.model, self.task, self.test_set.take(slice(0, n)),
-                        max_segments or t.halt_max_steps, t.eval_batch_size,
-                        self._precision, progress=False)
+        with self._ema_weights():
+            return evaluate(self.model, self.task, self.test_set.take(slice(0, n)),
+                            max_segments or t.halt_max_steps, t.eval_batch_size,
+                            self._precision, progress=False)
+
+    def _ema_weights(self):
+        """Context with the EMA weights in the model (a no-op without EMA)."""
+        return self.ema.swapped(self.model) if self.ema is not None else contextlib.nullcontext()
 
     def _log(self, tag_values: dict[str, float]) -> None:
         if self.writer is not None:
             for tag, value in tag_values.items():
                 self.writer.add_scalar(tag, value, self.step)
+
+    def _write_metrics(self, record: dict[str, float]) -> None:
+        """Append one line to ``<run_dir>/metrics.jsonl`` (no-op without a run folder)."""
+        if self.run_dir is not None:
+            with open(self.run_dir / METRICS_FILE, "a") as f:
+                f.write(json.dumps(record) + "\n")
 
     def _log_eval(self, result: EvalResult) -> None:
         self._log({"eval/exact_acc_qhalt": result.exact_qhalt,
@@ -216,12 +310,129 @@ class ACTTrainer:
                    for k, acc in enumerate(result.exact_by_segment)})
 
     def save(self, meta: dict[str, Any] | None = None) -> Path | None:
-        """Checkpoint into the run folder (no-op without one)."""
+        """Checkpoint weights and the whole training state into the run folder (no-op
+        without one). TensorBoard events logged so far are flushed first, so a resumed run
+        finds every event up to its checkpoint.
+
+        Raises:
+            NonFiniteError: the weights hold NaN or inf (the last good checkpoint is kept).
+        """
         if self.run_dir is None:
             return None
-        return save_run_checkpoint(self.run_dir, self.step, self.model, self.config,
-                                   {"step": self.step, **(meta or {})},
-                                   (self.task, self.test_set))
+        bad = [n for n, p in self.model.named_parameters() if not torch.isfinite(p).all()]
+        if bad:
+            self._fault("weights", f" (in {', '.join(bad[:3])})", self.step)
+        if self.writer is not None:
+            self.writer.flush()
+        state = self.state_dict()  # holds the raw weights when EMA swaps them out below
+        with self._ema_weights():  # the checkpoint's weights are the EMA's (envs load those)
+            return save_run_checkpoint(self.run_dir, self.step, self.model, self.config,
+                                       {"step": self.step, **(meta or {})},
+                                       (self.task, self.test_set), state)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything beyond the weights that training needs to continue identically.
+
+        Holds: the optimizer state, the step, elapsed training seconds (for the time-based
+        lr schedule), the torch CPU (and CUDA) RNG states, the numpy generator shared by
+        the trainer and its ``ShuffledSource`` (shuffling, augmentation), the source's epoch
+        order and position, the segment engine's rows (puzzles, carries, segment counters),
+        the rows that halted and their drawn minimum segments, the open logging window, and
+        a fingerprint of the training puzzles. Not held: the puzzle sets themselves (rebuilt
+        from the config and checked against the fingerprint) and the MPS RNG.
+        """
+        return {
+            "format": _STATE_FORMAT,
+            "step": self.step,
+            "elapsed_s": self.elapsed_s(),
+            "optimizer": self.optimizer.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else [],
+            "numpy_rng": self.rng.bit_generator.state,
+            "source": self.source.state_dict(),
+            "engine": self.engine.state_dict(),
+            "halted": None if self.halted is None else self.halted.cpu(),
+            "min_segments": self.min_segments.cpu(),
+            "window": {"sums": dict(self._window), "steps": self._window_steps},
+            "train_fingerprint": _fingerprint(self.train_set),
+            "ema": None if self.ema is None else self.ema.state_dict(),
+            "raw_weights": None if self.ema is None else
+            {n: p.detach().cpu().clone() for n, p in self.model.named_parameters()},
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore ``state_dict()`` into a trainer built from the same config (weights are
+        loaded separately).
+
+        Raises:
+            ValueError: the state is from another format, batch size or training set.
+        """
+        if state.get("format") != _STATE_FORMAT:
+            raise ValueError(f"trainer state format {state.get('format')!r} is not "
+                             f"{_STATE_FORMAT}; this checkpoint cannot be resumed here")
+        if state["train_fingerprint"] != _fingerprint(self.train_set):
+            raise ValueError("the training puzzles differ from the ones this run was trained on "
+                             "(data.train_path edited, or data.cache_dir regenerated "
+                             "differently); restore them to resume")
+        self.step = int(state["step"])
+        self._elapsed_before = float(state["elapsed_s"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["torch_rng"])
+        if state["cuda_rng"] and self.device.type == "cuda":
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        self.rng.bit_generator.state = state["numpy_rng"]
+        self.source.load_state_dict(state["source"])
+        self.engine.load_state_dict(state["engine"])
+        halted = state["halted"]
+        self.halted = None if halted is None else halted.to(self.device)
+        self.min_segments = state["min_segments"].to(self.device)
+        self._window = dict(state["window"]["sums"])
+        self._window_steps = int(state["window"]["steps"])
+        if self.ema is not None and state.get("ema") is not None:
+            # model.safetensors held the EMA weights; the raw ones continue training
+            self.ema.load_state_dict(state["ema"])
+            with torch.no_grad():
+                for name, param in self.model.named_parameters():
+                    param.copy_(state["raw_weights"][name])
+
+    @classmethod
+    def resume(cls, run_dir: str | Path, overrides: list[str] | None = None,
+               progress: bool = True) -> ACTTrainer:
+        """A trainer that continues ``run_dir`` from its ``latest`` checkpoint.
+
+        The run's saved config is used; ``overrides`` (``train.key=value``) may change the
+        ``train`` section only, e.g. a lower lr after a ``NonFiniteError`` (then the
+        continuation is no longer identical to an uninterrupted run). TensorBoard events
+        after the checkpoint's step are purged and ``metrics.jsonl`` is cut back to it, so
+        the resumed run's curves continue the old ones without duplicates.
+
+        Raises:
+            FileNotFoundError: no run checkpoint with trainer state in ``run_dir``.
+            ConfigError: an override outside ``train``.
+            ValueError: a checkpoint that is corrupt or does not fit its config.
+        """
+        run_dir = Path(run_dir)
+        folder = resolve_checkpoint(run_dir)
+        if folder.parent.parent.resolve() != run_dir.resolve():
+            raise FileNotFoundError(f"{run_dir} is not a run folder (expected "
+                                    f"{run_dir / 'checkpoints' / 'latest'})")
+        config, _, _ = read_checkpoint_config(folder)
+        for item in overrides or []:
+            if not item.strip().startswith("train."):
+                raise ConfigError(f"--set {item}: only train.* can change when resuming "
+                                  "(model, task and data are fixed by the checkpoint)")
+        if overrides:
+            config = from_dict(RunConfig, apply_overrides(config.to_dict(), overrides))
+            config.validate()
+        state = load_trainer_state(folder)
+        trainer = cls(config, run_dir, progress=progress)
+        load_weights(trainer.model, folder / "model.safetensors")
+        trainer.load_state_dict(state)
+        if trainer.writer is not None:  # hide events of the lost steps after the checkpoint
+            trainer.writer.close()
+            trainer.writer = SummaryWriter(str(run_dir), purge_step=trainer.step + 1)
+        _truncate_metrics(run_dir / METRICS_FILE, trainer.step)
+        return trainer
 
     def fit(self) -> dict[str, Any]:
         """Train for ``train.steps`` steps (or ``train.max_time_s``), evaluating and saving.
@@ -233,26 +444,30 @@ class ACTTrainer:
         if self.run_dir is not None:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             (self.run_dir / "config.yaml").write_text(yaml.safe_dump(self.config.to_dict()))
-        bar = tqdm(total=t.steps, desc="train", unit="step", disable=not self.progress)
+        bar = tqdm(total=t.steps, initial=self.step, desc="train", unit="step",
+                   disable=not self.progress)
         start = window_start = self._fit_start = time.perf_counter()
-        window_steps = 0
-        sums: dict[str, float] = {}
+        first_step = self.step
         while self.step < t.steps:
             stats = self.train_step()
-            window_steps += 1
+            self._window_steps += 1
             for key, value in stats.__dict__.items():
-                sums[key] = sums.get(key, 0.0) + value
+                self._window[key] = self._window.get(key, 0.0) + value
             bar.update(1)
             if self.step % t.log_every == 0:
                 now = time.perf_counter()
-                means = {k: v / window_steps for k, v in sums.items()}
+                means = distributed.mean_over_ranks(
+                    {k: v / self._window_steps for k, v in self._window.items()}, self.dist,
+                    self.device)
+                lr = self.optimizer.param_groups[0]["lr"]
                 self._log({f"train/{k}": v for k, v in means.items() if k != "halted"})
-                self._log({"train/lr": self.optimizer.param_groups[0]["lr"],
-                           "perf/segments_per_s": window_steps * t.batch_size / (now - window_start)})
+                self._log({"train/lr": lr, "perf/segments_per_s":
+                           self._window_steps * t.batch_size / max(now - window_start, 1e-9)})
+                self._write_metrics({"step": self.step, **means, "lr": lr})
                 bar.set_postfix(lm=f"{means['lm_loss']:.3f}", acc=f"{means['exact_acc']:.3f}",
                                 segs=f"{means['mean_segments']:.2f}")
-                sums, window_steps, window_start = {}, 0, now
-            if self.step % t.eval_every == 0:
+                self._window, self._window_steps, window_start = {}, 0, now
+            if self.step % t.eval_every == 0 and self.dist.is_main:
                 self._log_eval(self.evaluate())
             if self.step % t.checkpoint_every == 0:
                 self.save()
@@ -260,17 +475,44 @@ class ACTTrainer:
                 break
         bar.close()
         seconds = time.perf_counter() - start
-        final = self.evaluate()
-        self._log_eval(final)
-        summary = {"steps": self.step, "train_seconds": round(seconds, 1),
-                   "segments_per_s": round(self.step * t.batch_size / seconds, 1),
-                   "parameters": self.model.num_parameters(), "eval": final.to_dict()}
-        self.save({"eval": final.to_dict()})
+        result = self.evaluate() if self.dist.is_main else None  # rank 0 evaluates
+        if result is not None:
+            self._log_eval(result)
+        final = result.to_dict() if result is not None else None
+        summary = {"steps": self.step, "train_seconds": round(self.elapsed_s(), 1),
+                   "segments_per_s": round((self.step - first_step) * t.batch_size
+                                           / max(seconds, 1e-9), 1),
+                   "parameters": self.model.num_parameters(), "eval": final}
+        self.save({"eval": final})
         if self.run_dir is not None:
             (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
         if self.writer is not None:
             self.writer.flush()
         return summary
+
+
+def _fingerprint(puzzles: PuzzleBatch) -> str:
+    """A short hash of a puzzle set's tokens (to check a resumed run sees the same data)."""
+    digest = hashlib.sha1()
+    for array in (puzzles.inputs, puzzles.labels, puzzles.puzzle_ids):
+        digest.update(np.ascontiguousarray(array, dtype=np.int64).tobytes())
+    return digest.hexdigest()
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    """Keep the lines of ``metrics.jsonl`` up to ``step`` (drops a torn last line too)."""
+    if not path.is_file():
+        return
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            if json.loads(line)["step"] <= step:
+                kept.append(line)
+        except (ValueError, KeyError, TypeError):
+            continue
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(f"{line}\n" for line in kept))
+    os.replace(tmp, path)
 
 
 def make_run_dir(config: RunConfig) -> Path:

@@ -67,16 +67,17 @@ class _HaltingCore:
             raise ValueError(f"obs_mode must be one of {_OBS_MODES}, got {obs_mode!r}")
         if reward not in _REWARDS:
             raise ValueError(f"reward must be one of {_REWARDS}, got {reward!r}")
-        if not (isinstance(step_cost, (int, float)) and 0 <= step_cost <= 1):
+        if not (isinstance(step_cost, (int, float)) and not isinstance(step_cost, bool)
+                and 0 <= step_cost <= 1):
             raise ValueError(f"step_cost must be a number in [0, 1], got {step_cost!r}")
-        if num_envs < 1:
-            raise ValueError(f"num_envs must be >= 1, got {num_envs}")
+        if not _is_int(num_envs) or num_envs < 1:
+            raise ValueError(f"num_envs must be an int >= 1, got {num_envs!r}")
         self.device = resolve_device(device)
         ckpt = load_checkpoint(checkpoint, self.device)
         self.task, self.model = ckpt.task, ckpt.model
         default_max = ckpt.config.train.halt_max_steps
         self.max_segments = default_max if max_segments is None else max_segments
-        if not isinstance(self.max_segments, int) or self.max_segments < 1:
+        if not _is_int(self.max_segments) or self.max_segments < 1:
             raise ValueError(f"max_segments must be an int >= 1, got {max_segments!r}")
         self.step_cost, self.reward, self.obs_mode = float(step_cost), reward, obs_mode
         self.puzzles = self._load_split(ckpt, split)
@@ -187,21 +188,27 @@ class _HaltingCore:
         return render_rgb(self.task, inputs, pred, labels)
 
 
+def _is_int(value: Any) -> bool:
+    """An integer (Python or numpy), but not a bool."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
 def _check_actions(actions: Any, n: int) -> np.ndarray:
     """``actions`` as ``(n,)`` int64 in {0, 1}, or a ValueError saying what was wrong."""
-    a = np.asarray(actions)
+    try:
+        a = np.asarray(actions)
+    except (TypeError, ValueError, OverflowError):  # ragged nesting, odd objects
+        a = np.asarray(None)
     if a.shape == () and n == 1:
         a = a.reshape(1)
-    try:
-        ok = a.shape == (n,) and np.all(a == a.astype(np.int64))
-    except (TypeError, ValueError):
-        ok = False
+    ok = a.shape == (n,) and a.dtype.kind in "biuf"
+    if ok and a.dtype.kind == "f":  # whole numbers only (1.0 is fine, 0.5 and nan are not)
+        ok = bool(np.all(np.isfinite(a)) and np.all(a == np.round(a)))
     if not ok:
         raise ValueError(f"actions must be {n} integer(s) in {{0, 1}}; got {actions!r}")
-    a = a.astype(np.int64)
     if np.any((a < 0) | (a > 1)):
         raise ValueError(f"actions must be 0 (continue) or 1 (halt); got {actions!r}")
-    return a
+    return a.astype(np.int64)
 
 
 class HaltingEnv(gym.Env):

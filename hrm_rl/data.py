@@ -6,7 +6,7 @@ ever thrown away, so every puzzle a source yields is a puzzle some row works on.
 
 from __future__ import annotations
 
-from typing import Callable, Protocol
+from typing import Any, Callable, Protocol
 
 import numpy as np
 
@@ -63,3 +63,22 @@ class ShuffledSource:
         self.drawn += len(index)
         batch = self.puzzles.take(index)
         return self.augment(batch, self.rng) if self.augment is not None else batch
+
+    def state_dict(self) -> dict[str, Any]:
+        """Position in the epoch, the epoch's order and the generator state (for resuming).
+
+        The puzzle set and the augmentation function are not included: the owner rebuilds
+        them and then calls ``load_state_dict``.
+        """
+        return {"epoch": self.epoch, "drawn": self.drawn, "pos": self._pos,
+                "order": self._order.tolist(), "rng": self.rng.bit_generator.state}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue exactly where ``state_dict`` was taken (same puzzle set required)."""
+        order = np.asarray(state["order"], dtype=np.int64)
+        if len(order) != len(self.puzzles) or not 0 <= state["pos"] <= len(order):
+            raise ValueError(f"source state is for {len(order)} puzzles, this source has "
+                             f"{len(self.puzzles)}")
+        self.epoch, self.drawn, self._pos = state["epoch"], state["drawn"], state["pos"]
+        self._order = order
+        self.rng.bit_generator.state = state["rng"]

@@ -109,3 +109,30 @@ class SegmentEngine:
         if halted is not None:
             self.replace(halted)
         return self.forward()
+
+    def state_dict(self) -> dict[str, torch.Tensor | bool]:
+        """The rows' puzzles, carries and segment counters, on the CPU (for resuming).
+
+        The puzzle source has its own ``state_dict``; the model's weights are saved apart.
+        """
+        return {"inputs": self.inputs.cpu(), "labels": self.labels.cpu(),
+                "puzzle_ids": self.puzzle_ids.cpu(), "segments": self.segments.cpu(),
+                "z_H": self.carry.z_H.detach().cpu(), "z_L": self.carry.z_L.detach().cpu(),
+                "fresh": self._fresh}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor | bool]) -> None:
+        """Restore what ``state_dict`` returned; the batch size and shapes must match."""
+        for name in ("inputs", "labels", "puzzle_ids", "segments"):
+            mine, theirs = getattr(self, name), state[name]
+            if theirs.shape != mine.shape:
+                raise ValueError(f"engine state {name} has shape {tuple(theirs.shape)}, "
+                                 f"this engine needs {tuple(mine.shape)}")
+            setattr(self, name, theirs.to(self.device, mine.dtype))
+        for name in ("z_H", "z_L"):
+            mine = getattr(self.carry, name)
+            if state[name].shape != mine.shape:
+                raise ValueError(f"engine state {name} has shape {tuple(state[name].shape)}, "
+                                 f"this engine needs {tuple(mine.shape)}")
+        self.carry = Carry(state["z_H"].to(self.device, self.carry.z_H.dtype),
+                           state["z_L"].to(self.device, self.carry.z_L.dtype))
+        self._fresh = bool(state["fresh"])

@@ -341,6 +341,7 @@ def generate(n: int, size: int, rng: np.random.Generator, max_givens: int | None
 # ----------------------------------------------------------------------------- data I/O
 
 _DIGITS = b"0123456789"
+_DIGIT_CHARS = "0123456789"
 
 
 def infer_size(length: int) -> int:
@@ -351,21 +352,93 @@ def infer_size(length: int) -> int:
     raise ValueError(f"a Sudoku string has 16, 36 or 81 cells; got {length} characters")
 
 
-def parse_grid(text: str, size: int | None = None) -> np.ndarray:
-    """A row-major puzzle string (``.`` or ``0`` for blanks) as ``(size*size,)`` digits."""
+def _unit_name(unit: int, size: int) -> str:
+    kind = ("row", "column", "box")[unit // size]
+    return f"{kind} {unit % size + 1}"
+
+
+def find_conflict(grid: np.ndarray, size: int) -> str | None:
+    """Why the givens of ``grid`` (``(size*size,)`` digits, 0 = blank) contradict each
+    other, or None when no digit repeats in a row, column or box.
+
+    Rows, columns and boxes are numbered from 1 (boxes row-major); positions are indices
+    into the row-major string, from 0.
+    """
+    grid = np.asarray(grid)
+    for u, unit in enumerate(_geometry(size).units):
+        seen: dict[int, int] = {}
+        for cell in unit:
+            d = int(grid[cell])
+            if d and d in seen:
+                return (f"digit {d} appears twice in {_unit_name(u, size)} "
+                        f"(positions {seen[d]} and {cell})")
+            seen[d] = cell
+    return None
+
+
+_CHUNK = 65536  # rows per vectorised check (bounds memory on multi-million-row files)
+
+
+def _has_conflicts(grids: np.ndarray, size: int) -> np.ndarray:
+    """``(n,)`` bool: some given digit repeats in a row, column or box (vectorised)."""
+    units = np.array(_geometry(size).units)
+    out = []
+    for start in range(0, len(grids), _CHUNK):
+        values = np.sort(np.asarray(grids[start:start + _CHUNK]).astype(np.uint8)[:, units], -1)
+        out.append(np.any((values[..., 1:] == values[..., :-1]) & (values[..., 1:] > 0),
+                          axis=(1, 2)))
+    return np.concatenate(out) if out else np.zeros(0, dtype=bool)
+
+
+def check_unique(grid: np.ndarray, size: int) -> None:
+    """Raise ``ValueError`` unless ``grid`` (digits, 0 = blank) has exactly one solution.
+
+    Cost: one solver run that stops at the second solution (microseconds for 4x4,
+    milliseconds for hard 9x9 puzzles).
+    """
+    found = len(solve(grid, size, limit=2))
+    if found == 0:
+        raise ValueError("puzzle has no solution")
+    if found > 1:
+        raise ValueError("puzzle has more than one solution (a unique solution is required)")
+
+
+def parse_grid(text: str, size: int | None = None, validate: bool = True,
+               unique: bool = False) -> np.ndarray:
+    """A row-major puzzle string (``.`` or ``0`` for blanks) as ``(size*size,)`` digits.
+
+    Args:
+        text: ``size*size`` characters, each an ASCII digit ``1..size`` or a blank.
+        size: 4, 6 or 9; inferred from the length when None.
+        validate: reject givens that contradict each other (a digit twice in a row,
+            column or box).
+        unique: also require exactly one solution (runs the solver).
+
+    Raises:
+        ValueError: wrong length, an invalid character, contradicting givens, or (with
+            ``unique``) no or several solutions; the message says which and where.
+    """
     size = size or infer_size(len(text))
+    box_shape(size)
     if len(text) != size * size:
         raise ValueError(f"a {size}x{size} Sudoku needs {size * size} characters; got {len(text)}")
     digits = []
     for i, ch in enumerate(text):
         if ch == ".":
             digits.append(0)
-        elif ch.isdigit() and int(ch) <= size:
+        elif ch in _DIGIT_CHARS and int(ch) <= size:
             digits.append(int(ch))
         else:
             raise ValueError(f"invalid character {ch!r} at position {i} of a {size}x{size} "
                              f"Sudoku (expected 1-{size}, '.' or '0')")
-    return np.array(digits, dtype=np.int64)
+    grid = np.array(digits, dtype=np.int64)
+    if validate or unique:
+        conflict = find_conflict(grid, size)
+        if conflict is not None:
+            raise ValueError(f"contradicting givens in a {size}x{size} Sudoku: {conflict}")
+    if unique:
+        check_unique(grid, size)
+    return grid
 
 
 def format_grid(digits: np.ndarray) -> str:
@@ -375,10 +448,14 @@ def format_grid(digits: np.ndarray) -> str:
 
 def is_valid_solution(grids: np.ndarray, size: int) -> np.ndarray:
     """``(n,)`` bool: each ``(n, S)`` grid is complete and breaks no rule."""
-    geo = _geometry(size)
-    units = np.array(geo.units)                       # (3*size, size)
-    values = grids[:, units]                          # (n, units, size)
-    return np.all(np.sort(values, axis=-1) == np.arange(1, size + 1), axis=(1, 2))
+    units = np.array(_geometry(size).units)           # (3*size, size)
+    digits = np.arange(1, size + 1, dtype=np.uint8)
+    grids = np.asarray(grids)
+    out = []
+    for i in range(0, len(grids), _CHUNK):              # uint8 after clipping: no wrap-around
+        chunk = np.clip(grids[i:i + _CHUNK], 0, size + 1).astype(np.uint8)
+        out.append(np.all(np.sort(chunk[:, units], axis=-1) == digits, axis=(1, 2)))
+    return np.concatenate(out) if out else np.zeros(0, dtype=bool)
 
 
 @dataclass
@@ -394,61 +471,104 @@ class SudokuRecords:
         return len(self.puzzles)
 
 
-def read_csv(path: str | Path, size: int | None = None, limit: int | None = None) -> SudokuRecords:
+def read_csv(path: str | Path, size: int | None = None, limit: int | None = None,
+             check_unique: bool = False) -> SudokuRecords:
     """Read a Sudoku-Extreme style CSV (``source,question,answer,rating``).
 
-    Blanks may be ``.`` or ``0``. Every answer must be a valid complete grid that agrees
-    with its question's givens; errors name the file and line.
+    Blanks may be ``.`` or ``0``. Every question's givens must be consistent, and every
+    answer a valid complete grid that agrees with its question's givens.
+
+    Args:
+        path: the CSV file (UTF-8, optional byte-order mark).
+        size: expected grid size; inferred from the first row when None.
+        limit: read at most this many puzzles.
+        check_unique: also require each question to have exactly one solution (one solver
+            run per puzzle; use it when exact-match accuracy must be well defined).
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: anything else wrong with the file; the message starts with
+            ``<path>:<line>:`` and says what was expected.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no such puzzle file: {path}")
-    with path.open(newline="") as f:
+    sources, questions, answers, ratings, lines = [], [], [], [], []
+    with path.open(newline="", encoding="utf-8-sig") as f:
         reader = csv.reader(f)
-        header = next(reader, None)
-        if header is None or [h.strip() for h in header[:3]] != _CSV_HEADER[:3]:
-            raise ValueError(f"{path}:1: expected the header {','.join(_CSV_HEADER)}, "
-                             f"got {','.join(header or [])!r}")
-        sources, questions, answers, ratings = [], [], [], []
-        for line, row in enumerate(reader, start=2):
-            if not row:
-                continue
-            if len(row) < 3:
-                raise ValueError(f"{path}:{line}: expected source,question,answer[,rating]; "
-                                 f"got {len(row)} field(s)")
-            if size is None:
+        try:
+            header = next(reader, None)
+            if header is None or [h.strip() for h in header[:3]] != _CSV_HEADER[:3]:
+                raise ValueError(f"{path}:1: expected the header {','.join(_CSV_HEADER)}, "
+                                 f"got {','.join(header or [])!r}")
+            for row in reader:
+                line = reader.line_num
+                if not row:
+                    continue
+                size = _check_row(path, line, row, size)
+                sources.append(row[0])
+                questions.append(row[1])
+                answers.append(row[2])
+                lines.append(line)
                 try:
-                    size = infer_size(len(row[1]))
-                except ValueError as err:
-                    raise ValueError(f"{path}:{line}: {err}") from None
-            cells = size * size
-            for name, text in (("question", row[1]), ("answer", row[2])):
-                if len(text) != cells:
-                    raise ValueError(f"{path}:{line}: {name} has {len(text)} characters, "
-                                     f"expected {cells} for {size}x{size}")
-            sources.append(row[0])
-            questions.append(row[1])
-            answers.append(row[2])
-            try:
-                ratings.append(float(row[3]) if len(row) > 3 and row[3] != "" else 0.0)
-            except ValueError:
-                raise ValueError(f"{path}:{line}: rating {row[3]!r} is not a number") from None
-            if limit is not None and len(questions) >= limit:
-                break
+                    ratings.append(float(row[3]) if len(row) > 3 and row[3] != "" else 0.0)
+                except ValueError:
+                    raise ValueError(f"{path}:{line}: rating {row[3]!r} is not a number") from None
+                if limit is not None and len(questions) >= limit:
+                    break
+        except UnicodeDecodeError as err:
+            raise ValueError(f"{path}: not UTF-8 text ({err.reason}) after line "
+                             f"{reader.line_num}; save the file as UTF-8") from None
+        except csv.Error as err:
+            raise ValueError(f"{path}:{reader.line_num}: malformed CSV: {err}") from None
     if not questions:
         raise ValueError(f"{path}: no puzzles in file")
-    puzzles = _decode_strings(questions, size, path, blanks_ok=True)
-    solutions = _decode_strings(answers, size, path, blanks_ok=False)
+    puzzles = _decode_strings(questions, size, path, lines, "question", blanks_ok=True)
+    solutions = _decode_strings(answers, size, path, lines, "answer", blanks_ok=False)
+    conflicts = _has_conflicts(puzzles, size)
+    if conflicts.any():
+        i = int(np.argmax(conflicts))
+        raise ValueError(f"{path}:{lines[i]}: contradicting givens in the question: "
+                         f"{find_conflict(puzzles[i], size)}")
     valid = is_valid_solution(solutions, size)
     agrees = np.all((puzzles == 0) | (puzzles == solutions), axis=1)
     for ok, what in ((valid, "answer is not a valid complete grid"),
                      (agrees, "answer contradicts the question's givens")):
         if not ok.all():
-            raise ValueError(f"{path}:{int(np.argmin(ok)) + 2}: {what}")
+            raise ValueError(f"{path}:{lines[int(np.argmin(ok))]}: {what}")
+    if check_unique:
+        for line, puzzle in zip(lines, puzzles):
+            if len(solve(puzzle, size, limit=2)) > 1:
+                raise ValueError(f"{path}:{line}: question has more than one solution "
+                                 "(check_unique requires exactly one)")
     return SudokuRecords(puzzles, solutions, np.array(ratings), sources)
 
 
-def _decode_strings(texts: list[str], size: int, path: Path, blanks_ok: bool) -> np.ndarray:
+def _check_row(path: Path, line: int, row: list[str], size: int | None) -> int:
+    """Field count and string lengths of one CSV row; returns the (inferred) grid size."""
+    if len(row) < 3:
+        raise ValueError(f"{path}:{line}: expected source,question,answer[,rating]; "
+                         f"got {len(row)} field(s)")
+    if size is None:
+        try:
+            size = infer_size(len(row[1]))
+        except ValueError as err:
+            raise ValueError(f"{path}:{line}: question: {err}") from None
+    cells = size * size
+    for name, text in (("question", row[1]), ("answer", row[2])):
+        if len(text) != cells:
+            hint = ""
+            other = [s for s in BOX_SHAPES if s * s == len(text)]
+            if other:
+                hint = (f"; this looks like a {other[0]}x{other[0]} Sudoku, but the task "
+                        f"expects {size}x{size}")
+            raise ValueError(f"{path}:{line}: {name} has {len(text)} characters, "
+                             f"expected {cells} for {size}x{size}{hint}")
+    return size
+
+
+def _decode_strings(texts: list[str], size: int, path: Path, lines: list[int], name: str,
+                    blanks_ok: bool) -> np.ndarray:
     raw = np.frombuffer("".join(texts).encode("ascii", "replace"), dtype=np.uint8)
     raw = raw.reshape(len(texts), size * size)
     digits = raw.astype(np.int64) - ord("0")
@@ -458,10 +578,10 @@ def _decode_strings(texts: list[str], size: int, path: Path, blanks_ok: bool) ->
         bad |= blank
     if bad.any():
         row, col = np.argwhere(bad)[0]
-        ch = chr(raw[row, col])
+        ch = texts[row][col]
         expected = f"1-{size}" + (", '.' or '0'" if blanks_ok else "")
-        raise ValueError(f"{path}:{row + 2}: invalid character {ch!r} at position {col} "
-                         f"(expected {expected})")
+        raise ValueError(f"{path}:{lines[row]}: {name}: invalid character {ch!r} at position "
+                         f"{col} (expected {expected})")
     return np.where(blank, 0, digits)
 
 
@@ -599,8 +719,9 @@ class SudokuTask(Task):
         return np.where(tokens >= 2, tokens - 1, 0).astype(np.int64)
 
     # data ------------------------------------------------------------------------
-    def read_csv(self, path: str | Path) -> PuzzleBatch:
-        records = read_csv(path, self.size)
+    def read_csv(self, path: str | Path, check_unique: bool = False) -> PuzzleBatch:
+        """Load a CSV of ``size x size`` puzzles (see the module function ``read_csv``)."""
+        records = read_csv(path, self.size, check_unique=check_unique)
         return self.encode(records.puzzles, records.solutions)
 
     def write_csv(self, path: str | Path, batch: PuzzleBatch) -> None:
