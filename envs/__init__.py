@@ -1,6 +1,7 @@
 """Gymnasium environments over the HRM segment engine.
 
-Importing ``hrm_rl`` registers ``HRM-Sudoku-v0`` (single and vector entry points):
+Importing ``hrm_rl`` registers ``HRM-Sudoku-v0``, ``HRM-Maze-v0`` and ``HRM-ARC-v0`` (single
+and vector entry points); each defaults to a small bundled core and takes ``checkpoint=``:
 
     import gymnasium as gym, hrm_rl
     env = gym.make("HRM-Sudoku-v0", step_cost=0.01)
@@ -9,7 +10,10 @@ Importing ``hrm_rl`` registers ``HRM-Sudoku-v0`` (single and vector entry points
 
 from gymnasium.envs.registration import register, registry
 
-_ENVS = {"HRM-Sudoku-v0": {"checkpoint": "sudoku4"}}
+_ENVS = {
+    "HRM-Sudoku-v0": {"checkpoint": "sudoku4"},   # 4x4 Sudoku core (configs/sudoku4-tiny.yaml)
+    "HRM-ARC-v0": {"checkpoint": "arc-tiny"},     # ARC-AGI-1 smoke core (configs/arc-tiny.yaml)
+}
 
 for _env_id, _kwargs in _ENVS.items():
     if _env_id not in registry:

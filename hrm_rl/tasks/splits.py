@@ -26,7 +26,14 @@ def _cache_key(task: Task, data: DataConfig) -> str:
 
 def generated_splits(task: Task, data: DataConfig, progress: bool = False
                      ) -> tuple[PuzzleBatch, PuzzleBatch]:
-    """Generate (or reuse from ``data.cache_dir``) disjoint train/test sets for ``data``."""
+    """Generate (or reuse from ``data.cache_dir``) disjoint train/test sets for ``data``.
+
+    Tasks with ``cache_splits = False`` (ARC: built from a bundled corpus, fast) are built
+    directly, without the CSV cache.
+    """
+    if not getattr(task, "cache_splits", True):
+        return task.generate_splits(data.train_size, data.test_size, data,
+                                    np.random.default_rng(data.seed), progress)
     folder = Path(data.cache_dir) / _cache_key(task, data)
     if (folder / "test.csv").is_file() and (folder / "train.csv").is_file():
         return task.read_csv(folder / "train.csv"), task.read_csv(folder / "test.csv")

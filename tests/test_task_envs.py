@@ -1,0 +1,51 @@
+"""The Maze and ARC halting envs: both checkers, make_vec, rendering, SB3 adapter."""
+
+from __future__ import annotations
+
+import warnings
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+from stable_baselines3.common.env_checker import check_env as sb3_check_env
+
+import hrm_rl  # noqa: F401  (registers the envs)
+from hrm_rl.agents.sb3 import make_sb3_vec_env
+
+ENV_IDS = ["HRM-ARC-v0"]
+
+
+@pytest.mark.parametrize("env_id", ENV_IDS)
+@pytest.mark.parametrize("obs_mode", ["features", "latent", "dict"])
+def test_checkers_pass_without_warnings(env_id, obs_mode):
+    env = gym.make(env_id, obs_mode=obs_mode)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        check_env(env.unwrapped, skip_render_check=True)
+        sb3_check_env(env, warn=True)
+
+
+@pytest.mark.parametrize("env_id", ENV_IDS)
+def test_make_vec_and_sb3_adapter(env_id):
+    venv = gym.make_vec(env_id, num_envs=4)
+    obs, info = venv.reset(seed=0)
+    assert obs.shape == (4, 8) and venv.observation_space.contains(obs)
+    for _ in range(6):
+        obs, rewards, term, trunc, info = venv.step(np.array([0, 1, 0, 1]))
+        assert venv.observation_space.contains(obs)
+    sb3 = make_sb3_vec_env(env_id, num_envs=3)
+    sb3.seed(1)
+    assert sb3.reset().shape == (3, 8)
+
+
+@pytest.mark.parametrize("env_id", ENV_IDS)
+def test_render_modes(env_id):
+    env = gym.make(env_id, render_mode="rgb_array")
+    env.reset(seed=0)
+    img = env.render()
+    assert img.dtype == np.uint8 and img.ndim == 3 and img.shape[2] == 3
+    env = gym.make(env_id, render_mode="ansi")
+    env.reset(seed=0)
+    text = env.render()
+    assert text.startswith("segment 1/")
