@@ -183,14 +183,16 @@ def _show_one(ckpt, puzzle, max_k: int) -> None:
 
 _BENCHES = {"train": "training segments/s, FLOPs per segment and MFU (fp32, bf16, compile)",
             "memory": "peak memory of a training step vs H_cycles x L_cycles, 1-step vs BPTT",
-            "env": "segments/s of the halting environments"}
+            "env": "segments/s of the halting environments",
+            "profile": "where a tiny-config training step spends its time (torch.profiler)",
+            "compare": "HRM vs TRM for the same CPU time on 6x6 Sudoku (not in 'all': ~20 min)"}
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
     """Run one benchmark (or all of them, with their defaults) and print its JSON."""
     import importlib
 
-    names = list(_BENCHES) if args.bench == "all" else [args.bench]
+    names = (["train", "memory", "env"] if args.bench == "all" else [args.bench])
     results = {}
     for name in names:
         module = importlib.import_module(f"hrm_rl.benchmarks.{name}")
@@ -253,9 +255,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bench", help="benchmarks that print JSON (train, memory, env, all)")
     bench = p.add_subparsers(dest="bench", required=True)
-    from hrm_rl.benchmarks import env as env_bench, memory as memory_bench, train as train_bench
+    from hrm_rl.benchmarks import compare as compare_bench, env as env_bench, \
+        memory as memory_bench, profile as profile_bench, train as train_bench
 
-    for name, module in (("train", train_bench), ("memory", memory_bench), ("env", env_bench)):
+    for name, module in (("train", train_bench), ("memory", memory_bench), ("env", env_bench),
+                         ("compare", compare_bench), ("profile", profile_bench)):
         b = bench.add_parser(name, help=_BENCHES[name], description=module.__doc__,
                              formatter_class=argparse.RawDescriptionHelpFormatter)
         module.add_arguments(b)

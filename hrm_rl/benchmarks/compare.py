@@ -80,9 +80,8 @@ def markdown(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of ``hrm-rl bench compare``."""
     p.add_argument("--seconds", type=float, default=240.0, help="training seconds per variant")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--variants", default=",".join(VARIANTS),
@@ -91,10 +90,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache-dir", default="data", help="where generated puzzles are cached")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="extra config override for every variant (repeatable)")
-    return p
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
+def run_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    """Train and evaluate the chosen variants one after the other."""
     names = [v.strip() for v in args.variants.split(",") if v.strip()]
     unknown = [v for v in names if v not in VARIANTS]
     if unknown:
@@ -110,7 +109,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    print(json.dumps(run(build_parser().parse_args(argv)), indent=2))
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(parser)
+    print(json.dumps(run_from_args(parser.parse_args(argv)), indent=2))
     return 0
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hrm_rl.config import TaskConfig
 from hrm_rl.tasks.base import IGNORE_LABEL, PuzzleBatch, Task
 
-TASKS = ("sudoku", "arc")
+TASKS = ("sudoku", "maze", "arc")
 
 
 def make_task(config: TaskConfig) -> Task:
@@ -14,6 +14,10 @@ def make_task(config: TaskConfig) -> Task:
         from hrm_rl.tasks.sudoku import SudokuTask
 
         return SudokuTask(config.size)
+    if config.name == "maze":
+        from hrm_rl.tasks.maze import MazeTask
+
+        return MazeTask(config.size)
     if config.name == "arc":
         from hrm_rl.tasks.arc import ARCTask
 

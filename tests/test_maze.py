@@ -1,0 +1,337 @@
+"""The Maze task: generator, CSV format, answer checks, symmetry and rendering."""
+
+from __future__ import annotations
+
+from collections import deque
+
+import numpy as np
+import pytest
+import torch
+
+from hrm_rl.config import DataConfig, TaskConfig, load_config
+from hrm_rl.tasks import make_task
+from hrm_rl.tasks.maze import (GOAL, OPEN, PATH, START, WALL, MazeRecords, MazeTask,
+                               _trace_paths, canonical_keys, default_min_path, distance_maps,
+                               generate, read_csv, write_csv)
+
+Q9, A9, L9 = generate(60, 9, np.random.default_rng(0), min_path=16)
+Q15, A15, L15 = generate(10, 15, np.random.default_rng(1))          # default min_path (48)
+TASK9 = MazeTask(9)
+
+
+def reference_bfs(question: np.ndarray, size: int) -> int:
+    """Plain-Python BFS: steps from S to G (-1 when unreachable). Independent of maze.py."""
+    grid = question.reshape(size, size)
+    start = tuple(np.argwhere(grid == START)[0])
+    goal = tuple(np.argwhere(grid == GOAL)[0])
+    dist = {start: 0}
+    queue = deque([start])
+    while queue:
+        r, c = queue.popleft()
+        for nr, nc in ((r - 1, c), (r + 1, c), (r, c - 1), (r, c + 1)):
+            if 0 <= nr < size and 0 <= nc < size and grid[nr, nc] != WALL and (nr, nc) not in dist:
+                dist[(nr, nc)] = dist[(r, c)] + 1
+                queue.append((nr, nc))
+    return dist.get(goal, -1)
+
+
+def walk_path(answer: np.ndarray, size: int) -> int:
+    """Follow the ``o`` cells from S; returns the steps to G (asserts the path is simple)."""
+    grid = answer.reshape(size, size)
+    cur, prev, steps = tuple(np.argwhere(grid == START)[0]), None, 0
+    while grid[cur] != GOAL:
+        r, c = cur
+        nxt = [(nr, nc) for nr, nc in ((r - 1, c), (r + 1, c), (r, c - 1), (r, c + 1))
+               if 0 <= nr < size and 0 <= nc < size and grid[nr, nc] in (PATH, GOAL)
+               and (nr, nc) != prev]
+        assert len(nxt) == 1, f"path branches or stops at {cur}"
+        prev, cur, steps = cur, nxt[0], steps + 1
+    return steps
+
+
+def grid(text: str) -> np.ndarray:
+    """A hand-drawn maze (rows separated by ``|``, ``.`` for open) as tokens."""
+    chars = text.replace("|", "").replace(".", " ")
+    return np.array(["# SGo".index(ch) + 1 for ch in chars], dtype=np.int64)
+
+
+# 5x5 open field with one wall in the middle: many shortest paths of 8 steps.
+Q5 = grid("S....|.....|..#..|.....|....G")
+LABEL5 = grid("Soooo|....o|..#.o|....o|....G")          # along the top and right edges
+
+
+def check5(*predictions: str) -> list[bool]:
+    task = MazeTask(5)
+    pred = torch.from_numpy(np.stack([grid(p) for p in predictions]))
+    labels = torch.from_numpy(np.stack([LABEL5] * len(predictions)))
+    return task.is_correct(pred, labels).tolist()
+
+
+# ----------------------------------------------------------------------------- generator
+
+
+def test_generator_is_deterministic_for_a_seed():
+    q, a, lengths = generate(60, 9, np.random.default_rng(0), min_path=16)
+    assert np.array_equal(q, Q9) and np.array_equal(a, A9) and np.array_equal(lengths, L9)
+    other, _, _ = generate(60, 9, np.random.default_rng(5), min_path=16)
+    assert not np.array_equal(other, Q9)
+
+
+@pytest.mark.parametrize("size", [9, 15])
+def test_generated_paths_are_shortest_and_at_least_min_path(size):
+    q, a, lengths = (Q9, A9, L9) if size == 9 else (Q15, A15, L15)
+    min_path = 16 if size == 9 else default_min_path(15)
+    assert lengths.min() >= min_path
+    for question, answer, length in zip(q, a, lengths):
+        assert reference_bfs(question, size) == length          # a shortest path ...
+        assert walk_path(answer, size) == length                # ... is what is marked
+        assert (answer == PATH).sum() == length - 1             # length counts steps
+        assert np.array_equal(np.where(answer == PATH, OPEN, answer), question)
+    assert len({row.tobytes() for row in q}) == len(q)
+
+
+def test_wall_density_and_tokens():
+    walls = (Q9 == WALL).mean(1)
+    assert walls.min() >= 0.1 and walls.max() <= 0.65       # 30-50 % per-cell probability
+    assert set(np.unique(Q9)) == {WALL, OPEN, START, GOAL}
+    assert set(np.unique(A9)) == {WALL, OPEN, START, GOAL, PATH}
+
+
+def test_default_min_path_is_maze_hard_at_30_and_scales_down():
+    assert default_min_path(30) == 110
+    assert default_min_path(9) == 26 and default_min_path(15) == 48
+    assert all(default_min_path(s) < default_min_path(s + 1) for s in range(5, 30))
+
+
+def test_hard_30x30_mazes_reach_110_steps():
+    q, a, lengths = generate(3, 30, np.random.default_rng(0), min_path=110)
+    assert lengths.min() >= 110
+    assert [reference_bfs(x, 30) for x in q] == lengths.tolist()
+
+
+def test_impossible_min_path_is_an_error_not_a_hang():
+    with pytest.raises(ValueError, match="lower min_path"):
+        generate(2, 4, np.random.default_rng(0), min_path=15)
+    with pytest.raises(ValueError, match="unsupported maze size"):
+        MazeTask(3)
+
+
+def test_orbit_distinct_mazes_share_no_symmetry_class():
+    q, _, _ = generate(40, 5, np.random.default_rng(0), min_path=6, distinct="orbit")
+    assert len(set(canonical_keys(q, 5))) == 40
+
+
+# ----------------------------------------------------------------------------- splits
+
+
+@pytest.mark.parametrize("split_by", ["exact", "orbit"])
+def test_generate_splits_are_disjoint_and_honour_min_difficulty(split_by):
+    data = DataConfig(min_difficulty=14, split_by=split_by)
+    train, test = TASK9.generate_splits(50, 20, data, np.random.default_rng(0))
+    assert len(train) == 50 and len(test) == 20
+    assert not {r.tobytes() for r in train.inputs} & {r.tobytes() for r in test.inputs}
+    if split_by == "orbit":
+        assert not set(canonical_keys(train.inputs, 9)) & set(canonical_keys(test.inputs, 9))
+    assert ((train.labels == PATH).sum(1) + 1).min() >= 14
+    assert TASK9.vocab_size == 6 and TASK9.seq_len == 81 and TASK9.name == "maze9"
+
+
+def test_generate_splits_default_difficulty_depends_on_size():
+    train, test = MazeTask(7).generate_splits(5, 5, DataConfig(), np.random.default_rng(0))
+    steps = (np.concatenate([train.labels, test.labels]) == PATH).sum(1) + 1
+    assert steps.min() >= default_min_path(7)
+
+
+def test_make_task_builds_a_maze():
+    task = make_task(TaskConfig(name="maze", size=11))
+    assert isinstance(task, MazeTask) and task.seq_len == 121
+
+
+# ----------------------------------------------------------------------------- CSV
+
+
+def test_csv_round_trip(tmp_path):
+    batch = TASK9.encode(TASK9.to_strings(Q9), TASK9.to_strings(A9))
+    TASK9.write_csv(tmp_path / "m.csv", batch)
+    back = TASK9.read_csv(tmp_path / "m.csv")
+    assert np.array_equal(back.inputs, Q9) and np.array_equal(back.labels, A9)
+    records = read_csv(tmp_path / "m.csv")                       # size inferred: 81 chars
+    assert np.array_equal(records.ratings, L9)                   # rating = path steps
+    header, first = (tmp_path / "m.csv").read_text().splitlines()[:2]
+    assert header == "source,question,answer,rating"
+    assert first.split(",")[1] == TASK9.to_strings(Q9[:1])[0] and " " in first
+
+
+def _write(tmp_path, question: str, answer: str, header="source,question,answer,rating"):
+    path = tmp_path / "bad.csv"
+    path.write_text(f"{header}\nx,{question},{answer},0\n")
+    return path
+
+
+def _strings(index=0):
+    return TASK9.to_strings(Q9[index:index + 1])[0], TASK9.to_strings(A9[index:index + 1])[0]
+
+
+def _replace(text: str, i: int, ch: str) -> str:
+    return text[:i] + ch + text[i + 1:]
+
+
+@pytest.mark.parametrize("case, message", [
+    ("short", "answer has 80 characters, expected 81 for 9x9"),
+    ("char", "question: invalid character 'x' at position 0"),
+    ("two_starts", "question has 2 start 'S' cells"),
+    ("no_goal", "has 0 goal 'G' cells"),
+    ("path_on_wall", "answer does not match the question"),
+    ("broken", "do not form one simple path from S to G"),
+    ("header", "expected the header source,question,answer,rating"),
+    ("not_square", "not a square grid"),
+])
+def test_parse_errors_name_the_file_line_and_problem(tmp_path, case, message):
+    q, a = _strings()
+    header = "source,question,answer,rating"
+    wall = q.index("#")
+    path_cell = a.index("o")
+    if case == "short":
+        a = a[:-1]
+    elif case == "char":
+        q = "x" + q[1:]
+    elif case == "two_starts":
+        i = q.index(" ")
+        q, a = _replace(q, i, "S"), _replace(a, i, "S")
+    elif case == "no_goal":
+        i = q.index("G")
+        q, a = _replace(q, i, " "), _replace(a, i, " ")
+    elif case == "path_on_wall":
+        a = _replace(a, wall, "o")
+    elif case == "broken":
+        a = _replace(a, path_cell, " ")
+    elif case == "header":
+        header = "a,b,c"
+    elif case == "not_square":
+        q, a = q + "#", a + "#"
+    with pytest.raises(ValueError) as err:
+        read_csv(_write(tmp_path, q, a, header))
+    text = str(err.value)
+    assert message in text
+    assert text.startswith(f"{tmp_path / 'bad.csv'}:{1 if case == 'header' else 2}:")
+
+
+def test_parse_error_for_a_path_that_is_not_shortest(tmp_path):
+    question = "S....|.....|..#..|.....|....G".replace("|", "").replace(".", " ")
+    detour = "Soooo|....o|..#oo|...o.|...oG".replace("|", "").replace(".", " ")
+    with pytest.raises(ValueError, match="takes 10 steps but the shortest path from S to G "
+                                         "takes 8"):
+        read_csv(_write(tmp_path, question, detour))
+    assert len(read_csv(_write(tmp_path, question, detour), check_shortest=False)) == 1
+
+
+def test_wrong_size_file_says_what_it_looks_like(tmp_path):
+    write_csv(tmp_path / "m9.csv", MazeRecords(Q9[:2], A9[:2], L9[:2], ["a", "b"]))
+    with pytest.raises(ValueError, match=r"m9.csv:2: question has 81 characters, expected 225 "
+                                         r"for 15x15; this looks like a 9x9 maze"):
+        MazeTask(15).read_csv(tmp_path / "m9.csv")
+    with pytest.raises(FileNotFoundError):
+        TASK9.read_csv(tmp_path / "missing.csv")
+
+
+# ----------------------------------------------------------------------------- checks
+
+
+def test_is_correct_accepts_any_shortest_path():
+    assert check5(
+        "Soooo|....o|..#.o|....o|....G",      # the label
+        "S....|o....|o.#..|o....|ooooG",      # along the left and bottom edges
+        "So...|.ooo.|..#o.|...oo|....G",      # a staircase
+    ) == [True, True, True]
+
+
+def test_is_correct_rejects_longer_walled_broken_or_altered_paths():
+    assert check5(
+        "Soooo|....o|..#oo|...o.|...oG",      # a valid simple path, 10 steps instead of 8
+        "So...|.oo..|..oo.|...oo|....G",      # through the wall
+        "Sooo.|....o|..#.o|....o|o...G",      # a gap, cell count made up elsewhere
+        "Soooo|....o|..#.o|....o|.....",      # goal removed
+        "Soooo|....o|..#.o|....o|...#G",      # a wall added
+    ) == [False, False, False, False, False]
+
+
+def test_is_correct_on_generated_mazes_accepts_other_traced_shortest_paths():
+    labels = torch.from_numpy(A9)
+    assert TASK9.is_correct(labels, labels).all()
+    dist = distance_maps((Q9 != WALL).reshape(-1, 9, 9), (Q9 == START).argmax(1))
+    other = _trace_paths(dist, (Q9 == GOAL).argmax(1), np.random.default_rng(9)).reshape(60, -1)
+    alternative = torch.from_numpy(np.where(other, PATH, Q9))
+    assert (alternative != labels).any(1).sum() >= 10          # many differ from the label
+    assert TASK9.is_correct(alternative, labels).all()
+    assert torch.equal(TASK9.cell_accuracy(alternative, labels), torch.ones(60))
+    shifted = torch.from_numpy(np.where(A9 == PATH, OPEN, A9))  # path erased
+    assert not TASK9.is_correct(shifted, labels).any()
+    assert (TASK9.cell_accuracy(shifted, labels) < 1).all()
+
+
+def test_violations_are_zero_on_labels_and_count_broken_cells():
+    assert TASK9.violations(torch.from_numpy(A9)).eq(0).all()
+    broken = A9.copy()
+    row = broken[0]
+    row[np.flatnonzero(row == PATH)[3]] = OPEN                 # two path ends left dangling
+    broken[1][broken[1] == GOAL] = OPEN                        # goal missing: +1, and its
+    broken[2][0] = 0                                           # neighbour dangles; padding +1
+    v = TASK9.violations(torch.from_numpy(broken))
+    assert v[0] == 2 and v[1] == 2 and v[2] >= 1 and v[3:].eq(0).all()
+
+
+# ----------------------------------------------------------------------------- symmetry
+
+
+def test_augmentation_keeps_mazes_valid_with_the_same_path_length():
+    batch = TASK9.encode(TASK9.to_strings(Q9), TASK9.to_strings(A9))
+    aug = TASK9.augment(batch, np.random.default_rng(3))
+    assert (aug.inputs != batch.inputs).any(1).mean() > 0.7
+    assert np.array_equal(np.where(aug.labels == PATH, OPEN, aug.labels), aug.inputs)
+    assert TASK9.violations(torch.from_numpy(aug.labels)).eq(0).all()
+    assert [reference_bfs(q, 9) for q in aug.inputs] == L9.tolist()
+    assert np.array_equal(np.sort(aug.labels, 1), np.sort(batch.labels, 1))
+
+
+# ----------------------------------------------------------------------------- display
+
+
+def test_decode_render_and_cell_colors():
+    chars = TASK9.decode(torch.from_numpy(A9[:2]))
+    assert chars.shape == (2, 9, 9) and "".join(chars[0].ravel()) == TASK9.to_strings(A9[:1])[0]
+    assert TASK9.decode(A9[0]).shape == (9, 9)
+    text = TASK9.render(Q9[0], A9[0], A9[0])
+    lines = text.splitlines()
+    assert len(lines) == 10 and all(len(line) == 9 for line in lines[1:])
+    assert lines[0].endswith("correct") and "x" not in "".join(lines[1:])
+    wrong = A9[0].copy()
+    wrong[np.flatnonzero(Q9[0] == WALL)[0]] = PATH              # a path cell on a wall
+    text = TASK9.render(Q9[0], wrong, A9[0])
+    assert text.splitlines()[0].endswith("wrong") and "x" in "".join(text.splitlines()[1:])
+    colors = TASK9.cell_colors(Q9[0], A9[0], A9[0])
+    assert colors.shape == (9, 9, 3) and colors.dtype == np.uint8
+    start = divmod(int(np.argmax(Q9[0] == START)), 9)
+    assert tuple(colors[start]) == (40, 170, 70)
+    bad = divmod(int(np.flatnonzero(Q9[0] == WALL)[0]), 9)
+    assert tuple(TASK9.cell_colors(Q9[0], wrong, A9[0])[bad]) == (255, 100, 20)
+
+
+# ----------------------------------------------------------------------------- trainer
+
+
+def test_act_trainer_runs_on_mazes(tmp_path):
+    from hrm_rl.agents.act_trainer import ACTTrainer
+
+    config = load_config(None, [
+        "task.name=maze", "task.size=7", "model.hidden_size=32", "model.num_heads=2",
+        "model.H_layers=1", "model.L_layers=1", "model.H_cycles=1", "model.L_cycles=1",
+        "model.pos_encodings=learned", "train.batch_size=8", "train.steps=3",
+        "train.halt_max_steps=2", "train.eval_every=3", "train.eval_size=8",
+        "train.eval_batch_size=8", "train.checkpoint_every=100", "train.log_every=1",
+        "train.loss=softmax", "data.augment=false", f"data.cache_dir={tmp_path}"])
+    task = MazeTask(7)
+    splits = task.generate_splits(24, 8, DataConfig(min_difficulty=8),
+                                  np.random.default_rng(0))
+    summary = ACTTrainer(config, None, progress=False, splits=splits).fit()
+    assert summary["steps"] == 3 and summary["eval"]["n"] == 8
+    assert len(summary["eval"]["exact_by_segment"]) == 2
