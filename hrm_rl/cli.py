@@ -195,7 +195,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     names = (["train", "memory", "env"] if args.bench == "all" else [args.bench])
     results = {}
     for name in names:
-        module = importlib.import_module(f"hrm_rl.benchmarks.{name}")
+        module = importlib.import_module(f"hrm_rl.agents.benchmarks.{name}")
         if args.bench == "all":
             sub_args = argparse.ArgumentParser()
             module.add_arguments(sub_args)
@@ -255,7 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bench", help="benchmarks that print JSON (train, memory, env, all)")
     bench = p.add_subparsers(dest="bench", required=True)
-    from hrm_rl.benchmarks import compare as compare_bench, env as env_bench, \
+    from hrm_rl.agents.benchmarks import compare as compare_bench, env as env_bench, \
         memory as memory_bench, profile as profile_bench, train as train_bench
 
     for name, module in (("train", train_bench), ("memory", memory_bench), ("env", env_bench),

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from hrm_rl.benchmarks.flops import counted_train_step_flops, segment_flops
-from hrm_rl.benchmarks.memory import measure_step, memory_config
-from hrm_rl.benchmarks.train import make_trainer
+from hrm_rl.agents.benchmarks.flops import counted_train_step_flops, segment_flops
+from hrm_rl.agents.benchmarks.memory import measure_step, memory_config
+from hrm_rl.agents.benchmarks.train import make_trainer
 from hrm_rl.cli import main
 from hrm_rl.config import load_config
 

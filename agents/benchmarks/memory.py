@@ -78,7 +78,7 @@ def measure_step(overrides: list[str]) -> dict[str, Any]:
         ``saved_mib`` always; ``peak_rss_delta_mib`` on a Linux CPU; ``peak_alloc_delta_mib``
         on CUDA; ``step_s`` the measured step's seconds.
     """
-    from hrm_rl.benchmarks.train import make_trainer
+    from hrm_rl.agents.benchmarks.train import make_trainer
     from hrm_rl.config import load_config
 
     trainer = make_trainer(load_config(None, overrides), n_puzzles=256)
