@@ -1,7 +1,9 @@
-"""Thin wrapper: ``python bench/memory.py`` is ``hrm-rl bench memory`` (see
+"""Thin wrapper: ``python bench/memory.py ARGS`` is ``hrm-rl bench memory ARGS`` (see
 ``hrm_rl.agents.benchmarks.memory`` for what it measures and its options)."""
 
-from hrm_rl.agents.benchmarks.memory import main
+import sys
+
+from hrm_rl.cli import main
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(main(["bench", "memory", *sys.argv[1:]]))

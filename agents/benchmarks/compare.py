@@ -18,7 +18,6 @@ the 6x6 data of ``configs/sudoku6-small.yaml``; the TRM configs use the same dat
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -107,14 +106,3 @@ def run_from_args(args: argparse.Namespace) -> dict[str, Any]:
     return {"seconds_per_variant": args.seconds, "threads": args.threads, "results": rows,
             "markdown": markdown(rows)}
 
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(parser)
-    print(json.dumps(run_from_args(parser.parse_args(argv)), indent=2))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -10,7 +10,6 @@ same batch (the ceiling). Actions are random (halt with probability 0.25).
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from typing import Any
 
@@ -91,14 +90,3 @@ def run_from_args(args: argparse.Namespace) -> dict[str, Any]:
     """``run`` with the parsed ``add_arguments`` options."""
     return run(args.checkpoint, args.seconds, args.threads or None)
 
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="hrm-rl bench env", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(parser)
-    print(json.dumps(run_from_args(parser.parse_args(argv)), indent=2))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
 import multiprocessing as mp
 import os
 import time
@@ -187,14 +186,3 @@ def run_from_args(args: argparse.Namespace) -> dict[str, Any]:
     cycles = tuple(int(c) for c in args.cycles.split(","))
     return run(cycles, args.batch, args.hidden, args.layers, args.threads or None, args.device)
 
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="hrm-rl bench memory", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(parser)
-    print(json.dumps(run_from_args(parser.parse_args(argv)), indent=2))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import time
 from typing import Any, Callable
 
@@ -142,14 +141,3 @@ def run_from_args(args: argparse.Namespace) -> dict[str, Any]:
     """``run`` with the parsed ``add_arguments`` options."""
     return run(args.tiny_config, args.steps, args.threads or None, args.precision, args.compile)
 
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="hrm-rl bench profile", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(parser)
-    print(json.dumps(run_from_args(parser.parse_args(argv)), indent=2))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

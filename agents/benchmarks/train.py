@@ -279,15 +279,6 @@ def _load_average() -> list[float] | None:
         return None
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="hrm-rl bench train", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(parser)
-    args = parser.parse_args(argv)
-    print(json.dumps(run_from_args(args), indent=2))
-    return 0
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``hrm-rl bench train``."""
     parser.add_argument("--tiny-config", help=f"default {TINY_CONFIG} (or the bundled core's)")
@@ -312,7 +303,3 @@ def run_from_args(args: argparse.Namespace) -> dict[str, Any]:
     return run(args.tiny_config, args.paper_config, args.seconds, args.threads or None,
                not args.no_compile, not args.no_paper, args.paper_batch, args.paper_steps,
                args.paper_bf16 or None, args.device, not args.no_omp_probe)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
