@@ -34,12 +34,14 @@ def test_analytic_flops_equal_the_flop_counter_on_a_real_step(gradient, halt_max
         assert flops.forward_no_grad == 0
 
 
-def test_one_step_memory_is_flat_and_bptt_grows():
+@pytest.mark.parametrize("kind", ["hrm", "trm"])
+def test_memory_one_step_is_flat_last_recursion_grows_with_l_and_bptt_with_h_times_l(kind):
     def saved(cycles, gradient):
         return measure_step(memory_config(cycles, gradient, hidden=32, layers=1, batch=2,
-                                          device="cpu", threads=1))["saved_mib"]
+                                          device="cpu", threads=1, kind=kind))["saved_mib"]
 
     assert saved(1, "one_step") == saved(3, "one_step")
+    assert saved(1, "last_recursion") < saved(3, "last_recursion") < saved(3, "bptt")
     assert saved(3, "bptt") > 4 * saved(1, "bptt")
 
 

@@ -1,7 +1,9 @@
 """Peak memory of one ACT training step as the recurrence deepens; prints one JSON object.
 
-For ``H_cycles x L_cycles`` = 1x1, 2x2, 4x4, 8x8 (``--cycles``) and ``model.gradient`` =
-``one_step`` (HRM's 1-step gradient) and ``bptt`` (backpropagation through every step), one
+For each model (``--models``: HRM, and TRM with the same depth of network), each
+``H_cycles x L_cycles`` = 1x1, 2x2, 4x4, 8x8 (``--cycles``) and each ``model.gradient`` =
+``one_step`` (HRM's 1-step gradient: only the last L and H step), ``last_recursion`` (TRM's:
+the whole last H cycle) and ``bptt`` (backpropagation through every step), one
 ``ACTTrainer.train_step`` (segment forward, bootstrap peek, backward, optimiser step) is
 measured as:
 
@@ -17,11 +19,12 @@ measured as:
 - on CUDA, ``peak_alloc_delta_mib``: ``torch.cuda.max_memory_allocated`` during the step
   (after one warm-up step) above ``torch.cuda.memory_allocated`` before it.
 
-The 1-step gradient should stay flat while BPTT grows linearly with ``H_cycles * L_cycles``.
+The 1-step gradient should stay flat, the last recursion grow with ``L_cycles`` and BPTT
+with ``H_cycles * L_cycles``.
 The model is a 9x9-Sudoku-shaped core (81 cells; ``--hidden``, ``--layers``, ``--batch``);
 puzzles are random tokens (memory does not depend on their content).
 
-    hrm-rl bench memory [--cycles 1,2,4,8] [--batch 8] [--hidden 128] [--layers 2]
+    hrm-rl bench memory [--models hrm,trm] [--cycles 1,2,4,8] [--batch 8] [--hidden 128]
 """
 
 from __future__ import annotations
@@ -39,13 +42,17 @@ import torch
 from hrm_rl.device import resolve_device
 
 _MIB = 2**20
+GRADIENTS = ("one_step", "last_recursion", "bptt")
+MODELS = ("hrm", "trm")
 
 
 def memory_config(cycles: int, gradient: str, hidden: int, layers: int, batch: int,
-                  device: str, threads: int | None) -> list[str]:
-    """Config overrides of the measured run: a 9x9 Sudoku core ``cycles x cycles`` deep."""
+                  device: str, threads: int | None, kind: str = "hrm") -> list[str]:
+    """Config overrides of the measured run: a 9x9 Sudoku core ``cycles x cycles`` deep
+    (``kind`` ``hrm`` or ``trm``; TRM's one network is ``layers`` deep, with attention)."""
     heads = max(1, hidden // 32)
-    return ["task.size=9", f"model.hidden_size={hidden}", f"model.num_heads={heads}",
+    return ["task.size=9", f"model.kind={kind}", f"model.hidden_size={hidden}",
+            f"model.num_heads={heads}",
             f"model.H_layers={layers}", f"model.L_layers={layers}",
             f"model.H_cycles={cycles}", f"model.L_cycles={cycles}",
             f"model.gradient={gradient}", f"train.batch_size={batch}",
@@ -140,21 +147,27 @@ def measure_isolated(overrides: list[str], timeout_s: float = 300.0) -> dict[str
 
 
 def run(cycles: tuple[int, ...] = (1, 2, 4, 8), batch: int = 8, hidden: int = 128,
-        layers: int = 2, threads: int | None = 2, device: str = "auto") -> dict[str, Any]:
-    """Measure every ``cycles x gradient`` pair; returns the table and its settings."""
+        layers: int = 2, threads: int | None = 2, device: str = "auto",
+        models: tuple[str, ...] = MODELS) -> dict[str, Any]:
+    """Measure every ``model x cycles x gradient``; returns the table and its settings.
+
+    Table rows are named ``"<model> <N>x<N>"`` (e.g. ``"trm 4x4"``), columns ``GRADIENTS``.
+    """
     dev = resolve_device(device)
     started = time.perf_counter()
     table: dict[str, dict[str, Any]] = {}
-    for c in cycles:
-        row = table[f"{c}x{c}"] = {}
-        for gradient in ("one_step", "bptt"):
-            overrides = memory_config(c, gradient, hidden, layers, batch, str(dev), threads)
-            row[gradient] = (measure_isolated(overrides) if dev.type == "cpu"
-                             else measure_step(overrides))
+    for kind in models:
+        for c in cycles:
+            row = table[f"{kind} {c}x{c}"] = {}
+            for gradient in GRADIENTS:
+                overrides = memory_config(c, gradient, hidden, layers, batch, str(dev),
+                                          threads, kind)
+                row[gradient] = (measure_isolated(overrides) if dev.type == "cpu"
+                                 else measure_step(overrides))
     key = "peak_alloc_delta_mib" if dev.type == "cuda" else "peak_rss_delta_mib"
-    first = table[f"{cycles[0]}x{cycles[0]}"]
     growth = {}
     for name, row in table.items():
+        first = table[f"{name.split()[0]} {cycles[0]}x{cycles[0]}"]
         growth[name] = {}
         for gradient, figures in row.items():
             base = first[gradient]
@@ -164,7 +177,7 @@ def run(cycles: tuple[int, ...] = (1, 2, 4, 8), batch: int = 8, hidden: int = 12
     return {"device": str(dev), "threads": threads,
             "model": {"hidden_size": hidden, "H_layers": layers, "L_layers": layers,
                       "seq_len": 81, "batch_size": batch},
-            "columns": ["one_step", "bptt"], "table": table,
+            "columns": list(GRADIENTS), "table": table,
             f"growth_vs_{cycles[0]}x{cycles[0]}": growth,
             "bench_seconds": round(time.perf_counter() - started, 1),
             "load_average": [round(x, 2) for x in os.getloadavg()]}
@@ -172,6 +185,8 @@ def run(cycles: tuple[int, ...] = (1, 2, 4, 8), batch: int = 8, hidden: int = 12
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``hrm-rl bench memory``."""
+    parser.add_argument("--models", default=",".join(MODELS),
+                        help="comma-separated subset of: " + ", ".join(MODELS))
     parser.add_argument("--cycles", default="1,2,4,8",
                         help="comma-separated N for N x N (H_cycles x L_cycles)")
     parser.add_argument("--batch", type=int, default=8)
@@ -184,5 +199,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run_from_args(args: argparse.Namespace) -> dict[str, Any]:
     """``run`` with the parsed ``add_arguments`` options."""
     cycles = tuple(int(c) for c in args.cycles.split(","))
-    return run(cycles, args.batch, args.hidden, args.layers, args.threads or None, args.device)
+    models = tuple(m.strip() for m in args.models.split(","))
+    unknown = sorted(set(models) - set(MODELS))
+    if unknown:
+        raise ValueError(f"--models: unknown {', '.join(unknown)}; choose from "
+                         f"{', '.join(MODELS)}")
+    return run(cycles, args.batch, args.hidden, args.layers, args.threads or None, args.device,
+               models)
 
