@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 import pytest
 import torch
 
 from hrm_rl.config import ModelConfig
-from hrm_rl.model import HRM
+from hrm_rl.model import HRM, SegmentOutput
 from hrm_rl.tasks.base import PuzzleBatch
 
 torch.set_num_threads(2)
@@ -31,3 +33,20 @@ def random_puzzles(n: int, seq_len: int = 16, vocab: int = 6, seed: int = 0) -> 
     inputs = rng.integers(1, vocab, size=(n, seq_len))
     labels = rng.integers(2, vocab, size=(n, seq_len))
     return PuzzleBatch(inputs, labels, np.zeros(n, dtype=np.int64))
+
+
+def saved_activation_bytes(segment: Callable[[], SegmentOutput]) -> int:
+    """Bytes autograd keeps for the backward pass of ``segment()`` (the activation memory,
+    parameters not counted); then backpropagates the sum of its logits."""
+    saved = 0
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        nonlocal saved
+        if not isinstance(t, torch.nn.Parameter):
+            saved += t.numel() * t.element_size()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = segment()
+    out.logits.sum().backward()
+    return saved

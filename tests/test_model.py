@@ -9,7 +9,7 @@ from hrm_rl.config import ModelConfig
 from hrm_rl.losses import softmax_cross_entropy, stablemax_cross_entropy
 from hrm_rl.model import HRM
 from hrm_rl.model.layers import swiglu_width, trunc_normal_
-from tests.conftest import tiny_model_config
+from tests.conftest import saved_activation_bytes, tiny_model_config
 
 
 def test_paper_sudoku_config_counts_the_reference_parameters():
@@ -115,18 +115,8 @@ def _saved_activation_bytes(gradient: str, cycles: int) -> int:
     model = HRM(tiny_model_config(hidden_size=64, H_cycles=cycles, L_cycles=cycles,
                                   gradient=gradient, seq_len=81, vocab_size=11))
     inputs = torch.randint(0, 11, (16, 81))
-    saved = 0
-
-    def pack(t: torch.Tensor) -> torch.Tensor:
-        nonlocal saved
-        if not isinstance(t, torch.nn.Parameter):
-            saved += t.numel() * t.element_size()
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        out = model(model.initial_carry(16), inputs, torch.zeros(16, dtype=torch.long))
-    out.logits.sum().backward()
-    return saved
+    return saved_activation_bytes(
+        lambda: model(model.initial_carry(16), inputs, torch.zeros(16, dtype=torch.long)))
 
 
 def test_one_step_gradient_memory_is_flat_in_cycles():

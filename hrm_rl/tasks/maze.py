@@ -30,8 +30,6 @@ accepts *any* valid shortest path (see ``MazeTask.is_correct``), not only the la
 
 from __future__ import annotations
 
-import csv
-import io
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -43,6 +41,7 @@ from tqdm.auto import tqdm
 
 from hrm_rl.config import DataConfig
 from hrm_rl.tasks.base import PuzzleBatch, Task
+from hrm_rl.tasks.csvio import read_rows, write_rows
 
 CHARSET = "# SGo"
 """Maze-Hard characters; token of ``CHARSET[i]`` is ``i + 1`` (0 is padding)."""
@@ -51,7 +50,6 @@ VOCAB_SIZE = 6
 MAZE_HARD_SIZE, MAZE_HARD_MIN_PATH = 30, 110
 WALL_DENSITY = (0.3, 0.5)
 MIN_SIZE, MAX_SIZE = 4, 64            # a grid row must fit in one uint64 word
-_CSV_HEADER = ["source", "question", "answer", "rating"]
 _ONE = np.uint64(1)
 
 
@@ -503,79 +501,30 @@ def read_csv(path: str | Path, size: int | None = None, limit: int | None = None
 
     Raises:
         FileNotFoundError: no such file.
-        ValueError: anything else wrong with the file; the message starts with
-            ``<path>:<line>:`` and says what was expected.
+        ValueError: anything else wrong with the file (its format, a character, a maze
+            without one S and one G, an answer that is not a shortest path); the message
+            starts with ``<path>:<line>:`` and says what was expected.
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no such maze file: {path}")
-    sources, questions, answers, ratings, lines = [], [], [], [], []
-    with path.open(newline="", encoding="utf-8-sig") as f:
-        reader = csv.reader(f)
-        try:
-            header = next(reader, None)
-            if header is None or [h.strip() for h in header[:3]] != _CSV_HEADER[:3]:
-                raise ValueError(f"{path}:1: expected the header {','.join(_CSV_HEADER)}, "
-                                 f"got {','.join(header or [])!r}")
-            for row in reader:
-                line = reader.line_num
-                if not row:
-                    continue
-                size = _check_row(path, line, row, size)
-                sources.append(row[0])
-                questions.append(row[1])
-                answers.append(row[2])
-                lines.append(line)
-                try:
-                    ratings.append(float(row[3]) if len(row) > 3 and row[3] != "" else 0.0)
-                except ValueError:
-                    raise ValueError(f"{path}:{line}: rating {row[3]!r} is not a number") from None
-                if limit is not None and len(questions) >= limit:
-                    break
-        except UnicodeDecodeError as err:
-            raise ValueError(f"{path}: not UTF-8 text ({err.reason}) after line "
-                             f"{reader.line_num}; save the file as UTF-8") from None
-        except csv.Error as err:
-            raise ValueError(f"{path}:{reader.line_num}: malformed CSV: {err}") from None
-    if not questions:
-        raise ValueError(f"{path}: no mazes in file")
-    place = [f"{path}:{line}" for line in lines]
-    q = _encode_strings(questions, size, "question", CHARSET[:4], place)
-    a = _encode_strings(answers, size, "answer", CHARSET, place)
-    check_mazes(q, a, size, place, check_shortest)
-    return MazeRecords(q, a, np.array(ratings), sources)
+    rows = read_rows(path, size, limit, "maze", infer_size, _size_hint)
+    place = [f"{path}:{line}" for line in rows.lines]
+    q = _encode_strings(rows.questions, rows.size, "question", CHARSET[:4], place)
+    a = _encode_strings(rows.answers, rows.size, "answer", CHARSET, place)
+    check_mazes(q, a, rows.size, place, check_shortest)
+    return MazeRecords(q, a, rows.ratings, rows.sources)
 
 
-def _check_row(path: Path, line: int, row: list[str], size: int | None) -> int:
-    """Field count and string lengths of one CSV row; returns the (inferred) maze side."""
-    if len(row) < 3:
-        raise ValueError(f"{path}:{line}: expected source,question,answer[,rating]; "
-                         f"got {len(row)} field(s)")
-    if size is None:
-        try:
-            size = infer_size(len(row[1]))
-        except ValueError as err:
-            raise ValueError(f"{path}:{line}: question: {err}") from None
-    cells = size * size
-    for name, text in (("question", row[1]), ("answer", row[2])):
-        if len(text) != cells:
-            side = int(round(len(text) ** 0.5))
-            hint = (f"; this looks like a {side}x{side} maze, but {size}x{size} is expected"
-                    if side * side == len(text) else "")
-            raise ValueError(f"{path}:{line}: {name} has {len(text)} characters, expected "
-                             f"{cells} for {size}x{size}{hint}")
-    return size
+def _size_hint(length: int, size: int) -> str:
+    """What a string of ``length`` characters looks like, when not ``size x size``."""
+    side = int(round(length ** 0.5))
+    return (f"; this looks like a {side}x{side} maze, but {size}x{size} is expected"
+            if side * side == length else "")
 
 
 def write_csv(path: str | Path, records: MazeRecords) -> None:
     """Write records as ``source,question,answer,rating`` (Maze-Hard characters)."""
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(_CSV_HEADER)
-    for src, q, a, r in zip(records.sources, records.questions, records.answers,
-                            records.ratings):
-        writer.writerow([src, format_grid(q), format_grid(a), f"{float(r):g}"])
-    Path(path).write_text(buf.getvalue())
+    write_rows(path, records.sources, map(format_grid, records.questions),
+               map(format_grid, records.answers), records.ratings)
 
 
 # ----------------------------------------------------------------------------- the task

@@ -12,8 +12,6 @@ bitmask search: candidates of a cell are an ``int`` with bit ``d-1`` set when di
 
 from __future__ import annotations
 
-import csv
-import io
 import itertools
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -25,9 +23,9 @@ from tqdm.auto import tqdm
 
 from hrm_rl.config import DataConfig
 from hrm_rl.tasks.base import PuzzleBatch, Task
+from hrm_rl.tasks.csvio import read_rows, write_rows
 
 BOX_SHAPES = {4: (2, 2), 6: (2, 3), 9: (3, 3)}
-_CSV_HEADER = ["source", "question", "answer", "rating"]
 
 
 def box_shape(size: int) -> tuple[int, int]:
@@ -487,44 +485,15 @@ def read_csv(path: str | Path, size: int | None = None, limit: int | None = None
 
     Raises:
         FileNotFoundError: no such file.
-        ValueError: anything else wrong with the file; the message starts with
-            ``<path>:<line>:`` and says what was expected.
+        ValueError: anything else wrong with the file (its format, a character,
+            contradicting givens, a wrong answer); the message starts with ``<path>:<line>:``
+            and says what was expected.
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no such puzzle file: {path}")
-    sources, questions, answers, ratings, lines = [], [], [], [], []
-    with path.open(newline="", encoding="utf-8-sig") as f:
-        reader = csv.reader(f)
-        try:
-            header = next(reader, None)
-            if header is None or [h.strip() for h in header[:3]] != _CSV_HEADER[:3]:
-                raise ValueError(f"{path}:1: expected the header {','.join(_CSV_HEADER)}, "
-                                 f"got {','.join(header or [])!r}")
-            for row in reader:
-                line = reader.line_num
-                if not row:
-                    continue
-                size = _check_row(path, line, row, size)
-                sources.append(row[0])
-                questions.append(row[1])
-                answers.append(row[2])
-                lines.append(line)
-                try:
-                    ratings.append(float(row[3]) if len(row) > 3 and row[3] != "" else 0.0)
-                except ValueError:
-                    raise ValueError(f"{path}:{line}: rating {row[3]!r} is not a number") from None
-                if limit is not None and len(questions) >= limit:
-                    break
-        except UnicodeDecodeError as err:
-            raise ValueError(f"{path}: not UTF-8 text ({err.reason}) after line "
-                             f"{reader.line_num}; save the file as UTF-8") from None
-        except csv.Error as err:
-            raise ValueError(f"{path}:{reader.line_num}: malformed CSV: {err}") from None
-    if not questions:
-        raise ValueError(f"{path}: no puzzles in file")
-    puzzles = _decode_strings(questions, size, path, lines, "question", blanks_ok=True)
-    solutions = _decode_strings(answers, size, path, lines, "answer", blanks_ok=False)
+    rows = read_rows(path, size, limit, "puzzle", infer_size, _size_hint)
+    size, lines = rows.size, rows.lines
+    puzzles = _decode_strings(rows.questions, size, path, lines, "question", blanks_ok=True)
+    solutions = _decode_strings(rows.answers, size, path, lines, "answer", blanks_ok=False)
     conflicts = _has_conflicts(puzzles, size)
     if conflicts.any():
         i = int(np.argmax(conflicts))
@@ -541,30 +510,14 @@ def read_csv(path: str | Path, size: int | None = None, limit: int | None = None
             if len(solve(puzzle, size, limit=2)) > 1:
                 raise ValueError(f"{path}:{line}: question has more than one solution "
                                  "(check_unique requires exactly one)")
-    return SudokuRecords(puzzles, solutions, np.array(ratings), sources)
+    return SudokuRecords(puzzles, solutions, rows.ratings, rows.sources)
 
 
-def _check_row(path: Path, line: int, row: list[str], size: int | None) -> int:
-    """Field count and string lengths of one CSV row; returns the (inferred) grid size."""
-    if len(row) < 3:
-        raise ValueError(f"{path}:{line}: expected source,question,answer[,rating]; "
-                         f"got {len(row)} field(s)")
-    if size is None:
-        try:
-            size = infer_size(len(row[1]))
-        except ValueError as err:
-            raise ValueError(f"{path}:{line}: question: {err}") from None
-    cells = size * size
-    for name, text in (("question", row[1]), ("answer", row[2])):
-        if len(text) != cells:
-            hint = ""
-            other = [s for s in BOX_SHAPES if s * s == len(text)]
-            if other:
-                hint = (f"; this looks like a {other[0]}x{other[0]} Sudoku, but the task "
-                        f"expects {size}x{size}")
-            raise ValueError(f"{path}:{line}: {name} has {len(text)} characters, "
-                             f"expected {cells} for {size}x{size}{hint}")
-    return size
+def _size_hint(length: int, size: int) -> str:
+    """Which other Sudoku a string of ``length`` characters looks like, if any."""
+    other = [s for s in BOX_SHAPES if s * s == length]
+    return (f"; this looks like a {other[0]}x{other[0]} Sudoku, but the task expects "
+            f"{size}x{size}" if other else "")
 
 
 def _decode_strings(texts: list[str], size: int, path: Path, lines: list[int], name: str,
@@ -587,12 +540,8 @@ def _decode_strings(texts: list[str], size: int, path: Path, lines: list[int], n
 
 def write_csv(path: str | Path, records: SudokuRecords) -> None:
     """Write records as ``source,question,answer,rating`` with ``.`` for blanks."""
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(_CSV_HEADER)
-    for src, q, a, r in zip(records.sources, records.puzzles, records.solutions, records.ratings):
-        writer.writerow([src, format_grid(q), format_grid(a), f"{float(r):g}"])
-    Path(path).write_text(buf.getvalue())
+    write_rows(path, records.sources, map(format_grid, records.puzzles),
+               map(format_grid, records.solutions), records.ratings)
 
 
 # ----------------------------------------------------------------------------- symmetry
