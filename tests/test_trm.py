@@ -17,7 +17,7 @@ from hrm_rl.losses import halt_bce_loss
 from hrm_rl.model import HRM, TRM, build_model
 from hrm_rl.segment_engine import SegmentEngine
 from hrm_rl.tasks import make_task
-from tests.conftest import random_puzzles, tiny_model_config
+from tests.conftest import random_puzzles, saved_activation_bytes, tiny_model_config
 
 CONFIGS = Path(__file__).parent.parent / "configs"
 
@@ -215,18 +215,7 @@ def _saved_bytes(kind: str, gradient: str, H_cycles: int, L_cycles: int) -> int:
     make = tiny_trm_config if kind == "trm" else tiny_model_config
     model = build_model(make(kind=kind, H_cycles=H_cycles, L_cycles=L_cycles,
                              gradient=gradient))
-    saved = 0
-
-    def pack(t: torch.Tensor) -> torch.Tensor:
-        nonlocal saved
-        if not isinstance(t, torch.nn.Parameter):
-            saved += t.numel() * t.element_size()
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        out, _, _ = _segment(model, batch=4)
-    out.logits.sum().backward()
-    return saved
+    return saved_activation_bytes(lambda: _segment(model, batch=4)[0])
 
 
 @pytest.mark.parametrize("kind", ["hrm", "trm"])
@@ -291,11 +280,30 @@ def test_ema_update_is_the_exponential_average():
     model = torch.nn.Linear(2, 1, bias=False)
     with torch.no_grad():
         model.weight.fill_(1.0)
-    ema = EMA(model, decay=0.75)
+    ema = EMA(model, decay=0.75, warmup=False)
     with torch.no_grad():
         model.weight.fill_(5.0)
     ema.update(model)
     torch.testing.assert_close(ema.shadow["weight"], torch.full((1, 2), 2.0))
+
+
+def test_ema_warmup_forgets_the_start_then_reaches_the_decay():
+    model = torch.nn.Linear(1, 1, bias=False)
+    with torch.no_grad():
+        model.weight.fill_(0.0)
+    ema, plain = EMA(model, decay=0.999), EMA(model, decay=0.999, warmup=False)
+    with torch.no_grad():
+        model.weight.fill_(1.0)
+    for _ in range(600):
+        ema.update(model), plain.update(model)
+    # the untrained start keeps (1 - 1/10) * prod (1 + n)/(10 + n) ~ 0 vs 0.999**600 = 0.55
+    assert ema.shadow["weight"].item() > 0.999
+    assert abs(plain.shadow["weight"].item() - (1 - 0.999**600)) < 1e-4
+    ema.num_updates = 10_000  # long after the warm-up, the configured decay applies
+    with torch.no_grad():
+        ema.shadow["weight"].fill_(0.0)
+    ema.update(model)
+    torch.testing.assert_close(ema.shadow["weight"], torch.full((1, 1), 0.001))
 
 
 def test_ema_state_dict_round_trips_and_rejects_another_model():
