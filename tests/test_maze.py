@@ -10,7 +10,7 @@ import torch
 
 from hrm_rl.config import DataConfig, TaskConfig, load_config
 from hrm_rl.tasks import make_task
-from hrm_rl.tasks.maze import (GOAL, OPEN, PATH, START, WALL, MazeRecords, MazeTask,
+from hrm_rl.tasks.maze import (CHARSET, GOAL, OPEN, PATH, START, WALL, MazeRecords, MazeTask,
                                _trace_paths, canonical_keys, default_min_path, distance_maps,
                                generate, read_csv, write_csv)
 
@@ -297,9 +297,11 @@ def test_augmentation_keeps_mazes_valid_with_the_same_path_length():
 
 
 def test_decode_render_and_cell_colors():
-    chars = TASK9.decode(torch.from_numpy(A9[:2]))
-    assert chars.shape == (2, 9, 9) and "".join(chars[0].ravel()) == TASK9.to_strings(A9[:1])[0]
+    codes = TASK9.decode(torch.from_numpy(A9[:2]))
+    assert codes.shape == (2, 9, 9) and codes.dtype == np.int64
+    assert "".join(CHARSET[c] for c in codes[0].ravel()) == TASK9.to_strings(A9[:1])[0]
     assert TASK9.decode(A9[0]).shape == (9, 9)
+    assert (TASK9.decode(np.zeros(81, dtype=np.int64)) == -1).all()  # padding
     text = TASK9.render(Q9[0], A9[0], A9[0])
     lines = text.splitlines()
     assert len(lines) == 10 and all(len(line) == 9 for line in lines[1:])

@@ -564,12 +564,15 @@ class MazeTask(Task):
         return PuzzleBatch(q, a, np.zeros(len(q), dtype=np.int64))
 
     def decode(self, tokens: np.ndarray | torch.Tensor) -> np.ndarray:
-        """Tokens ``(..., S)`` -> characters ``(..., size, size)`` (``<U1``; padding ``?``)."""
+        """Tokens ``(..., S)`` -> cell codes ``(..., size, size)`` int64: the index into
+        ``CHARSET`` (0 wall, 1 open, 2 start, 3 goal, 4 path), -1 for padding or an unknown
+        token. ``CHARSET[code]`` is the Maze-Hard character; ``to_strings`` gives whole rows.
+        (Numbers, not characters, so env ``info`` stays comparable by Gymnasium's checker.)"""
         if isinstance(tokens, torch.Tensor):
             tokens = tokens.detach().cpu().numpy()
-        tokens = np.asarray(tokens)
-        chars = _CHARS[np.clip(tokens, 0, VOCAB_SIZE)]
-        return chars.reshape(*tokens.shape[:-1], self.size, self.size)
+        tokens = np.asarray(tokens).astype(np.int64)
+        codes = np.where((tokens >= 1) & (tokens <= len(CHARSET)), tokens - 1, -1)
+        return codes.reshape(*tokens.shape[:-1], self.size, self.size)
 
     def to_strings(self, tokens: np.ndarray | torch.Tensor) -> list[str]:
         """Tokens ``(n, S)`` -> Maze-Hard strings."""
