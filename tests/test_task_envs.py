@@ -13,7 +13,7 @@ from stable_baselines3.common.env_checker import check_env as sb3_check_env
 import hrm_rl  # noqa: F401  (registers the envs)
 from hrm_rl.agents.sb3 import make_sb3_vec_env
 
-ENV_IDS = ["HRM-ARC-v0"]
+ENV_IDS = ["HRM-Maze-v0", "HRM-ARC-v0"]
 
 
 @pytest.mark.parametrize("env_id", ENV_IDS)
