@@ -325,6 +325,12 @@ def test_a_data_dir_in_the_official_layout_loads(tmp_path):
     assert len(train) == 3 and 1 <= len(test) <= 5
 
 
+def test_task_json_with_a_byte_order_mark_loads(tmp_path):
+    _write_task(tmp_path, "training", "bom", "\ufeff" + json.dumps(GOOD))
+    _write_task(tmp_path, "evaluation", "plain", GOOD)
+    assert [t.name for t in load_tasks(data_dir=tmp_path)] == ["bom", "plain"]
+
+
 def test_a_data_dir_without_the_split_folders_is_refused(tmp_path):
     with pytest.raises(FileNotFoundError, match="training"):
         load_tasks(data_dir=tmp_path)

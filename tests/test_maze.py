@@ -160,6 +160,12 @@ def test_csv_round_trip(tmp_path):
     header, first = (tmp_path / "m.csv").read_text().splitlines()[:2]
     assert header == "source,question,answer,rating"
     assert first.split(",")[1] == TASK9.to_strings(Q9[:1])[0] and " " in first
+    fractional = MazeRecords(records.questions[:2], records.answers[:2],
+                             np.array([0.1234567891, 1e-7]), records.sources[:2])
+    write_csv(tmp_path / "r.csv", fractional)                    # ratings survive exactly
+    assert read_csv(tmp_path / "r.csv").ratings.tolist() == [0.1234567891, 1e-7]
+    with pytest.raises(ValueError, match="unsupported maze size 2"):
+        read_csv(tmp_path / "m.csv", size=2)                     # an explicit size is checked
 
 
 def _write(tmp_path, question: str, answer: str, header="source,question,answer,rating"):

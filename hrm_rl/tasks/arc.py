@@ -181,9 +181,13 @@ def _describe(value: Any) -> str:
 
 def _read_json(path: Path) -> Any:
     try:
-        return json.loads(path.read_text())
+        return json.loads(path.read_text(encoding="utf-8-sig"))  # a BOM is fine, as in the CSVs
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise ARCFormatError(f"{path}: not valid JSON ({err})") from None
+    except ValueError as err:  # e.g. an integer past Python's 4300-digit limit
+        raise ARCFormatError(f"{path}: not an ARC task ({err})") from None
+    except RecursionError:
+        raise ARCFormatError(f"{path}: not an ARC task (JSON nested too deeply)") from None
 
 
 def load_tasks(dataset: str = "arc1", data_dir: str | Path | None = None) -> list[ARCPuzzle]:

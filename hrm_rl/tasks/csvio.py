@@ -122,5 +122,12 @@ def write_rows(path: str | Path, sources: Iterable[str], questions: Iterable[str
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(CSV_HEADER)
     for src, q, a, r in zip(sources, questions, answers, ratings):
-        writer.writerow([src, q, a, f"{float(r):g}"])
+        writer.writerow([src, q, a, _format_rating(r)])
     Path(path).write_text(buf.getvalue())
+
+
+def _format_rating(rating: float) -> str:
+    """``3`` for whole numbers (as the HRM CSVs write them), else the shortest text that
+    reads back as the same float (``:g`` would keep only 6 digits)."""
+    rating = float(rating)
+    return f"{rating:.0f}" if rating.is_integer() and abs(rating) < 1e15 else repr(rating)

@@ -506,6 +506,8 @@ def read_csv(path: str | Path, size: int | None = None, limit: int | None = None
             starts with ``<path>:<line>:`` and says what was expected.
     """
     path = Path(path)
+    if size is not None:
+        check_size(size)
     rows = read_rows(path, size, limit, "maze", infer_size, _size_hint)
     place = [f"{path}:{line}" for line in rows.lines]
     q = _encode_strings(rows.questions, rows.size, "question", CHARSET[:4], place)
