@@ -1102,6 +1102,9 @@ def test_ema_checkpoint_holds_the_averaged_weights_and_resume_matches(kind, data
         assert torch.equal(param.detach(), shadow[name].to(param.dtype))
         differs |= not torch.equal(param.detach(), raw[name].detach())
     assert differs, "EMA weights should differ from the raw weights after training"
+    env_model = HaltingEnv(checkpoint=tmp_path / "ref").core.model  # the env loads the EMA
+    for name, param in env_model.named_parameters():
+        assert torch.equal(param.detach().cpu(), shadow[name].to(param.dtype).cpu())
     part = ACTTrainer(tiny(data_dir, "train.steps=4", *extra), tmp_path / "part", progress=False)
     part.fit()
     resumed = ACTTrainer.resume(tmp_path / "part", ["train.steps=8"], progress=False)
