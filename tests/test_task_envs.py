@@ -12,6 +12,8 @@ from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 import hrm_rl  # noqa: F401  (registers the envs)
 from hrm_rl.agents.sb3 import make_sb3_vec_env
+from hrm_rl.checkpoint import load_checkpoint
+from hrm_rl.evaluation import evaluate
 
 ENV_IDS = ["HRM-Maze-v0", "HRM-ARC-v0"]
 
@@ -49,3 +51,18 @@ def test_render_modes(env_id):
     env.reset(seed=0)
     text = env.render()
     assert text.startswith("segment 1/")
+
+
+def test_bundled_trm_core_drives_the_sudoku_env_and_thinking_pays():
+    """The same env and checkers on the bundled TRM core (issue G); on its held-out puzzles
+    the answer after 8 segments is clearly better than after one, so halting is a decision."""
+    env = gym.make("HRM-Sudoku-v0", checkpoint="sudoku4-trm")
+    assert env.unwrapped.core.model.config.kind == "trm"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        check_env(env.unwrapped, skip_render_check=True)
+        sb3_check_env(env, warn=True)
+    ckpt = load_checkpoint("sudoku4-trm")
+    result = evaluate(ckpt.model, ckpt.task, ckpt.test_puzzles().take(slice(0, 300)),
+                      max_segments=8)
+    assert result.exact_by_segment[-1] > result.exact_by_segment[0] + 0.05
