@@ -155,25 +155,22 @@ def run(cycles: tuple[int, ...] = (1, 2, 4, 8), batch: int = 8, hidden: int = 12
     """
     dev = resolve_device(device)
     started = time.perf_counter()
+    key = "peak_alloc_delta_mib" if dev.type == "cuda" else "peak_rss_delta_mib"
     table: dict[str, dict[str, Any]] = {}
+    growth: dict[str, dict[str, Any]] = {}
     for kind in models:
+        first: dict[str, Any] = {}  # this model's figures at cycles[0], per gradient
         for c in cycles:
             row = table[f"{kind} {c}x{c}"] = {}
+            ratios = growth[f"{kind} {c}x{c}"] = {}
             for gradient in GRADIENTS:
                 overrides = memory_config(c, gradient, hidden, layers, batch, str(dev),
                                           threads, kind)
-                row[gradient] = (measure_isolated(overrides) if dev.type == "cpu"
-                                 else measure_step(overrides))
-    key = "peak_alloc_delta_mib" if dev.type == "cuda" else "peak_rss_delta_mib"
-    growth = {}
-    for name, row in table.items():
-        first = table[f"{name.split()[0]} {cycles[0]}x{cycles[0]}"]
-        growth[name] = {}
-        for gradient, figures in row.items():
-            base = first[gradient]
-            growth[name][gradient] = {
-                m: round(figures[m] / base[m], 2) for m in ("saved_mib", key)
-                if m in figures and base.get(m)}
+                figures = row[gradient] = (measure_isolated(overrides) if dev.type == "cpu"
+                                           else measure_step(overrides))
+                base = first.setdefault(gradient, figures)
+                ratios[gradient] = {m: round(figures[m] / base[m], 2)
+                                    for m in ("saved_mib", key) if m in figures and base.get(m)}
     return {"device": str(dev), "threads": threads,
             "model": {"hidden_size": hidden, "H_layers": layers, "L_layers": layers,
                       "seq_len": 81, "batch_size": batch},
