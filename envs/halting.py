@@ -120,16 +120,21 @@ class _HaltingCore:
 
     # per-segment bookkeeping -------------------------------------------------------------
     def record(self, out: SegmentOutput, rows: torch.Tensor | None = None,
-               fresh: torch.Tensor | None = None) -> None:
+               fresh: torch.Tensor | None = None, labels: torch.Tensor | None = None,
+               segments: torch.Tensor | None = None) -> None:
         """Turn a segment's outputs into the state behind observations, rewards and infos.
 
         ``rows`` limits the update to those row indices (``out`` then has those rows only);
         ``fresh`` marks rows whose puzzle just started (nothing "changed" on a first segment).
+        ``labels`` and ``segments`` (all rows) stand in for the engine's when some rows have
+        moved on to a new puzzle since ``out`` was computed.
         """
         logits = out.logits.float()
         conf, pred = logits.softmax(-1).max(-1)
-        labels = self.engine.labels if rows is None else self.engine.labels[rows]
-        segments = self.engine.segments if rows is None else self.engine.segments[rows]
+        if labels is None:
+            labels = self.engine.labels if rows is None else self.engine.labels[rows]
+        if segments is None:
+            segments = self.engine.segments if rows is None else self.engine.segments[rows]
         prev = self.prev_pred if rows is None else self.prev_pred[rows]
         changed = (pred != prev).float().mean(-1)
         first = segments == 1 if fresh is None else fresh
@@ -334,17 +339,23 @@ class HaltingVectorEnv(VectorEnv):
             rewards[idx] += core.pay()[torch.from_numpy(idx)].cpu().numpy()
             self._put_final(final_obs, final_info, idx)
         with torch.inference_mode():
+            engine = core.engine
             halt = torch.from_numpy(halt_np).to(core.device)
-            core.record(core.engine.step(halt), fresh=halt)
-            auto = (~halt & (core.last["segments"] >= core.max_segments)).cpu().numpy()
-            if auto.any():
+            engine.replace(halt)
+            # Rows that reach the cap with this segment also start their next puzzle in
+            # the same batched forward (same-step autoreset, still one forward per step).
+            cap = ~halt & (engine.segments + 1 >= core.max_segments)
+            auto = cap.cpu().numpy()
+            if not auto.any():
+                core.record(engine.forward(), fresh=halt)
+            else:
+                labels, segments = engine.labels.clone(), engine.segments + 1
+                out, first = engine.forward_restarting(cap)
+                core.record(out, fresh=halt, labels=labels, segments=segments)
                 idx = np.flatnonzero(auto)
                 rewards[idx] += core.pay()[torch.from_numpy(idx)].cpu().numpy() - core.step_cost
                 self._put_final(final_obs, final_info, idx)
-                rows = torch.from_numpy(idx).to(core.device)
-                mask = torch.from_numpy(auto).to(core.device)
-                core.engine.replace(mask)
-                core.record(core.engine.forward(rows), rows=rows,
+                core.record(first, rows=torch.from_numpy(idx).to(core.device),
                             fresh=torch.ones(len(idx), dtype=torch.bool, device=core.device))
                 done |= auto
         infos: dict[str, Any] = core.infos()

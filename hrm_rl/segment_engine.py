@@ -78,24 +78,44 @@ class SegmentEngine:
         self.labels = put(self.labels, new.labels)
         self.puzzle_ids = put(self.puzzle_ids, new.puzzle_ids)
 
-    def forward(self, rows: torch.Tensor | None = None) -> SegmentOutput:
-        """Run one segment and advance the carry and segment counters.
+    def forward(self) -> SegmentOutput:
+        """Run one segment on every row and advance the carries and segment counters."""
+        out = self.model(self.carry, self.inputs, self.puzzle_ids)
+        self.carry = out.carry
+        self.segments = self.segments + 1
+        return out
+
+    def forward_restarting(self, restart: torch.Tensor) -> tuple[SegmentOutput, SegmentOutput]:
+        """One segment on every row, and in the same batched forward the first segment of a
+        new puzzle for each ``restart`` row, whose current puzzle ends with this segment.
+
+        This is the vector env's same-step autoreset at the segment cap: the finished puzzle's
+        last segment and the next puzzle's first run as one batch of ``batch + k`` rows, so a
+        step stays one forward. Afterwards the restarted rows hold their new puzzles (drawn
+        from the source in row order), with the carry of that first segment and a segment
+        count of 1.
 
         Args:
-            rows: optional ``(k,)`` int64 row indices; only those rows run (the output then
-                has ``k`` rows, in that order). Default: every row.
+            restart: ``(batch,)`` bool.
+
+        Returns:
+            ``(out, first)``: ``out`` has every row's segment on the puzzle it had (``batch``
+            rows); ``first`` the new puzzles' first segments (``k`` rows, in row order).
         """
-        if rows is None:
-            out = self.model(self.carry, self.inputs, self.puzzle_ids)
-            self.carry = out.carry
-            self.segments = self.segments + 1
-            return out
-        part = Carry(self.carry.z_H[rows], self.carry.z_L[rows])
-        out = self.model(part, self.inputs[rows], self.puzzle_ids[rows])
-        self.carry = Carry(self.carry.z_H.index_put((rows,), out.carry.z_H),
-                           self.carry.z_L.index_put((rows,), out.carry.z_L))
-        self.segments = self.segments.index_put((rows,), self.segments[rows] + 1)
-        return out
+        index = restart.nonzero().squeeze(-1)
+        k, n = int(index.numel()), self.batch_size
+        new = self.source.draw(k)
+        fresh = self.model.initial_carry(k, self.device)
+        carry = Carry(torch.cat((self.carry.z_H, fresh.z_H)), torch.cat((self.carry.z_L, fresh.z_L)))
+        tokens = torch.from_numpy(np.ascontiguousarray(new.inputs)).to(self.device, torch.long)
+        ids = torch.from_numpy(np.ascontiguousarray(new.puzzle_ids)).to(self.device, torch.long)
+        both = self.model(carry, torch.cat((self.inputs, tokens)), torch.cat((self.puzzle_ids, ids)))
+        out, first = both.take(slice(0, n)), both.take(slice(n, n + k))
+        self.carry = Carry(out.carry.z_H.index_put((index,), first.carry.z_H),
+                           out.carry.z_L.index_put((index,), first.carry.z_L))
+        self._write(index, new)
+        self.segments = (self.segments + 1).masked_fill(restart, 1)
+        return out, first
 
     def peek(self) -> SegmentOutput:
         """The next segment's outputs from the current carry, without advancing (no grad)."""

@@ -139,6 +139,31 @@ def test_vector_env_autoresets_in_the_same_step(ckpt):
     assert obs2[1, 2] == pytest.approx(2 / 3), "earlier observations must not be overwritten"
 
 
+def test_vector_env_step_is_one_forward_even_when_rows_hit_the_cap(ckpt):
+    import torch
+
+    venv = HaltingVectorEnv(num_envs=4, checkpoint=ckpt, max_segments=2)
+    venv.reset(seed=0)
+    model = venv.core.model
+    calls = []
+    handle = model.register_forward_hook(lambda m, args, out: calls.append(len(args[1])))
+    try:
+        _, _, term, _, info = venv.step(np.array([1, 0, 0, 0]))  # rows 1-3 reach the cap
+        assert term.all() and calls == [4 + 3]
+        assert info["final_info"]["segments"][1:].tolist() == [2, 2, 2]
+        # the restarted rows' first segment equals that puzzle's first segment run alone
+        engine = venv.core.engine
+        with torch.inference_mode():
+            alone = model(model.initial_carry(3), engine.inputs[1:], engine.puzzle_ids[1:])
+        assert torch.equal(alone.logits.argmax(-1), venv.core.last["pred"][1:])
+        assert engine.segments.tolist() == [1, 1, 1, 1]
+        calls.clear()
+        venv.step(np.array([1, 1, 1, 1]))
+        assert calls == [4]
+    finally:
+        handle.remove()
+
+
 def test_vector_env_is_deterministic_and_matches_its_spaces(ckpt):
     def run(seed):
         venv = HaltingVectorEnv(num_envs=3, checkpoint=ckpt, obs_mode="dict")

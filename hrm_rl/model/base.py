@@ -46,6 +46,12 @@ class SegmentOutput:
     q_continue: torch.Tensor
     h_state: torch.Tensor
 
+    def take(self, rows: slice | torch.Tensor) -> SegmentOutput:
+        """The same outputs for the batch rows ``rows`` only (a slice or an index tensor)."""
+        return SegmentOutput(Carry(self.carry.z_H[rows], self.carry.z_L[rows]),
+                             self.logits[rows], self.q_halt[rows], self.q_continue[rows],
+                             self.h_state[rows])
+
 
 def steps_with_gradient(gradient: str, H_cycles: int, L_cycles: int) -> int:
     """How many of a segment's last steps carry the gradient.
