@@ -142,3 +142,18 @@ def test_stablemax_is_a_distribution():
 
     p = log_stablemax(torch.randn(4, 9).double()).exp()
     torch.testing.assert_close(p.sum(-1), torch.ones(4, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("seq", [16, 40, 41])
+def test_attention_matmul_path_matches_sdpa(seq):
+    from hrm_rl.model.layers import SHORT_ATTENTION_MAX_LEN, Attention, _short_cpu_inference
+
+    torch.manual_seed(0)
+    attn = Attention(64, 4)
+    x = torch.randn(3, seq, 64)
+    with torch.no_grad():
+        fast = attn(x, None)
+        assert _short_cpu_inference(x) == (seq <= SHORT_ATTENTION_MAX_LEN)
+    reference = attn(x, None)  # with autograd: always SDPA
+    assert not _short_cpu_inference(x)
+    torch.testing.assert_close(fast, reference.detach(), rtol=1e-5, atol=1e-5)

@@ -3,7 +3,8 @@
 Matches the reference implementation's details: bias-free linears with truncated LeCun-normal
 init, RMSNorm without a learned scale applied *after* each residual (post-norm), SwiGLU whose
 width is ``2/3 * expansion * hidden`` rounded up to a multiple of 256, RoPE, and non-causal
-attention through ``F.scaled_dot_product_attention`` (no flash-attn dependency).
+attention through ``F.scaled_dot_product_attention`` (no flash-attn dependency; short
+sequences on the CPU without autograd use two plain matmuls, which are faster there).
 """
 
 from __future__ import annotations
@@ -68,6 +69,16 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     return (x * cos + rotated * sin).to(x.dtype)
 
 
+# Sequences up to this length attend through plain matmuls on the CPU without autograd.
+SHORT_ATTENTION_MAX_LEN = 40
+
+
+def _short_cpu_inference(x: torch.Tensor) -> bool:
+    """Whether ``x`` (``(batch, seq, hidden)``) takes the matmul attention path."""
+    return (x.device.type == "cpu" and x.shape[1] <= SHORT_ATTENTION_MAX_LEN
+            and not torch.is_grad_enabled())
+
+
 class Attention(nn.Module):
     """Multi-head non-causal self-attention with a fused QKV projection."""
 
@@ -86,7 +97,13 @@ class Attention(nn.Module):
         if rope is not None:
             cos, sin = rope
             q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-        out = F.scaled_dot_product_attention(q, k, v, is_causal=False)
+        if _short_cpu_inference(x):
+            # Same attention as SDPA, as two batched matmuls and a softmax: measured 2x
+            # faster than SDPA's CPU kernel at 16 positions, 1.3x at 36, slower from 48.
+            weights = (q @ k.transpose(-1, -2)) * self.head_dim**-0.5
+            out = weights.softmax(-1) @ v
+        else:
+            out = F.scaled_dot_product_attention(q, k, v, is_causal=False)
         return self.o_proj(out.transpose(1, 2).reshape(batch, seq, hidden))
 
 
