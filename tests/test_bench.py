@@ -58,3 +58,14 @@ def test_bench_train_cli_prints_json(tmp_path, capsys):
     fp32 = out["tiny"]["variants"]["fp32"]
     assert fp32["segments_per_s"] > 0 and 0 < fp32["mfu"]
     assert out["matmul_peak_gflops"]["fp32"]["gflops"] > 0
+
+
+def test_env_roofline_puts_the_batched_env_below_the_matmul_peak():
+    from hrm_rl.agents.benchmarks.env import batched_env, roofline
+
+    measured = batched_env(64, "sudoku4", seconds=0.3)
+    line = roofline("sudoku4", vector_env_256=measured, sync_vector_env_256=measured / 10)
+    assert 0 < line["fraction_of_peak"] <= 1.0
+    assert line["ratio_to_sync_vector_env_256_at_peak"] >= 10.0
+    per_segment, peak = line["segment_forward_flops"], line["matmul_peak_gflops"]
+    assert line["segments_per_s_at_peak"] == pytest.approx(peak * 1e9 / per_segment, rel=1e-3)

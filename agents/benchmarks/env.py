@@ -2,7 +2,14 @@
 
 Compares, in one run: the batched ``HaltingVectorEnv`` at 1, 16 and 256 envs; Gymnasium's
 ``SyncVectorEnv`` over single ``HaltingEnv``s; and the bare segment-engine forward on the
-same batch (the ceiling). Actions are random (halt with probability 0.25).
+same batch. Actions are random (halt with probability 0.25). The setups of one batch size
+are timed in alternating slices (``interleaved``), so their ratios survive a machine whose
+speed drifts during the run.
+
+It also prints the roofline of the batched forward: the FLOPs of one segment per puzzle
+(``flops.segment_flops``), the GFLOP/s the 256-env batched env achieves, the measured
+``torch.mm`` peak, and the segments/s (and the ratio to ``SyncVectorEnv``) that the peak
+would allow, so a figure below an aim says how far the hardware lets it go.
 
     hrm-rl bench env [--checkpoint sudoku4] [--seconds 5]
 """
@@ -11,42 +18,36 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Callable
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 import torch
 
+from hrm_rl.agents.benchmarks.flops import matmul_peak_gflops, segment_flops
 from hrm_rl.envs.halting import HaltingEnv, HaltingVectorEnv
 
 
-def _timed(step, seconds: float) -> tuple[int, float]:
-    step()  # warm-up
-    count, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        step()
-        count += 1
-    return count, time.perf_counter() - start
+Step = Callable[[], None]
 
 
-def batched_env(n: int, checkpoint: str, seconds: float) -> float:
+def _vector_stepper(n: int, checkpoint: str) -> Step:
     env = HaltingVectorEnv(num_envs=n, checkpoint=checkpoint)
     env.reset(seed=0)
     rng = np.random.default_rng(0)
-    steps, dt = _timed(lambda: env.step((rng.random(n) < 0.25).astype(np.int64)), seconds)
-    return steps * n / dt
+    return lambda: env.step((rng.random(n) < 0.25).astype(np.int64))
 
 
-def sync_vector_env(n: int, checkpoint: str, seconds: float) -> float:
+def _sync_stepper(n: int, checkpoint: str) -> Step:
     env = gym.vector.SyncVectorEnv([lambda: HaltingEnv(checkpoint=checkpoint)] * n,
                                    autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
     env.reset(seed=0)
     rng = np.random.default_rng(0)
-    steps, dt = _timed(lambda: env.step((rng.random(n) < 0.25).astype(np.int64)), seconds)
-    return steps * n / dt
+    return lambda: env.step((rng.random(n) < 0.25).astype(np.int64))
 
 
-def bare_engine(n: int, checkpoint: str, seconds: float) -> float:
+def _bare_stepper(n: int, checkpoint: str) -> Step:
     env = HaltingVectorEnv(num_envs=n, checkpoint=checkpoint)
     env.reset(seed=0)
     engine = env.core.engine
@@ -55,8 +56,34 @@ def bare_engine(n: int, checkpoint: str, seconds: float) -> float:
         with torch.inference_mode():
             engine.forward()
 
-    steps, dt = _timed(step, seconds)
-    return steps * n / dt
+    return step
+
+
+def interleaved(setups: dict[str, tuple[Step, int]], seconds: float, rounds: int = 5
+                ) -> dict[str, float]:
+    """Segments per second of each setup ``name: (step, rows per step)``.
+
+    Each setup gets ``seconds`` in all, in ``rounds`` slices taken in turn, so a drift in the
+    machine's speed during the run (shared cores, clock changes) falls on every setup alike
+    and their ratios stay fair.
+    """
+    for step, _ in setups.values():
+        step()  # warm-up
+    count = dict.fromkeys(setups, 0)
+    spent = dict.fromkeys(setups, 0.0)
+    for _ in range(rounds):
+        for name, (step, _) in setups.items():
+            start = time.perf_counter()
+            while time.perf_counter() - start < seconds / rounds:
+                step()
+                count[name] += 1
+            spent[name] += time.perf_counter() - start
+    return {name: count[name] * rows / spent[name] for name, (_, rows) in setups.items()}
+
+
+def batched_env(n: int, checkpoint: str, seconds: float) -> float:
+    """Segments/s of a ``HaltingVectorEnv`` of ``n`` envs under random actions."""
+    return interleaved({"env": (_vector_stepper(n, checkpoint), n)}, seconds, rounds=1)["env"]
 
 
 def run(checkpoint: str = "sudoku4", seconds: float = 5.0, threads: int | None = 2
@@ -68,15 +95,36 @@ def run(checkpoint: str = "sudoku4", seconds: float = 5.0, threads: int | None =
                            "segments_per_s": {}}
     figures = out["segments_per_s"]
     for n in (1, 16, 256):
-        figures[f"vector_env_{n}"] = round(batched_env(n, checkpoint, seconds), 1)
-        figures[f"bare_engine_{n}"] = round(bare_engine(n, checkpoint, seconds), 1)
-    for n in (16, 256):
-        figures[f"sync_vector_env_{n}"] = round(sync_vector_env(n, checkpoint, seconds), 1)
+        setups = {f"vector_env_{n}": (_vector_stepper(n, checkpoint), n),
+                  f"bare_engine_{n}": (_bare_stepper(n, checkpoint), n)}
+        if n > 1:
+            setups[f"sync_vector_env_{n}"] = (_sync_stepper(n, checkpoint), n)
+        figures.update({k: round(v, 1) for k, v in interleaved(setups, seconds).items()})
     out["ratio_vector_env_to_bare_engine_256"] = round(
         figures["vector_env_256"] / figures["bare_engine_256"], 3)
     out["ratio_vector_env_to_sync_vector_env_256"] = round(
         figures["vector_env_256"] / figures["sync_vector_env_256"], 1)
+    out["roofline"] = roofline(checkpoint, figures["vector_env_256"],
+                               figures["sync_vector_env_256"])
     return out
+
+
+def roofline(checkpoint: str, vector_env_256: float, sync_vector_env_256: float
+             ) -> dict[str, Any]:
+    """How close the 256-env batched env runs to the matmul peak of this machine."""
+    core = HaltingVectorEnv(num_envs=1, checkpoint=checkpoint).core
+    cfg, device = core.model.config, core.device
+    flops = segment_flops(cfg, halt_max_steps=1, prefix_len=core.model.prefix_len)
+    per_segment = flops.segment_forward
+    peak = matmul_peak_gflops(device, torch.float32)["gflops"]
+    achieved = vector_env_256 * per_segment / 1e9
+    ceiling = peak * 1e9 / per_segment
+    return {"segment_forward_flops": per_segment,
+            "vector_env_256_gflops": round(achieved, 2),
+            "matmul_peak_gflops": peak,
+            "fraction_of_peak": round(achieved / peak, 3),
+            "segments_per_s_at_peak": round(ceiling, 1),
+            "ratio_to_sync_vector_env_256_at_peak": round(ceiling / sync_vector_env_256, 1)}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
