@@ -17,7 +17,7 @@ TINY = ["task.size=4", "model.hidden_size=32", "model.num_heads=2", "model.H_lay
         "train.device=cpu"]
 
 
-@pytest.mark.parametrize("gradient", ["one_step", "bptt"])
+@pytest.mark.parametrize("gradient", ["one_step", "last_recursion", "bptt"])
 @pytest.mark.parametrize("halt_max_steps", [1, 4])  # 1: no bootstrap peek forward
 @pytest.mark.parametrize("puzzle_emb_ndim", [0, 48])
 def test_analytic_flops_equal_the_flop_counter_on_a_real_step(gradient, halt_max_steps,

@@ -4,10 +4,9 @@ A *training segment* is what ``ACTTrainer.train_step`` spends on one puzzle (one
 
 - the segment forward: ``H_cycles * L_cycles`` L-steps and ``H_cycles`` H-steps, then the LM
   and Q heads; with ``gradient="one_step"`` all but the last L-step and H-step run without
-  gradient;
-- the backward of the part that carries the gradient (the last L- and H-step and the heads,
-  or the whole segment with ``gradient="bptt"``): twice its forward (gradients with respect to
-  both inputs and weights);
+  gradient (``last_recursion``: all but the last cycle; ``bptt``: none);
+- the backward of the part that carries the gradient (those last steps and the heads): twice
+  its forward (gradients with respect to both inputs and weights);
 - the Q-bootstrap *peek*: one more no-grad segment forward for the ``q_continue`` target
   (only when ``train.halt_max_steps > 1``).
 
@@ -24,6 +23,7 @@ from dataclasses import asdict, dataclass
 import torch
 
 from hrm_rl.config import ModelConfig
+from hrm_rl.model.base import steps_with_gradient
 from hrm_rl.model.layers import swiglu_width
 
 
@@ -74,7 +74,11 @@ def segment_flops(cfg: ModelConfig, halt_max_steps: int, prefix_len: int = 0) ->
     l_step, h_step = cfg.L_layers * block, cfg.H_layers * block
     heads = 2 * cfg.seq_len * cfg.hidden_size * cfg.vocab_size + 2 * cfg.hidden_size * 2
     forward = cfg.H_cycles * cfg.L_cycles * l_step + cfg.H_cycles * h_step + heads
-    grad = forward if cfg.gradient == "bptt" else l_step + h_step + heads
+    # The steps that carry the gradient are the segment's last ones: count them backwards
+    # through the order of a cycle (L_cycles L-steps, then the H-step).
+    tail = steps_with_gradient(cfg.gradient_mode, cfg.H_cycles, cfg.L_cycles)
+    cycle = [l_step] * cfg.L_cycles + [h_step]
+    grad = sum((cycle * cfg.H_cycles)[-tail:]) + heads
     peek = forward if halt_max_steps > 1 else 0
     return SegmentFlops(forward_no_grad=forward - grad, forward_grad=grad, backward=2 * grad,
                         peek=peek, segment_forward=forward, train=forward + 2 * grad + peek)
