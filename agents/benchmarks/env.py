@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from hrm_rl.agents.benchmarks.flops import matmul_peak_gflops, segment_flops
+from hrm_rl.checkpoint import load_checkpoint
 from hrm_rl.envs.halting import HaltingEnv, HaltingVectorEnv
 
 
@@ -112,11 +113,10 @@ def run(checkpoint: str = "sudoku4", seconds: float = 5.0, threads: int | None =
 def roofline(checkpoint: str, vector_env_256: float, sync_vector_env_256: float
              ) -> dict[str, Any]:
     """How close the 256-env batched env runs to the matmul peak of this machine."""
-    core = HaltingVectorEnv(num_envs=1, checkpoint=checkpoint).core
-    cfg, device = core.model.config, core.device
-    flops = segment_flops(cfg, halt_max_steps=1, prefix_len=core.model.prefix_len)
+    model = load_checkpoint(checkpoint).model  # on the CPU, as the envs measured here
+    flops = segment_flops(model.config, halt_max_steps=1, prefix_len=model.prefix_len)
     per_segment = flops.segment_forward
-    peak = matmul_peak_gflops(device, torch.float32)["gflops"]
+    peak = matmul_peak_gflops(torch.device("cpu"), torch.float32)["gflops"]
     achieved = vector_env_256 * per_segment / 1e9
     ceiling = peak * 1e9 / per_segment
     return {"segment_forward_flops": per_segment,
