@@ -62,21 +62,25 @@ class SegmentEngine:
         index = rows.nonzero().squeeze(-1)
         if index.numel() == 0:
             return index
-        new = self.source.draw(int(index.numel()))
+        new = self._draw(int(index.numel()))
         self._write(index, new)
         with torch.no_grad():
             self.carry = self.model.reset_carry(self.carry, rows)
         self.segments = self.segments.masked_fill(rows, 0)
         return index
 
-    def _write(self, index: torch.Tensor, new: PuzzleBatch) -> None:
-        def put(dst: torch.Tensor, src: np.ndarray) -> torch.Tensor:
-            values = torch.from_numpy(np.ascontiguousarray(src)).to(self.device, torch.long)
-            return dst.index_put((index,), values)
+    def _draw(self, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``k`` puzzles from the source as ``(inputs, labels, puzzle_ids)`` on the device."""
+        new: PuzzleBatch = self.source.draw(k)
+        return tuple(torch.from_numpy(np.ascontiguousarray(a)).to(self.device, torch.long)
+                     for a in (new.inputs, new.labels, new.puzzle_ids))
 
-        self.inputs = put(self.inputs, new.inputs)
-        self.labels = put(self.labels, new.labels)
-        self.puzzle_ids = put(self.puzzle_ids, new.puzzle_ids)
+    def _write(self, index: torch.Tensor,
+               new: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> None:
+        inputs, labels, puzzle_ids = new
+        self.inputs = self.inputs.index_put((index,), inputs)
+        self.labels = self.labels.index_put((index,), labels)
+        self.puzzle_ids = self.puzzle_ids.index_put((index,), puzzle_ids)
 
     def forward(self) -> SegmentOutput:
         """Run one segment on every row and advance the carries and segment counters."""
@@ -104,11 +108,10 @@ class SegmentEngine:
         """
         index = restart.nonzero().squeeze(-1)
         k, n = int(index.numel()), self.batch_size
-        new = self.source.draw(k)
+        new = self._draw(k)
+        tokens, _, ids = new
         fresh = self.model.initial_carry(k, self.device)
         carry = Carry(torch.cat((self.carry.z_H, fresh.z_H)), torch.cat((self.carry.z_L, fresh.z_L)))
-        tokens = torch.from_numpy(np.ascontiguousarray(new.inputs)).to(self.device, torch.long)
-        ids = torch.from_numpy(np.ascontiguousarray(new.puzzle_ids)).to(self.device, torch.long)
         both = self.model(carry, torch.cat((self.inputs, tokens)), torch.cat((self.puzzle_ids, ids)))
         out, first = both.take(slice(0, n)), both.take(slice(n, n + k))
         self.carry = Carry(out.carry.z_H.index_put((index,), first.carry.z_H),
