@@ -137,6 +137,10 @@ class DataConfig:
     generated: ``*_size`` puzzles with the generator knobs below. Generated splits are
     disjoint (``split_by``: ``orbit`` = no test puzzle is a symmetry of a training puzzle,
     ``exact`` = no identical strings) and cached under ``cache_dir``.
+
+    ``layout`` (mazes only): ``hard`` puts S and G at the ends of the layout's longest paths
+    (as Maze-Hard); ``mix`` is a difficulty mix of short and long paths, half of the layouts
+    with a walled border (``hrm_rl.tasks.maze.generate``). Sudoku ignores it.
     """
 
     train_path: str | None = None
@@ -146,6 +150,7 @@ class DataConfig:
     max_givens: int | None = None
     min_givens: int | None = None
     min_difficulty: int = 0
+    layout: str = "hard"
     split_by: str = "orbit"
     augment: bool = True
     seed: int = 0
@@ -231,6 +236,8 @@ class RunConfig:
         self.train.validate()
         _require(self.data.split_by in ("orbit", "exact"), "data.split_by",
                  f"must be 'orbit' or 'exact', got {self.data.split_by!r}")
+        _require(self.data.layout in ("hard", "mix"), "data.layout",
+                 f"must be 'hard' or 'mix', got {self.data.layout!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

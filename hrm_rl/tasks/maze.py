@@ -49,6 +49,7 @@ PAD, WALL, OPEN, START, GOAL, PATH = 0, 1, 2, 3, 4, 5
 VOCAB_SIZE = 6
 MAZE_HARD_SIZE, MAZE_HARD_MIN_PATH = 30, 110
 WALL_DENSITY = (0.3, 0.5)
+LAYOUTS = ("hard", "mix")
 MIN_SIZE, MAX_SIZE = 4, 64            # a grid row must fit in one uint64 word
 _ONE = np.uint64(1)
 
@@ -221,8 +222,15 @@ def shortest_path_lengths(questions: np.ndarray, size: int) -> np.ndarray:
 
 
 def _candidates(count: int, size: int, min_path: int, density: tuple[float, float],
-                rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Draw ``count`` random layouts and keep the hard ones.
+                rng: np.random.Generator, layout: str = "hard"
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Draw ``count`` random layouts and keep those with a long enough path.
+
+    ``layout="hard"``: S and G are the two ends of a double sweep (about the longest shortest
+    path of the layout). ``layout="mix"``: half the layouts get a walled border, and half the
+    mazes take their ends that way while the other half take a random open cell as one end
+    and, as the other, a random cell at a distance drawn uniformly from ``min_path`` to that
+    cell's eccentricity; so path lengths spread from ``min_path`` up (see ``generate``).
 
     Returns ``(questions, answers, lengths)`` for the accepted layouts (tokens ``(m, S)``,
     steps ``(m,)``), in the order drawn.
@@ -231,6 +239,11 @@ def _candidates(count: int, size: int, min_path: int, density: tuple[float, floa
     p = rng.uniform(density[0], density[1], count)
     walls = rng.integers(0, 1 << 16, (count, size, size), dtype=np.uint16) < \
         np.round(p * (1 << 16))[:, None, None]
+    if layout == "mix":
+        border = rng.random(count) < 0.5
+        ring = np.ones((size, size), dtype=bool)
+        ring[1:-1, 1:-1] = False
+        walls |= border[:, None, None] & ring
     open_ = ~walls
     # Sweep 1 from a random open cell (the first open one of 8 random draws).
     draws = rng.integers(0, cells, (count, 8))
@@ -240,19 +253,28 @@ def _candidates(count: int, size: int, min_path: int, density: tuple[float, floa
     idx = np.flatnonzero(has)
     bits = _pack(open_[idx])
     ecc, far = _sweep(bits, _one_cell(origin[idx], size, size))
+    far_ends = np.ones(len(idx), dtype=bool) if layout == "hard" else rng.random(len(idx)) < 0.5
     # Any two cells of the origin's component are at most 2 * ecc apart: prune early.
-    keep = 2 * ecc >= min_path
-    idx, bits, far = idx[keep], bits[keep], far[keep]
-    a = _pick_cell(far, size, rng)
-    # Sweep 2 from the farthest cell: its eccentricity is the path length.
-    ecc, far = _sweep(bits, _one_cell(a, size, size))
-    hard = ecc >= min_path
-    idx, a, far, length = idx[hard], a[hard], far[hard], ecc[hard]
+    keep = np.where(far_ends, 2 * ecc >= min_path, ecc >= min_path)
+    idx, bits, far, origin, ecc, far_ends = (idx[keep], bits[keep], far[keep], origin[idx[keep]],
+                                             ecc[keep], far_ends[keep])
+    a = np.where(far_ends, _pick_cell(far, size, rng), origin)
+    if far_ends.any():  # sweep 2 from the farthest cell: its eccentricity is the path length
+        ecc2, far2 = _sweep(bits[far_ends], _one_cell(a[far_ends], size, size))
+        ecc[far_ends], far[far_ends] = ecc2, far2
+    ok = ecc >= min_path
+    idx, a, far, length, far_ends = idx[ok], a[ok], far[ok], ecc[ok], far_ends[ok]
     if not len(idx):
         empty = np.zeros((0, cells), dtype=np.int64)
         return empty, empty.copy(), np.zeros(0, dtype=np.int64)
-    b = _pick_cell(far, size, rng)
     dist = distance_maps(open_[idx], a)
+    b = _pick_cell(far, size, rng)
+    if not far_ends.all():  # random ends: a target distance uniform in [min_path, ecc]
+        rand = np.flatnonzero(~far_ends)
+        target = rng.integers(min_path, length[rand] + 1)
+        at = dist[rand].reshape(len(rand), -1) == target[:, None]
+        b[rand] = np.where(at, rng.random(at.shape, dtype=np.float32), -1.0).argmax(1)
+        length[rand] = target
     path = _trace_paths(dist, b, rng).reshape(len(idx), -1)
     questions = np.where(open_[idx].reshape(len(idx), -1), OPEN, WALL).astype(np.int64)
     swap = rng.random(len(idx)) < 0.5
@@ -265,7 +287,8 @@ def _candidates(count: int, size: int, min_path: int, density: tuple[float, floa
 
 def generate(n: int, size: int, rng: np.random.Generator, min_path: int | None = None,
              density: tuple[float, float] = WALL_DENSITY, distinct: str = "exact",
-             progress: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+             progress: bool = False, layout: str = "hard"
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``n`` distinct mazes whose shortest S-to-G path has at least ``min_path`` steps.
 
     Deterministic for a given ``rng`` state (candidates are drawn in fixed-size batches).
@@ -279,6 +302,10 @@ def generate(n: int, size: int, rng: np.random.Generator, min_path: int | None =
         distinct: ``exact`` (no two identical questions) or ``orbit`` (no two questions
             that are rotations/reflections of each other).
         progress: show a progress bar.
+        layout: ``hard`` (S and G at the ends of a double sweep: the layout's longest
+            paths, as Maze-Hard) or ``mix`` (a difficulty mix: half the layouts walled at the
+            border, half the mazes with a random S and a G at a uniformly drawn distance of
+            at least ``min_path``; so short and long paths alike).
 
     Returns:
         ``questions (n, S)`` and ``answers (n, S)`` int64 tokens, ``lengths (n,)`` steps.
@@ -296,6 +323,8 @@ def generate(n: int, size: int, rng: np.random.Generator, min_path: int | None =
                          f"got {density}")
     if distinct not in ("exact", "orbit"):
         raise ValueError(f"distinct must be 'exact' or 'orbit', got {distinct!r}")
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
     cells = size * size
     batch = int(np.clip((1 << 22) // cells, 256, 8192))
     give_up, give_up_none = max(200_000, 2000 * n), 100_000
@@ -311,7 +340,7 @@ def generate(n: int, size: int, rng: np.random.Generator, min_path: int | None =
                              f"path of >= {min_path} steps in {tried} random layouts; lower "
                              f"min_path (data.min_difficulty; default for this size "
                              f"{default_min_path(size)}) or ask for fewer")
-        q, a, lengths = _candidates(batch, size, min_path, density, rng)
+        q, a, lengths = _candidates(batch, size, min_path, density, rng, layout)
         tried += batch
         keys = canonical_keys(q, size) if distinct == "orbit" else \
             [row.astype(np.uint8).tobytes() for row in q]
@@ -607,11 +636,30 @@ class MazeTask(Task):
         """
         min_path = data.min_difficulty if data.min_difficulty > 0 else None
         q, a, _ = generate(n_train + n_test, self.size, rng, min_path,
-                           distinct=data.split_by, progress=progress)
+                           distinct=data.split_by, progress=progress, layout=data.layout)
         order = rng.permutation(len(q))
         test, train = order[:n_test], order[n_test:]
         return (PuzzleBatch(q[train], a[train], np.zeros(len(train), dtype=np.int64)),
                 PuzzleBatch(q[test], a[test], np.zeros(len(test), dtype=np.int64)))
+
+    def sample(self, n: int, data: DataConfig, rng: np.random.Generator,
+               progress: bool = False) -> PuzzleBatch:
+        """``n`` fresh mazes, distinct up to symmetry, with the knobs of ``data``
+        (``min_difficulty``, ``layout``)."""
+        min_path = data.min_difficulty if data.min_difficulty > 0 else None
+        q, a, _ = generate(n, self.size, rng, min_path, distinct="orbit", progress=progress,
+                           layout=data.layout)
+        return PuzzleBatch(q, a, np.zeros(n, dtype=np.int64))
+
+    difficulty_name = "path length"
+
+    def difficulty(self, batch: PuzzleBatch) -> np.ndarray:
+        """``(n,)`` shortest S-to-G path length in steps (longer: harder)."""
+        return shortest_path_lengths(np.asarray(batch.inputs), self.size)
+
+    def symmetry_keys(self, inputs: np.ndarray) -> list[bytes]:
+        """Keys equal for mazes that are rotations or reflections of each other."""
+        return canonical_keys(np.asarray(inputs), self.size)
 
     # augmentation ------------------------------------------------------------------
     def augment(self, batch: PuzzleBatch, rng: np.random.Generator) -> PuzzleBatch:

@@ -20,6 +20,8 @@ def _cache_key(task: Task, data: DataConfig) -> str:
               "max_givens": data.max_givens, "min_givens": data.min_givens,
               "min_difficulty": data.min_difficulty, "split_by": data.split_by,
               "seed": data.seed, "format": 1}
+    if data.layout != "hard":  # only then, so the caches of earlier runs keep their names
+        params["layout"] = data.layout
     digest = hashlib.sha1(json.dumps(params, sort_keys=True).encode()).hexdigest()[:12]
     return f"{task.name}-{digest}"
 
