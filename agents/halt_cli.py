@@ -5,11 +5,12 @@
     hrm-rl halt eval --env HRM-Sudoku-v0 \\
         --policies qhead,fixed:1,fixed:8,threshold:0.9,random:0.3,oracle,ppo:runs/halt-ppo-.../model.zip
 
-``train`` logs SB3's own metrics and ``halt/*`` (accuracy, mean segments, reward, a
-segments histogram) to TensorBoard, shows a progress bar, saves ``model.zip`` and finishes
-by scoring the trained policy against the Q-head and the fixed-k policies on every
-held-out puzzle. ``eval`` prints a table (or ``--json``) and writes ``pareto.png`` plus
-the same figure as a TensorBoard image.
+``train`` trains on the core's ``train`` puzzles (``--split``), logs SB3's own metrics and
+``halt/*`` (accuracy, mean segments, reward, a segments histogram) to TensorBoard, shows a
+progress bar, saves ``model.zip`` and finishes by scoring the trained policy against the
+Q-head and the fixed-k policies on the ``val`` puzzles (never on test). ``eval`` scores on
+the ``test`` puzzles by default, prints a table (or ``--json``) and writes ``pareto.png`` plus
+the same figure as a TensorBoard image. Both print the split they used.
 """
 
 from __future__ import annotations
@@ -49,6 +50,14 @@ def parse_kwargs(items: list[str], what: str) -> dict[str, Any]:
     return out
 
 
+def env_kwargs_with_split(args: argparse.Namespace) -> dict[str, Any]:
+    """``--env-kwargs`` with ``split`` from ``--split`` (giving both is an error)."""
+    env_kwargs = parse_kwargs(args.env_kwargs, "--env-kwargs")
+    if "split" in env_kwargs:
+        raise ValueError("give the split as --split, not as --env-kwargs split=...")
+    return {**env_kwargs, "split": args.split}
+
+
 def _run_dir(base: str, algo: str) -> Path:
     return Path(base) / f"halt-{algo}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
 
@@ -67,7 +76,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise ValueError(f"--timesteps must be >= 1, got {args.timesteps}")
     if args.threads:
         torch.set_num_threads(args.threads)
-    env_kwargs = parse_kwargs(args.env_kwargs, "--env-kwargs")
+    env_kwargs = env_kwargs_with_split(args)
+    print(f"training on split {args.split!r}; final comparison on 'val'", file=sys.stderr)
     algo_kwargs = {**_ALGO_DEFAULTS[args.algo], **parse_kwargs(args.algo_kwargs, "--algo-kwargs")}
     run_dir = Path(args.run_dir) if args.run_dir else _run_dir(args.out_dir, args.algo)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -91,13 +101,14 @@ def cmd_train(args: argparse.Namespace) -> int:
                                "train_seconds": round(seconds, 1),
                                "timesteps": int(model.num_timesteps)}
     if not args.no_eval:
-        trace = record_trace(args.env, **env_kwargs)
+        trace = record_trace(args.env, **{**env_kwargs, "split": "val"})
         fixed = family_curves(trace)["fixed"]
         best_fixed = max(fixed, key=lambda r: r.mean_reward)
         rows = [evaluate_on_trace(model, trace, f"{args.algo}:trained"),
                 evaluate_on_trace(QHeadPolicy(), trace, "qhead"), best_fixed]
         print(format_table(rows), file=sys.stderr)
         summary["eval"] = [r.to_dict() for r in rows]
+        summary["eval_split"] = "val"
     print(json.dumps(summary, indent=2))
     return 0
 
@@ -107,7 +118,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
                                             record_trace, write_pareto)
     from hrm_rl.agents.policies import OraclePolicy, parse_policy
 
-    env_kwargs = parse_kwargs(args.env_kwargs, "--env-kwargs")
+    env_kwargs = env_kwargs_with_split(args)
+    print(f"scoring on split {args.split!r}", file=sys.stderr)
     specs = [s for s in args.policies.split(",") if s.strip()]
     if not specs:
         raise ValueError("--policies is empty")
@@ -122,12 +134,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
         f"halt-eval-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
     png = write_pareto(results, curves, out_dir, f"{args.env}: step_cost {trace.step_cost:g}")
     if args.json:
-        print(json.dumps({"env": args.env, "env_kwargs": env_kwargs, "episodes": trace.n,
+        print(json.dumps({"env": args.env, "env_kwargs": env_kwargs, "split": args.split,
+                          "episodes": trace.n,
                           "step_cost": trace.step_cost, "max_segments": trace.max_segments,
                           "results": [r.to_dict() for r in results],
                           "curves": {k: [r.to_dict() for r in v] for k, v in curves.items()},
                           "pareto_png": str(png), "tensorboard": str(out_dir)}, indent=2))
     else:
+        print(f"split: {args.split}")
         print(format_table(results))
         if any(isinstance(p, OraclePolicy) for p in policies.values()):
             print("(oracle reads the targets: an upper bound, not a policy)")
@@ -152,6 +166,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--algo", choices=tuple(_ALGO_DEFAULTS), default="ppo")
     p.add_argument("--timesteps", type=int, default=200_000, help="env steps, all rows summed")
     p.add_argument("--num-envs", type=int, default=256)
+    p.add_argument("--split", default="train",
+                   help="puzzles to train on: train (default), val, test or a CSV path")
     p.add_argument("--env-kwargs", nargs="*", default=[], metavar="KEY=VALUE",
                    help="env options, e.g. step_cost=0.01 max_segments=8")
     p.add_argument("--algo-kwargs", nargs="*", default=[], metavar="KEY=VALUE",
@@ -170,6 +186,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    "random:0.3,oracle",
                    help="comma-separated: qhead, fixed:K, threshold:T, random:P, oracle, "
                         "ppo:PATH, a2c:PATH, dqn:PATH")
+    p.add_argument("--split", default="test",
+                   help="puzzles to score on: test (default), val, train or a CSV path")
     p.add_argument("--env-kwargs", nargs="*", default=[], metavar="KEY=VALUE")
     p.add_argument("--episodes", type=int, default=None,
                    help="puzzles to score (default: the whole split, each once)")

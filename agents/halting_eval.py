@@ -74,11 +74,14 @@ def _take(obs: Any, index: np.ndarray) -> Any:
 
 
 def record_trace(env_id: str = "HRM-Sudoku-v0", n: int | None = None, seed: int = 0,
-                 **env_kwargs: Any) -> HaltingTrace:
+                 split: str = "test", **env_kwargs: Any) -> HaltingTrace:
     """Run ``n`` puzzles (default: the whole split, each once) to the cap without halting.
 
-    ``env_kwargs`` are the env's (``checkpoint``, ``split``, ``step_cost``, ...).
+    ``split`` is the env's (``test`` here by default: a trace is for scoring; record ``val``
+    to choose a policy's settings); ``env_kwargs`` are the env's other options
+    (``checkpoint``, ``step_cost``, ``max_segments``, ...).
     """
+    env_kwargs = {**env_kwargs, "split": split}
     import hrm_rl  # noqa: F401  (registers the envs)
 
     probe = gym.make_vec(env_id, num_envs=1, vectorization_mode="vector_entry_point",

@@ -26,6 +26,12 @@ Observation (``obs_mode``):
 
 ``info``: ``prediction`` (decoded answer, e.g. digits), ``is_success`` (exactly correct),
 ``cell_accuracy``, ``segments`` (used so far).
+
+Puzzles (``split``): ``"train"`` (the default) and ``"val"`` are fresh puzzles from the core's
+generator, none the same as or a symmetry of a test puzzle, and disjoint from each other up
+to symmetry (ARC: split by task); ``"test"`` is the core's own held-out set; or the path of a
+CSV in the task's format. Train halting policies on ``train``, choose their settings on
+``val``, and score them on ``test`` (``Checkpoint.puzzles``, ``Task.halting_split``).
 """
 
 from __future__ import annotations
@@ -81,7 +87,7 @@ class _HaltingCore:
             raise ValueError(f"max_segments must be an int >= 1, got {max_segments!r}")
         self.step_cost, self.reward, self.obs_mode = float(step_cost), reward, obs_mode
         self.puzzles = self._load_split(ckpt, split)
-        self.split = split
+        self.split = str(split)
         self.num_envs = num_envs
         self.hidden = self.model.config.hidden_size
         self.engine: SegmentEngine | None = None  # built by reset(), seeded there
@@ -90,15 +96,9 @@ class _HaltingCore:
         self.last: dict[str, torch.Tensor] = {}
 
     def _load_split(self, ckpt, split: str):
-        if split == "test":
-            puzzles = ckpt.test_puzzles()
-            if puzzles is None:
-                raise ValueError(f"checkpoint {ckpt.path} has no held-out puzzles (test.csv); "
-                                 "pass split=<path to a CSV of puzzles>")
-            return puzzles
-        if Path(split).is_file():
-            return self.task.read_csv(split)
-        raise ValueError(f"split must be 'test' or the path of a puzzle CSV, got {split!r}")
+        if not isinstance(split, (str, Path)):
+            raise ValueError(f"split must be 'train', 'val', 'test' or a CSV path, got {split!r}")
+        return ckpt.puzzles(str(split))
 
     def _new_engine(self, rng: np.random.Generator) -> SegmentEngine:
         return SegmentEngine(self.model, ShuffledSource(self.puzzles, rng), self.num_envs,
@@ -219,7 +219,7 @@ def _check_actions(actions: Any, n: int) -> np.ndarray:
 class HaltingEnv(gym.Env):
     metadata = {"render_modes": ["ansi", "rgb_array"], "render_fps": 2}
 
-    def __init__(self, checkpoint: str | Path = "sudoku4", split: str = "test",
+    def __init__(self, checkpoint: str | Path = "sudoku4", split: str = "train",
                  max_segments: int | None = None, step_cost: float = 0.01,
                  reward: str = "exact", obs_mode: str = "features", device: str = "cpu",
                  render_mode: str | None = None) -> None:
@@ -298,7 +298,7 @@ class HaltingVectorEnv(VectorEnv):
                 "autoreset_mode": AutoresetMode.SAME_STEP}
 
     def __init__(self, num_envs: int = 1, checkpoint: str | Path = "sudoku4",
-                 split: str = "test", max_segments: int | None = None, step_cost: float = 0.01,
+                 split: str = "train", max_segments: int | None = None, step_cost: float = 0.01,
                  reward: str = "exact", obs_mode: str = "features", device: str = "cpu",
                  render_mode: str | None = None) -> None:
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:

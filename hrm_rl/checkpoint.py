@@ -35,6 +35,7 @@ from safetensors.torch import load_file, save_file
 from hrm_rl.config import ConfigError, ModelConfig, RunConfig, from_dict
 from hrm_rl.model import RecurrentCore, build_model
 from hrm_rl.tasks import PuzzleBatch, Task, make_task
+from hrm_rl.tasks.base import HALTING_SPLITS
 
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
@@ -58,6 +59,60 @@ class Checkpoint:
         """The run's held-out puzzles saved beside the weights, if any."""
         path = self.path / TEST_PUZZLES
         return self.task.read_csv(path) if path.is_file() else None
+
+    def puzzles(self, split: str, progress: bool = False) -> PuzzleBatch:
+        """The puzzles of ``split``: ``"test"`` (the core's held-out set), ``"train"`` or
+        ``"val"`` (for halting research: disjoint from test up to symmetry, see
+        ``Task.halting_split``), or the path of a CSV in the task's format.
+
+        ``train`` and ``val`` are read from ``halting_<split>.csv`` beside the weights when
+        the checkpoint ships one (the bundled cores do; ``write_halting_splits``), else
+        generated from the core's data settings (the same puzzles every time; kept in
+        memory for the process).
+
+        Raises:
+            ValueError: an unknown split, or a checkpoint without test puzzles.
+        """
+        if split in HALTING_SPLITS:
+            test = self.test_puzzles()
+            if test is None:
+                raise ValueError(f"checkpoint {self.path} has no held-out puzzles "
+                                 f"({TEST_PUZZLES}), so it has no {split!r} split; pass "
+                                 "split=<path to a CSV of puzzles>")
+            if split == "test":
+                return test
+            shipped = self.path / f"halting_{split}.csv"
+            if shipped.is_file():
+                return self.task.read_csv(shipped)
+            key = (str(self.path.resolve()), split)
+            if key not in _HALTING_CACHE:
+                _HALTING_CACHE[key] = self.task.halting_split(split, self.config.data, test,
+                                                              progress)
+            return _HALTING_CACHE[key]
+        if Path(split).is_file():
+            return self.task.read_csv(split)
+        raise ValueError(f"split must be one of {', '.join(HALTING_SPLITS)} or the path of a "
+                         f"puzzle CSV, got {split!r}")
+
+
+_HALTING_CACHE: dict[tuple[str, str], PuzzleBatch] = {}
+
+
+def write_halting_splits(folder: str | Path, progress: bool = False) -> list[Path]:
+    """Generate a checkpoint's halting ``train`` and ``val`` splits once and save them as
+    ``halting_train.csv`` / ``halting_val.csv`` beside its weights (as the bundled cores
+    ship them), so loading a split is a CSV read. Returns the files written."""
+    ckpt = load_checkpoint(folder)
+    written = []
+    for split in ("train", "val"):
+        target = ckpt.path / f"halting_{split}.csv"
+        if target.exists():
+            raise FileExistsError(f"{target} exists; remove it to regenerate")
+        batch = ckpt.task.halting_split(split, ckpt.config.data, ckpt.puzzles("test"),
+                                        progress)
+        _fsync_write(target, lambda tmp, b=batch: ckpt.task.write_csv(tmp, b))
+        written.append(target)
+    return written
 
 
 def bundled_checkpoints() -> dict[str, Path]:

@@ -161,7 +161,7 @@ def test_trace_replay_matches_live_env(trace):
     policy = ThresholdPolicy(0.9)
     replay = evaluate_on_trace(policy, trace)
     env = gym.make_vec(ENV, num_envs=trace.n, vectorization_mode="vector_entry_point",
-                       step_cost=0.01).unwrapped
+                       step_cost=0.01, split="test").unwrapped
     obs, _ = env.reset(seed=3)
     first = np.full(trace.n, -1.0)  # each row's first episode: success
     segs = np.zeros(trace.n)

@@ -681,6 +681,24 @@ class ARCTask(Task):
         k, row = np.nonzero(np.arange(counts.max())[:, None] < counts[None, :])
         return train, self._materialise(test0, row, test0.puzzle_ids[row] + k)
 
+    def halting_split(self, split: str, data: DataConfig, test: PuzzleBatch,
+                      progress: bool = False) -> PuzzleBatch:
+        """Halting splits by task: ``test`` is the evaluation tasks (the core's held-out
+        set); ``train`` and ``val`` are the test pairs of the *training* tasks, in their
+        identity variant, every fifth training task (in corpus order, starting with the
+        first) going to ``val`` and the rest to ``train``. So no task, and no variant of a
+        task, is in two splits (``test`` is ignored: evaluation tasks never enter)."""
+        if split not in ("train", "val"):
+            raise ValueError(f"split must be 'train' or 'val' here, got {split!r}")
+        base = self.variants.base_id
+        training = [t for t, p in enumerate(self.puzzles) if p.split == "training"]
+        chosen = training[0::5] if split == "val" else \
+            [t for i, t in enumerate(training) if i % 5]
+        rows = [(a, b, base(t)) for t in chosen for a, b in self.puzzles[t].test]
+        if not rows:
+            raise ValueError(f"{self.name}: no training tasks for the halting {split} split")
+        return self.encode(*zip(*rows))
+
     def _materialise(self, base: PuzzleBatch, rows: np.ndarray, ids: np.ndarray,
                      chunk: int = 16384) -> PuzzleBatch:
         """Rows ``rows`` of ``base`` (identity variants) moved to variants ``ids``: the 8

@@ -11,6 +11,7 @@ positions that are not supervised (never counted in accuracy).
 
 from __future__ import annotations
 
+import hashlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,11 @@ from hrm_rl.config import DataConfig
 
 IGNORE_LABEL = -100
 """Label value for positions that carry no supervision (matches ``F.cross_entropy``)."""
+
+HALTING_SPLITS = ("train", "val", "test")
+"""The named puzzle splits of a checkpoint for halting research (``Task.halting_split``)."""
+HALTING_SPLIT_SIZES = {"train": 5000, "val": 1000}
+"""Puzzles in a generated halting ``train`` and ``val`` split (``test`` is the core's own)."""
 
 
 @dataclass(frozen=True)
@@ -64,6 +70,11 @@ class PuzzleBatch:
             np.concatenate([b.labels for b in batches]),
             np.concatenate([b.puzzle_ids for b in batches]),
         )
+
+
+def _goes_to_val(key: bytes) -> bool:
+    """Whether a symmetry class (by its key) belongs to the halting ``val`` split."""
+    return hashlib.sha1(key).digest()[0] % 6 == 0
 
 
 class Task(ABC):
@@ -132,6 +143,66 @@ class Task(ABC):
         """
         mask = labels != IGNORE_LABEL
         return ((tokens == labels) | ~mask).all(dim=-1)
+
+    def sample(self, n: int, data: DataConfig, rng: np.random.Generator,
+               progress: bool = False) -> PuzzleBatch:
+        """``n`` fresh distinct puzzles from the task's generator with the knobs in ``data``.
+
+        Raises:
+            NotImplementedError: the task has no generator (ARC reads a corpus).
+        """
+        raise NotImplementedError(f"{self.name} has no puzzle generator")
+
+    difficulty_name: str | None = None
+    """What ``difficulty`` measures (e.g. ``"givens"``), or None for a task without one."""
+
+    def difficulty(self, batch: PuzzleBatch) -> np.ndarray | None:
+        """``(n,)`` int64 per-puzzle difficulty measure (``difficulty_name``), or None."""
+        return None
+
+    def symmetry_keys(self, inputs: np.ndarray) -> list[bytes]:
+        """One key per row of ``(n, seq_len)`` inputs, equal exactly for puzzles that are the
+        same up to the task's symmetries (the default: identical tokens)."""
+        return [row.astype(np.int64).tobytes() for row in np.asarray(inputs)]
+
+    def halting_split(self, split: str, data: DataConfig, test: PuzzleBatch,
+                      progress: bool = False) -> PuzzleBatch:
+        """Puzzles of a core's halting split ``train`` or ``val``, disjoint from ``test``.
+
+        Halting policies train on ``train`` (and choose settings on ``val``) and are scored
+        on ``test``, the core's own held-out puzzles. The default draws fresh puzzles from
+        the generator under the core's ``data`` knobs, with a seed of its own (``data.seed``
+        and "HALT"), and drops every puzzle that is the same as, or a symmetry of
+        (``symmetry_keys``), a test puzzle. Each symmetry class goes wholly to ``val`` (one
+        class in six, by a hash of its key) or to ``train``, so the two are disjoint up to
+        symmetry too; within a split puzzles are distinct. ``HALTING_SPLIT_SIZES[split]``
+        puzzles, the same ones on every call.
+        """
+        if split not in HALTING_SPLIT_SIZES:
+            raise ValueError(f"split must be one of {', '.join(HALTING_SPLIT_SIZES)} here, "
+                             f"got {split!r}")
+        rng = np.random.default_rng([data.seed, 0x48414C54])  # "HALT": not the core's stream
+        want = HALTING_SPLIT_SIZES[split]
+        banned = set(self.symmetry_keys(test.inputs))
+        seen: set[bytes] = set()
+        kept: list[PuzzleBatch] = []
+        found = 0
+        for _ in range(20):
+            batch = self.sample(sum(HALTING_SPLIT_SIZES.values()), data, rng, progress)
+            rows = []
+            for i, key in enumerate(self.symmetry_keys(batch.inputs)):
+                exact = batch.inputs[i].tobytes()
+                if key in banned or exact in seen or _goes_to_val(key) != (split == "val"):
+                    continue
+                seen.add(exact)
+                rows.append(i)
+            kept.append(batch.take(np.array(rows[: want - found], dtype=np.int64)))
+            found += len(kept[-1])
+            if found >= want:
+                return PuzzleBatch.concat(kept)
+        raise ValueError(f"{self.name}: found only {found} of {want} distinct puzzles for the "
+                         f"halting {split} split that are not a symmetry of a test puzzle; "
+                         "the generator's space is too small")
 
     def cell_accuracy(self, tokens: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """``(n,)`` float: fraction of supervised positions predicted right."""

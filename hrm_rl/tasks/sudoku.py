@@ -689,6 +689,26 @@ class SudokuTask(Task):
         return (self.encode(puzzles[train], solutions[train]),
                 self.encode(puzzles[test], solutions[test]))
 
+    def sample(self, n: int, data: DataConfig, rng: np.random.Generator,
+               progress: bool = False) -> PuzzleBatch:
+        """``n`` fresh minimal puzzles with the givens and difficulty knobs of ``data``."""
+        puzzles, solutions, _ = generate(n, self.size, rng, data.max_givens, data.min_givens,
+                                         data.min_difficulty, progress)
+        return self.encode(puzzles, solutions)
+
+    difficulty_name = "givens"
+
+    def difficulty(self, batch: PuzzleBatch) -> np.ndarray:
+        """``(n,)`` number of given digits (fewer givens: harder)."""
+        return (np.asarray(batch.inputs) >= 2).sum(1).astype(np.int64)
+
+    def symmetry_keys(self, inputs: np.ndarray) -> list[bytes]:
+        """Canonical keys under the augmentation group (geometry x digit relabelling) for
+        4x4 and 6x6; identical tokens for 9x9, whose group is too large to canonicalise."""
+        if self.size == 9:
+            return super().symmetry_keys(inputs)
+        return [canonical_key(row, self.size) for row in np.asarray(inputs) - 1]
+
     # augmentation ------------------------------------------------------------------
     def augment(self, batch: PuzzleBatch, rng: np.random.Generator) -> PuzzleBatch:
         """Per row: random band/row and stack/column permutations, transpose (square boxes
