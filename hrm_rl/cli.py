@@ -5,6 +5,7 @@
     hrm-rl halt train --algo ppo --timesteps 200000 --env-kwargs step_cost=0.01
     hrm-rl halt eval --policies qhead,fixed:4,threshold:0.9,oracle
     hrm-rl params configs/sudoku9-extreme.yaml
+    hrm-rl cores                # the halting-zoo table of the bundled cores
     hrm-rl demo
     hrm-rl bench train          # also: memory, env, all (JSON figures)
 """
@@ -181,6 +182,43 @@ def _show_one(ckpt, puzzle, max_k: int) -> None:
                 break
 
 
+def _cmd_cores(args: argparse.Namespace) -> int:
+    """The halting-zoo and difficulty tables for bundled cores (or given checkpoints)."""
+    import torch
+
+    from hrm_rl.agents.zoo import (bundled_core_names, core_report, difficulty_figure,
+                                   format_difficulty, format_zoo)
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    names = args.cores or bundled_core_names()
+    costs = tuple(float(c) for c in args.step_costs.split(",") if c.strip())
+    if not costs or any(not 0 <= c <= 1 for c in costs):
+        raise ValueError(f"--step-costs must be numbers in [0, 1], got {args.step_costs!r}")
+    reports = []
+    for name in names:
+        print(f"recording {name} (val to K, {args.split} to 2K) ...", file=sys.stderr)
+        reports.append(core_report(name, costs, progress=not args.no_progress,
+                                   test_split=args.split))
+        if args.plots:
+            import matplotlib.pyplot as plt
+
+            out = Path(args.plots)
+            out.mkdir(parents=True, exist_ok=True)
+            fig = difficulty_figure(reports[-1])
+            fig.savefig(out / f"difficulty-{Path(name).name}.png")
+            plt.close(fig)
+    if args.json:
+        print(json.dumps(reports, indent=2))
+    else:
+        print(f"split: {args.split} (fixed-k and threshold chosen on val); 95% bootstrap "
+              "intervals in brackets\n")
+        print(format_zoo(reports))
+        print()
+        print(format_difficulty(reports))
+    return 0
+
+
 _BENCHES = {"train": "training segments/s, FLOPs per segment and MFU (fp32, bf16, compile)",
             "memory": "peak memory of a training step vs H_cycles x L_cycles, 1-step vs BPTT",
             "env": "segments/s of the halting environments",
@@ -246,6 +284,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("config")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     p.set_defaults(func=_cmd_params)
+
+    p = sub.add_parser("cores", help="the halting-zoo table: how much halting can gain per core")
+    p.add_argument("cores", nargs="*", help="bundled names or checkpoint folders "
+                                            "(default: every bundled core)")
+    p.add_argument("--split", default="test",
+                   help="puzzles to score on: test (default) or a CSV path (an outside set)")
+    p.add_argument("--step-costs", default="0.01,0.001", help="comma-separated step costs")
+    p.add_argument("--plots", metavar="DIR", help="write difficulty-<core>.png figures here")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_cmd_cores)
 
     p = sub.add_parser("demo", help="a small end-to-end run on the CPU (about two minutes)")
     p.add_argument("--train-seconds", type=float, default=60.0)

@@ -1,4 +1,11 @@
-"""Accuracy of a core after each segment and under its own Q-head halting."""
+"""Accuracy of a core after each segment and under its own Q-head halting.
+
+``record_rollout`` runs every puzzle of a set to a segment cap without halting and keeps, per
+puzzle and segment, what halting decisions are made from and scored by (correctness, cell
+accuracy, the Q-head's two logits, the least confident cell). A segment's result does not
+depend on when anyone halts, so every halting rule, the Q-head's included, can be scored
+on one rollout; ``evaluate`` is the Q-head's summary of one.
+"""
 
 from __future__ import annotations
 
@@ -37,17 +44,68 @@ class EvalResult:
         return dict(self.__dict__)
 
 
+@dataclass(frozen=True)
+class Rollout:
+    """Every puzzle of a set run for ``max_segments`` segments; arrays ``(n, max_segments)``
+    with column ``k`` after segment ``k + 1``.
+
+    Attributes:
+        correct: bool, the answer is exactly right (the task's verifier).
+        cell: float32, fraction of supervised cells right.
+        q_halt, q_continue: float32, the Q-head's logits.
+        min_confidence: float32, the smallest per-cell max softmax probability.
+    """
+
+    correct: np.ndarray
+    cell: np.ndarray
+    q_halt: np.ndarray
+    q_continue: np.ndarray
+    min_confidence: np.ndarray
+
+    @property
+    def n(self) -> int:
+        return int(self.correct.shape[0])
+
+    @property
+    def max_segments(self) -> int:
+        return int(self.correct.shape[1])
+
+    def first(self, mask: np.ndarray, cap: int | None = None) -> np.ndarray:
+        """``(n,)`` int64: the first segment (1-based) where ``mask`` ``(n, K)`` holds,
+        or ``cap`` (default ``max_segments``) where it holds at none before the cap."""
+        cap = self.max_segments if cap is None else cap
+        if not 1 <= cap <= self.max_segments:
+            raise ValueError(f"cap must be in [1, {self.max_segments}], got {cap}")
+        hit = np.asarray(mask, dtype=bool)[:, :cap].copy()
+        hit[:, cap - 1] = True
+        return hit.argmax(1) + 1
+
+    def qhead_halts(self, cap: int | None = None) -> np.ndarray:
+        """``(n,)`` segments at which HRM's rule (``q_halt > q_continue``) halts."""
+        return self.first(self.q_halt > self.q_continue, cap)
+
+    def at(self, halt_at: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(correct, cell)`` ``(n,)`` of each puzzle's answer after ``halt_at`` segments."""
+        rows = np.arange(self.n)
+        return self.correct[rows, halt_at - 1], self.cell[rows, halt_at - 1]
+
+    def take(self, index: np.ndarray | slice) -> Rollout:
+        """Rows ``index`` of this rollout."""
+        return Rollout(*(getattr(self, f)[index] for f in
+                         ("correct", "cell", "q_halt", "q_continue", "min_confidence")))
+
+
 @torch.inference_mode()
-def evaluate(model: HRM, task: Task, puzzles: PuzzleBatch, max_segments: int,
-             batch_size: int = 512, precision_context=contextlib.nullcontext,
-             progress: bool = False) -> EvalResult:
-    """Run every puzzle for ``max_segments`` segments and record accuracy at each.
+def record_rollout(model: HRM, task: Task, puzzles: PuzzleBatch, max_segments: int,
+                   batch_size: int = 512, precision_context=contextlib.nullcontext,
+                   progress: bool = False) -> Rollout:
+    """Run every puzzle for ``max_segments`` segments, never halting, and keep each segment.
 
     Args:
         model: the core (its device is used).
         task: the task, for answer checking.
-        puzzles: encoded puzzles (no augmentation is applied).
-        max_segments: segments to run (the halting cap).
+        puzzles: encoded puzzles (no augmentation is applied), in the rollout's row order.
+        max_segments: segments to run.
         batch_size: puzzles per forward.
         precision_context: factory of the autocast context to run under.
         progress: show a progress bar.
@@ -55,42 +113,57 @@ def evaluate(model: HRM, task: Task, puzzles: PuzzleBatch, max_segments: int,
     if max_segments < 1:
         raise ValueError(f"max_segments must be >= 1, got {max_segments}")
     if len(puzzles) == 0:
-        raise ValueError("evaluate() needs at least one puzzle")
+        raise ValueError("a rollout needs at least one puzzle")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     was_training = model.training
     model.eval()
     device = model.H_init.device
     n = len(puzzles)
-    exact = np.zeros(max_segments)
-    cell = np.zeros(max_segments)
-    exact_q = cell_q = segs_q = 0.0
-    hist = np.zeros(max_segments, dtype=np.int64)
-    bar = tqdm(total=n, desc="eval", unit="puzzle", disable=not progress, leave=False)
-    for start in range(0, n, batch_size):
-        chunk = puzzles.take(slice(start, start + batch_size))
-        rows = len(chunk)
-        engine = SegmentEngine(model, ShuffledSource(chunk, np.random.default_rng(0), shuffle=False),
-                               rows, device)
-        halted = torch.zeros(rows, dtype=torch.bool, device=device)
-        for k in range(max_segments):
-            with precision_context():
-                out = engine.step()
-            pred = out.logits.argmax(-1)
-            ok = task.is_correct(pred, engine.labels)
-            acc = task.cell_accuracy(pred, engine.labels)
-            exact[k] += ok.sum().item()
-            cell[k] += acc.sum().item()
-            stop = ~halted & ((out.q_halt > out.q_continue) | (k == max_segments - 1))
-            exact_q += (ok & stop).sum().item()
-            cell_q += acc[stop].sum().item()
-            segs_q += (k + 1) * stop.sum().item()
-            hist[k] += stop.sum().item()
-            halted |= stop
-        bar.update(rows)
-    bar.close()
-    model.train(was_training)
+    shape = (n, max_segments)
+    correct = np.zeros(shape, dtype=bool)
+    arrays = {name: np.zeros(shape, dtype=np.float32)
+              for name in ("cell", "q_halt", "q_continue", "min_confidence")}
+    bar = tqdm(total=n, desc="rollout", unit="puzzle", disable=not progress, leave=False)
+    try:
+        for start in range(0, n, batch_size):
+            chunk = puzzles.take(slice(start, start + batch_size))
+            rows = slice(start, start + len(chunk))
+            engine = SegmentEngine(model, ShuffledSource(chunk, np.random.default_rng(0),
+                                                         shuffle=False), len(chunk), device)
+            for k in range(max_segments):
+                with precision_context():
+                    out = engine.step()
+                conf, pred = out.logits.float().softmax(-1).max(-1)
+                correct[rows, k] = task.is_correct(pred, engine.labels).cpu().numpy()
+                for name, value in (("cell", task.cell_accuracy(pred, engine.labels)),
+                                    ("q_halt", out.q_halt), ("q_continue", out.q_continue),
+                                    ("min_confidence", conf.min(-1).values)):
+                    arrays[name][rows, k] = value.float().cpu().numpy()
+            bar.update(len(chunk))
+    finally:
+        bar.close()
+        model.train(was_training)
+    return Rollout(correct, **arrays)
+
+
+def evaluate(model: HRM, task: Task, puzzles: PuzzleBatch, max_segments: int,
+             batch_size: int = 512, precision_context=contextlib.nullcontext,
+             progress: bool = False) -> EvalResult:
+    """Run every puzzle for ``max_segments`` segments and record accuracy at each, and
+    under Q-head halting (``record_rollout`` documents the arguments)."""
+    if len(puzzles) == 0:
+        raise ValueError("evaluate() needs at least one puzzle")
+    roll = record_rollout(model, task, puzzles, max_segments, batch_size, precision_context,
+                          progress)
+    halt_at = roll.qhead_halts()
+    ok, cell = roll.at(halt_at)
+    n = roll.n
     return EvalResult(
         n=n, max_segments=max_segments,
-        exact_by_segment=(exact / n).tolist(), cell_by_segment=(cell / n).tolist(),
-        exact_qhalt=exact_q / n, cell_acc_qhalt=cell_q / n, mean_segments_qhalt=segs_q / n,
-        segments_qhalt_histogram=hist.tolist(),
+        exact_by_segment=(roll.correct.sum(0) / n).tolist(),
+        cell_by_segment=(roll.cell.astype(np.float64).sum(0) / n).tolist(),
+        exact_qhalt=float(ok.sum() / n), cell_acc_qhalt=float(cell.astype(np.float64).sum() / n),
+        mean_segments_qhalt=float(halt_at.sum() / n),
+        segments_qhalt_histogram=np.bincount(halt_at - 1, minlength=max_segments).tolist(),
     )
