@@ -133,20 +133,44 @@ def cmd_eval(args: argparse.Namespace) -> int:
     out_dir = Path(args.out_dir) if args.out_dir else Path("runs") / \
         f"halt-eval-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
     png = write_pareto(results, curves, out_dir, f"{args.env}: step_cost {trace.step_cost:g}")
+    difficulty_png = _write_difficulty(args.env, env_kwargs, out_dir)
     if args.json:
         print(json.dumps({"env": args.env, "env_kwargs": env_kwargs, "split": args.split,
                           "episodes": trace.n,
                           "step_cost": trace.step_cost, "max_segments": trace.max_segments,
                           "results": [r.to_dict() for r in results],
                           "curves": {k: [r.to_dict() for r in v] for k, v in curves.items()},
-                          "pareto_png": str(png), "tensorboard": str(out_dir)}, indent=2))
+                          "pareto_png": str(png), "difficulty_png": str(difficulty_png),
+                          "tensorboard": str(out_dir)}, indent=2))
     else:
         print(f"split: {args.split}")
         print(format_table(results))
         if any(isinstance(p, OraclePolicy) for p in policies.values()):
             print("(oracle reads the targets: an upper bound, not a policy)")
-        print(f"\nPareto plot: {png}   TensorBoard: tensorboard --logdir {out_dir}")
+        print(f"\nPareto plot: {png}   difficulty and scaling: {difficulty_png}   "
+              f"TensorBoard: tensorboard --logdir {out_dir}")
     return 0
+
+
+def _write_difficulty(env_id: str, env_kwargs: dict[str, Any], out_dir: Path) -> Path:
+    """``difficulty.png`` (and TensorBoard image ``halt/difficulty``): the core's thinking
+    time against difficulty and its accuracy to twice the training cap, on the split."""
+    import gymnasium as gym
+    import matplotlib.pyplot as plt
+    from torch.utils.tensorboard import SummaryWriter
+
+    from hrm_rl.agents.zoo import core_report, difficulty_figure
+
+    checkpoint = env_kwargs.get("checkpoint", gym.spec(env_id).kwargs.get("checkpoint"))
+    report = core_report(checkpoint, step_costs=(), test_split=env_kwargs["split"])
+    fig = difficulty_figure(report)
+    png = out_dir / "difficulty.png"
+    fig.savefig(png)
+    writer = SummaryWriter(str(out_dir))
+    writer.add_figure("halt/difficulty", fig, global_step=0, close=False)
+    writer.close()
+    plt.close(fig)
+    return png
 
 
 class _NoEnv:
@@ -156,11 +180,20 @@ class _NoEnv:
         raise RuntimeError("the oracle was not rebound to a trace")
 
 
+def build_halt_parser() -> argparse.ArgumentParser:
+    """A stand-alone parser of ``halt``'s arguments (``train ...`` or ``eval ...``)."""
+    parser = argparse.ArgumentParser(prog="hrm-rl halt")
+    _add_subcommands(parser.add_subparsers(dest="halt_command", required=True))
+    return parser
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """Add ``halt train`` and ``halt eval`` to the ``hrm-rl`` parser."""
     halt = sub.add_parser("halt", help="outside policies control halting: train and compare")
-    hsub = halt.add_subparsers(dest="halt_command", required=True)
+    _add_subcommands(halt.add_subparsers(dest="halt_command", required=True))
 
+
+def _add_subcommands(hsub: argparse._SubParsersAction) -> None:
     p = hsub.add_parser("train", help="train an SB3 policy on the batched halting env")
     p.add_argument("--env", default="HRM-Sudoku-v0")
     p.add_argument("--algo", choices=tuple(_ALGO_DEFAULTS), default="ppo")

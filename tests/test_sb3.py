@@ -205,10 +205,22 @@ def test_halt_cli_writes_tensorboard_tags(tmp_path, capsys):
                  "--episodes", "64", "--out-dir", str(out), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert [r["policy"] for r in report["results"]][:3] == ["qhead", "fixed:2", "oracle"]
+    assert report["split"] == "test"
     assert len(report["curves"]["fixed"]) == report["max_segments"]
     assert (out / "pareto.png").stat().st_size > 1000
+    assert (out / "difficulty.png").stat().st_size > 1000
     acc = EventAccumulator(str(out), size_guidance={"images": 0}).Reload()
-    assert "halt/pareto" in acc.Tags()["images"]
+    assert {"halt/pareto", "halt/difficulty"} <= set(acc.Tags()["images"])
+
+
+def test_halt_cli_splits_default_to_train_and_test_and_refuse_two_ways(capsys):
+    from hrm_rl.agents.halt_cli import build_halt_parser
+
+    parser = build_halt_parser()
+    assert parser.parse_args(["train"]).split == "train"
+    assert parser.parse_args(["eval"]).split == "test"
+    assert main(["halt", "eval", "--env-kwargs", "split=val", "--episodes", "4"]) == 2
+    assert "--split" in capsys.readouterr().err
 
 
 def test_adapter_rejects_other_envs():

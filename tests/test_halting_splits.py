@@ -1,0 +1,132 @@
+"""Halting splits: train and val disjoint from test up to symmetry, reproducible, by task
+for ARC; the maze difficulty mix; the outside-set builders."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hrm_rl.checkpoint import load_checkpoint
+from hrm_rl.config import DataConfig
+from hrm_rl.tasks import base
+from hrm_rl.tasks.maze import WALL, MazeTask, generate, shortest_path_lengths
+from hrm_rl.tasks.sudoku import SudokuTask, solve
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("core", ["sudoku4", "maze6"])
+def test_shipped_splits_are_disjoint_up_to_symmetry(core):
+    ckpt = load_checkpoint(core)
+    keys = {s: set(ckpt.task.symmetry_keys(ckpt.puzzles(s).inputs))
+            for s in ("train", "val", "test")}
+    assert not keys["train"] & keys["test"]
+    assert not keys["val"] & keys["test"]
+    assert not keys["train"] & keys["val"]
+    assert len(ckpt.puzzles("train")) == base.HALTING_SPLIT_SIZES["train"]
+    assert len(ckpt.puzzles("val")) == base.HALTING_SPLIT_SIZES["val"]
+
+
+@pytest.mark.parametrize("core", ["sudoku4", "maze6"])
+def test_shipped_splits_are_what_the_generator_gives(core, monkeypatch):
+    """The CSVs beside the weights are the generated splits (so a run folder, which has no
+    CSVs, gets the same puzzles): checked on smaller sizes, whose draws are a prefix."""
+    ckpt = load_checkpoint(core)
+    test = ckpt.puzzles("test")
+    shipped = ckpt.puzzles("val")
+    monkeypatch.setitem(base.HALTING_SPLIT_SIZES, "val", 1000)
+    made = ckpt.task.halting_split("val", ckpt.config.data, test)
+    np.testing.assert_array_equal(made.inputs, shipped.inputs)
+    np.testing.assert_array_equal(made.labels, shipped.labels)
+
+
+def test_generated_split_excludes_symmetries_of_test(monkeypatch):
+    """A test set holding rotations of generated mazes: none of them reaches train."""
+    monkeypatch.setitem(base.HALTING_SPLIT_SIZES, "train", 200)
+    monkeypatch.setitem(base.HALTING_SPLIT_SIZES, "val", 40)
+    task, data = MazeTask(6), DataConfig(min_difficulty=8)
+    first = task.halting_split("train", data, task.sample(10, data, np.random.default_rng(5)))
+    rotated = np.rot90(first.inputs[:50].reshape(-1, 6, 6), axes=(1, 2)).reshape(50, -1)
+    test = base.PuzzleBatch(rotated, rotated, np.zeros(50, dtype=np.int64))
+    train = task.halting_split("train", data, test)
+    val = task.halting_split("val", data, test)
+    banned = set(task.symmetry_keys(rotated))
+    assert not banned & set(task.symmetry_keys(train.inputs))
+    assert not banned & set(task.symmetry_keys(val.inputs))
+    assert not set(task.symmetry_keys(train.inputs)) & set(task.symmetry_keys(val.inputs))
+    assert len({row.tobytes() for row in train.inputs}) == len(train) == 200
+
+
+def test_arc_splits_by_task():
+    ckpt = load_checkpoint("arc-tiny")
+    task = ckpt.task
+    train, val, test = (ckpt.puzzles(s) for s in ("train", "val", "test"))
+    owner = task.variants.task
+    tasks = {name: set(owner[b.puzzle_ids].tolist()) for name, b in
+             (("train", train), ("val", val), ("test", test))}
+    assert tasks["train"] and tasks["val"]
+    assert not tasks["train"] & tasks["val"]
+    assert not (tasks["train"] | tasks["val"]) & tasks["test"]
+    assert {task.puzzles[t].split for t in tasks["train"] | tasks["val"]} == {"training"}
+
+
+def test_unknown_split_is_refused():
+    ckpt = load_checkpoint("sudoku4")
+    with pytest.raises(ValueError, match="split must be one of"):
+        ckpt.puzzles("validation")
+
+
+def test_maze_mix_spreads_lengths_and_borders():
+    q, a, lengths = generate(2000, 9, np.random.default_rng(0), min_path=6, layout="mix")
+    assert lengths.min() >= 6 and (shortest_path_lengths(q, 9) == lengths).all()
+    assert ((a == 5).sum(1) + 1 == lengths).all()  # the traced path is a shortest one
+    grids = q.reshape(-1, 9, 9)
+    walled = (grids[:, 0] == WALL).all(1) & (grids[:, -1] == WALL).all(1) & \
+        (grids[:, :, 0] == WALL).all(1) & (grids[:, :, -1] == WALL).all(1)
+    assert 0.4 < walled.mean() < 0.6
+    short, long_ = (lengths <= 10).mean(), (lengths >= 18).mean()
+    assert short > 0.3 and long_ > 0.07
+    hard = generate(500, 9, np.random.default_rng(0), min_path=6)[2]
+    assert np.median(hard) > np.median(lengths)  # "hard" keeps the longest paths
+    with pytest.raises(ValueError, match="layout"):
+        generate(5, 9, np.random.default_rng(0), layout="spiral")
+
+
+def test_hard_layout_stream_is_unchanged_by_the_mix():
+    """The bundled maze6 core's test set regenerates exactly from its config."""
+    ckpt = load_checkpoint("maze6")
+    data = ckpt.config.data
+    _, test = ckpt.task.generate_splits(data.train_size, data.test_size, data,
+                                        np.random.default_rng(data.seed))
+    np.testing.assert_array_equal(test.inputs, ckpt.puzzles("test").inputs)
+
+
+def _outside_module():
+    spec = importlib.util.spec_from_file_location("outside_sets",
+                                                  ROOT / "scripts" / "outside_sets.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["outside_sets"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_outside_sets_are_valid_and_in_range(tmp_path):
+    outside = _outside_module()
+    rng = np.random.default_rng(1)
+    sudoku, maze = outside.sudoku6_set(12, rng), outside.maze9_set(40, rng)
+    SudokuTask(6).write_csv(tmp_path / "s.csv", sudoku)
+    MazeTask(9).write_csv(tmp_path / "m.csv", maze)
+    back = SudokuTask(6).read_csv(tmp_path / "s.csv")
+    digits = back.inputs - 1
+    for puzzle in digits:
+        assert len(solve(puzzle, 6, limit=2)) == 1
+        assert (puzzle > 0).tolist() == (puzzle[::-1] > 0).tolist()  # 180-degree symmetric
+    mazes = MazeTask(9).read_csv(tmp_path / "m.csv")  # checks shortest paths
+    lengths = shortest_path_lengths(mazes.inputs, 9)
+    assert lengths.min() >= 10 and lengths.max() <= 21
+    grids = mazes.inputs.reshape(-1, 9, 9)
+    assert (grids[:, 0] == WALL).all() and (grids[:, :, -1] == WALL).all()
