@@ -264,6 +264,24 @@ class ACTTrainer:
             q_halt_accuracy=((out.q_halt >= 0) == correct).float().mean().item(),
         )
 
+    def train_for(self, seconds: float) -> int:
+        """Run ``train_step`` for about ``seconds`` (at least one step), counting the time
+        toward ``train.max_time_s`` as ``fit`` does; returns the steps taken. For drivers
+        that interleave several trainers (``hrm-rl bench recipe``); no eval or checkpoint."""
+        start = time.perf_counter()
+        self._fit_start = start
+        steps = 0
+        try:
+            while steps == 0 or (time.perf_counter() - start < seconds
+                                 and self.step < self.config.train.steps
+                                 and self.time_fraction() < 1.0):
+                self.train_step()
+                steps += 1
+        finally:
+            self._elapsed_before += time.perf_counter() - start
+            self._fit_start = None
+        return steps
+
     def _fault(self, what: str, detail: str, step: int | None = None) -> None:
         """Log a non-finite ``what`` to TensorBoard and stop with ``NonFiniteError``.
 

@@ -223,7 +223,9 @@ _BENCHES = {"train": "training segments/s, FLOPs per segment and MFU (fp32, bf16
             "memory": "peak memory of a training step vs H_cycles x L_cycles, 1-step vs BPTT",
             "env": "segments/s of the halting environments",
             "profile": "where a tiny-config training step spends its time (torch.profiler)",
-            "compare": "HRM vs TRM for the same CPU time on 6x6 Sudoku (not in 'all': ~20 min)"}
+            "compare": "HRM vs TRM for the same CPU time on 6x6 Sudoku (not in 'all': ~20 min)",
+            "recipe": "time-to-accuracy of recipe variants on 6x6 Sudoku, on a validation "
+                      "split (not in 'all': hours)"}
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
@@ -306,10 +308,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="benchmarks that print JSON (train, memory, env, all)")
     bench = p.add_subparsers(dest="bench", required=True)
     from hrm_rl.agents.benchmarks import compare as compare_bench, env as env_bench, \
-        memory as memory_bench, profile as profile_bench, train as train_bench
+        memory as memory_bench, profile as profile_bench, recipe as recipe_bench, \
+        train as train_bench
 
     for name, module in (("train", train_bench), ("memory", memory_bench), ("env", env_bench),
-                         ("compare", compare_bench), ("profile", profile_bench)):
+                         ("compare", compare_bench), ("profile", profile_bench),
+                         ("recipe", recipe_bench)):
         b = bench.add_parser(name, help=_BENCHES[name], description=module.__doc__,
                              formatter_class=argparse.RawDescriptionHelpFormatter)
         module.add_arguments(b)

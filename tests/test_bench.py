@@ -69,3 +69,22 @@ def test_env_roofline_puts_the_batched_env_below_the_matmul_peak():
     assert line["ratio_to_sync_vector_env_256_at_peak"] >= 10.0
     per_segment, peak = line["segment_forward_flops"], line["matmul_peak_gflops"]
     assert line["segments_per_s_at_peak"] == pytest.approx(peak * 1e9 / per_segment, rel=1e-3)
+
+
+def test_recipe_bench_alternates_variants_and_scores_on_val(tmp_path, capsys):
+    small = ["model.hidden_size=32", "model.num_heads=2", "train.batch_size=8",
+             "data.train_size=120", "data.test_size=10", "train.halt_max_steps=2",
+             "train.eval_batch_size=64"]
+    args = ["bench", "recipe", "--variants", "base,lr5e-4", "--seconds", "2", "--slice-s", "0.5",
+            "--eval-every-s", "1", "--val-size", "20", "--cache-dir", str(tmp_path)]
+    for item in small:
+        args += ["--set", item]
+    assert main(args) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert [r["variant"] for r in report["results"]] == ["base", "lr5e-4"]
+    for r in report["results"]:
+        seconds = [p["seconds"] for p in r["curve"]]
+        assert len(seconds) >= 2 and seconds == sorted(seconds) and seconds[-1] >= 2
+        assert all(0 <= p["exact_qhalt"] <= 1 for p in r["curve"])
+    assert "time to 50%" in report["markdown"]
+    assert main(["bench", "recipe", "--variants", "nope"]) == 2
