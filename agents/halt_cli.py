@@ -100,7 +100,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     summary: dict[str, Any] = {"run_dir": str(run_dir), "model": str(run_dir / "model.zip"),
                                "train_seconds": round(seconds, 1),
                                "timesteps": int(model.num_timesteps)}
-    if not args.no_eval:
+    replay = env_kwargs.get("rollouts") is not None
+    if replay and not args.no_eval:
+        print("a rollouts file holds one split: no final comparison on val (score the "
+              "policy with 'halt eval --env-kwargs rollouts=<val or test recording>')",
+              file=sys.stderr)
+    if not args.no_eval and not replay:
         trace = record_trace(args.env, **{**env_kwargs, "split": "val"})
         fixed = family_curves(trace)["fixed"]
         best_fixed = max(fixed, key=lambda r: r.mean_reward)
@@ -133,14 +138,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
     out_dir = Path(args.out_dir) if args.out_dir else Path("runs") / \
         f"halt-eval-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
     png = write_pareto(results, curves, out_dir, f"{args.env}: step_cost {trace.step_cost:g}")
-    difficulty_png = _write_difficulty(args.env, env_kwargs, out_dir)
+    difficulty_png = (None if env_kwargs.get("rollouts") is not None  # no model to run
+                      else _write_difficulty(args.env, env_kwargs, out_dir))
     if args.json:
         print(json.dumps({"env": args.env, "env_kwargs": env_kwargs, "split": args.split,
                           "episodes": trace.n,
                           "step_cost": trace.step_cost, "max_segments": trace.max_segments,
                           "results": [r.to_dict() for r in results],
                           "curves": {k: [r.to_dict() for r in v] for k, v in curves.items()},
-                          "pareto_png": str(png), "difficulty_png": str(difficulty_png),
+                          "pareto_png": str(png),
+                          "difficulty_png": difficulty_png and str(difficulty_png),
                           "tensorboard": str(out_dir)}, indent=2))
     else:
         print(f"split: {args.split}")

@@ -27,6 +27,11 @@ Observation (``obs_mode``):
 ``info``: ``prediction`` (decoded answer, e.g. digits), ``is_success`` (exactly correct),
 ``cell_accuracy``, ``segments`` (used so far).
 
+Recorded rollouts (``rollouts=FILE``, see ``hrm_rl.envs.rollouts``): the env replays a
+core's recorded segments instead of running it (no model is loaded; ``split`` is the
+recording's and ``max_segments`` at most its cap), with the same observations, rewards and
+infos as the live env for the same seed and actions.
+
 Puzzles (``split``): ``"train"`` (the default) and ``"val"`` are fresh puzzles from the core's
 generator, none the same as or a symmetry of a test puzzle, and disjoint from each other up
 to symmetry (ARC: split by task); ``"test"`` is the core's own held-out set; or the path of a
@@ -46,12 +51,13 @@ import torch
 from gymnasium import spaces
 from gymnasium.vector import AutoresetMode, VectorEnv
 
-from hrm_rl.checkpoint import load_checkpoint
+from hrm_rl.checkpoint import load_checkpoint, read_checkpoint_config, resolve_checkpoint
 from hrm_rl.data import ShuffledSource
 from hrm_rl.device import resolve_device
 from hrm_rl.model import SegmentOutput
 from hrm_rl.segment_engine import SegmentEngine
 from hrm_rl.envs.rendering import render_rgb
+from hrm_rl.envs.rollouts import RecordedSegments, Recording, ReplayEngine, load_rollouts
 
 FEATURE_NAMES = ("q_halt", "q_continue", "segment_fraction", "mean_confidence",
                  "min_confidence", "low_confidence_fraction", "changed_fraction",
@@ -63,12 +69,48 @@ _OBS_MODES = ("features", "latent", "dict")
 _REWARDS = ("exact", "cell")
 
 
+def segment_state(task, out: SegmentOutput, labels: torch.Tensor, segments: torch.Tensor,
+                  prev_pred: torch.Tensor, first: torch.Tensor, max_segments: int,
+                  hidden: int) -> dict[str, torch.Tensor]:
+    """What the envs observe, pay and report after a segment, as a pure function of it.
+
+    Args:
+        task: the task (verifier, answer checks).
+        out: the segment's outputs for ``n`` rows.
+        labels: ``(n, seq_len)`` the rows' targets; ``segments``: ``(n,)`` segments run on
+            each row's puzzle, this one included.
+        prev_pred: ``(n, seq_len)`` each row's prediction after the previous segment;
+            ``first``: ``(n,)`` rows whose puzzle began with this segment (nothing changed).
+        max_segments, hidden: the env's cap and the core's hidden size (bounds).
+
+    Returns:
+        ``features`` ``(n, 8)`` (see the module docstring), ``latent`` ``(n, hidden)``,
+        ``pred`` ``(n, seq_len)``, ``correct`` ``(n,)`` bool, ``cell`` ``(n,)`` and
+        ``segments``.
+    """
+    logits = out.logits.float()
+    conf, pred = logits.softmax(-1).max(-1)
+    changed = (pred != prev_pred).float().mean(-1)
+    changed = torch.where(first, torch.zeros_like(changed), changed)
+    cells = float(task.seq_len)
+    features = torch.stack([
+        out.q_halt.clamp(-_Q_CLIP, _Q_CLIP), out.q_continue.clamp(-_Q_CLIP, _Q_CLIP),
+        segments.float() / max_segments, conf.mean(-1), conf.min(-1).values,
+        (conf < 0.9).float().mean(-1), changed,
+        (task.violations(pred).float() / cells).clamp(0, 4),
+    ], dim=-1)
+    bound = math.sqrt(hidden)
+    return {"features": features, "latent": out.h_state.float().clamp(-bound, bound),
+            "pred": pred, "correct": task.is_correct(pred, labels),
+            "cell": task.cell_accuracy(pred, labels), "segments": segments}
+
+
 class _HaltingCore:
     """Checkpoint, puzzles, engine and the observation/reward maps shared by both envs."""
 
-    def __init__(self, num_envs: int, checkpoint: str | Path, split: str,
+    def __init__(self, num_envs: int, checkpoint: str | Path, split: str | None,
                  max_segments: int | None, step_cost: float, reward: str, obs_mode: str,
-                 device: str) -> None:
+                 device: str, rollouts: str | Path | None = None) -> None:
         if obs_mode not in _OBS_MODES:
             raise ValueError(f"obs_mode must be one of {_OBS_MODES}, got {obs_mode!r}")
         if reward not in _REWARDS:
@@ -78,31 +120,51 @@ class _HaltingCore:
             raise ValueError(f"step_cost must be a number in [0, 1], got {step_cost!r}")
         if not _is_int(num_envs) or num_envs < 1:
             raise ValueError(f"num_envs must be an int >= 1, got {num_envs!r}")
-        self.device = resolve_device(device)
-        ckpt = load_checkpoint(checkpoint, self.device)
-        self.task, self.model = ckpt.task, ckpt.model
-        default_max = ckpt.config.train.halt_max_steps
+        if split is not None and not isinstance(split, (str, Path)):
+            raise ValueError(f"split must be 'train', 'val', 'test' or a CSV path, got {split!r}")
+        self.recording: Recording | None = None
+        if rollouts is not None:  # replay: no model, the recording's task and puzzles
+            self.device = torch.device("cpu")
+            rec = self.recording = load_rollouts(rollouts)
+            if split is not None and str(split) != rec.identity["split"]:
+                raise ValueError(f"{rec.path} was recorded on split {rec.identity['split']!r}, "
+                                 f"not {str(split)!r}; leave split unset with rollouts=")
+            expected = read_checkpoint_config(resolve_checkpoint(checkpoint))[0].task.name
+            if rec.config.task.name != expected:
+                raise ValueError(f"{rec.path} records a {rec.config.task.name} core; this env "
+                                 f"is for {expected} (checkpoint {checkpoint})")
+            if obs_mode != "features" and "latent" not in rec.arrays:
+                raise ValueError(f"obs_mode={obs_mode!r} needs latents; {rec.path} was "
+                                 "recorded without them (hrm-rl rollouts record --latent)")
+            self.task, self.model, self.puzzles = rec.task, None, rec.puzzles
+            self.split, self.hidden, cap = rec.identity["split"], rec.hidden, rec.max_segments
+            default_max = cap
+        else:
+            self.device = resolve_device(device)
+            ckpt = load_checkpoint(checkpoint, self.device)
+            self.task, self.model = ckpt.task, ckpt.model
+            default_max = cap = ckpt.config.train.halt_max_steps
+            self.split = "train" if split is None else str(split)
+            self.puzzles = ckpt.puzzles(self.split)
+            self.hidden = self.model.config.hidden_size
         self.max_segments = default_max if max_segments is None else max_segments
         if not _is_int(self.max_segments) or self.max_segments < 1:
             raise ValueError(f"max_segments must be an int >= 1, got {max_segments!r}")
+        if self.recording is not None and self.max_segments > cap:
+            raise ValueError(f"max_segments={max_segments} exceeds the {cap} segments "
+                             f"recorded in {self.recording.path}")
         self.step_cost, self.reward, self.obs_mode = float(step_cost), reward, obs_mode
-        self.puzzles = self._load_split(ckpt, split)
-        self.split = str(split)
         self.num_envs = num_envs
-        self.hidden = self.model.config.hidden_size
-        self.engine: SegmentEngine | None = None  # built by reset(), seeded there
+        self.engine: SegmentEngine | ReplayEngine | None = None  # built by reset(), seeded there
         self.prev_pred = torch.zeros(num_envs, self.task.seq_len, dtype=torch.long,
                                      device=self.device)
         self.last: dict[str, torch.Tensor] = {}
 
-    def _load_split(self, ckpt, split: str):
-        if not isinstance(split, (str, Path)):
-            raise ValueError(f"split must be 'train', 'val', 'test' or a CSV path, got {split!r}")
-        return ckpt.puzzles(str(split))
-
-    def _new_engine(self, rng: np.random.Generator) -> SegmentEngine:
-        return SegmentEngine(self.model, ShuffledSource(self.puzzles, rng), self.num_envs,
-                             self.device)
+    def _new_engine(self, rng: np.random.Generator) -> SegmentEngine | ReplayEngine:
+        source = ShuffledSource(self.puzzles, rng)
+        if self.recording is not None:
+            return ReplayEngine(self.recording, source, self.num_envs)
+        return SegmentEngine(self.model, source, self.num_envs, self.device)
 
     # spaces ------------------------------------------------------------------------
     def observation_space(self) -> spaces.Space:
@@ -129,36 +191,24 @@ class _HaltingCore:
         ``labels`` and ``segments`` (all rows) stand in for the engine's when some rows have
         moved on to a new puzzle since ``out`` was computed.
         """
-        logits = out.logits.float()
-        conf, pred = logits.softmax(-1).max(-1)
         if labels is None:
             labels = self.engine.labels if rows is None else self.engine.labels[rows]
         if segments is None:
             segments = self.engine.segments if rows is None else self.engine.segments[rows]
         prev = self.prev_pred if rows is None else self.prev_pred[rows]
-        changed = (pred != prev).float().mean(-1)
         first = segments == 1 if fresh is None else fresh
-        changed = torch.where(first, torch.zeros_like(changed), changed)
-        cells = float(self.task.seq_len)
-        features = torch.stack([
-            out.q_halt.clamp(-_Q_CLIP, _Q_CLIP), out.q_continue.clamp(-_Q_CLIP, _Q_CLIP),
-            segments.float() / self.max_segments, conf.mean(-1), conf.min(-1).values,
-            (conf < 0.9).float().mean(-1), changed,
-            (self.task.violations(pred).float() / cells).clamp(0, 4),
-        ], dim=-1)
-        bound = math.sqrt(self.hidden)
-        state = {
-            "features": features, "latent": out.h_state.float().clamp(-bound, bound),
-            "pred": pred, "correct": self.task.is_correct(pred, labels),
-            "cell": self.task.cell_accuracy(pred, labels), "segments": segments,
-        }
+        if isinstance(out, RecordedSegments):
+            state = out.state(segments, self.max_segments)
+        else:
+            state = segment_state(self.task, out, labels, segments, prev, first,
+                                  self.max_segments, self.hidden)
         if rows is None:
             self.last = state
-            self.prev_pred = pred
+            self.prev_pred = state["pred"]
         else:
             for key, value in state.items():
                 self.last[key] = self.last[key].index_put((rows,), value)
-            self.prev_pred = self.prev_pred.index_put((rows,), pred)
+            self.prev_pred = self.prev_pred.index_put((rows,), state["pred"])
 
     def pay(self) -> torch.Tensor:
         """``(n,)`` what halting now would pay (before step costs)."""
@@ -219,15 +269,15 @@ def _check_actions(actions: Any, n: int) -> np.ndarray:
 class HaltingEnv(gym.Env):
     metadata = {"render_modes": ["ansi", "rgb_array"], "render_fps": 2}
 
-    def __init__(self, checkpoint: str | Path = "sudoku4", split: str = "train",
+    def __init__(self, checkpoint: str | Path = "sudoku4", split: str | None = None,
                  max_segments: int | None = None, step_cost: float = 0.01,
                  reward: str = "exact", obs_mode: str = "features", device: str = "cpu",
-                 render_mode: str | None = None) -> None:
+                 render_mode: str | None = None, rollouts: str | Path | None = None) -> None:
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or "
                              f"None, got {render_mode!r}")
         self.core = _HaltingCore(1, checkpoint, split, max_segments, step_cost, reward,
-                                 obs_mode, device)
+                                 obs_mode, device, rollouts)
         self.render_mode = render_mode
         self.observation_space = self.core.observation_space()
         self.action_space = spaces.Discrete(2)
@@ -298,14 +348,15 @@ class HaltingVectorEnv(VectorEnv):
                 "autoreset_mode": AutoresetMode.SAME_STEP}
 
     def __init__(self, num_envs: int = 1, checkpoint: str | Path = "sudoku4",
-                 split: str = "train", max_segments: int | None = None, step_cost: float = 0.01,
-                 reward: str = "exact", obs_mode: str = "features", device: str = "cpu",
-                 render_mode: str | None = None) -> None:
+                 split: str | None = None, max_segments: int | None = None,
+                 step_cost: float = 0.01, reward: str = "exact", obs_mode: str = "features",
+                 device: str = "cpu", render_mode: str | None = None,
+                 rollouts: str | Path | None = None) -> None:
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or "
                              f"None, got {render_mode!r}")
         self.core = _HaltingCore(num_envs, checkpoint, split, max_segments, step_cost, reward,
-                                 obs_mode, device)
+                                 obs_mode, device, rollouts)
         self.num_envs = num_envs
         self.render_mode = render_mode
         self.single_observation_space = self.core.observation_space()

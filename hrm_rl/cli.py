@@ -6,6 +6,7 @@
     hrm-rl halt eval --policies qhead,fixed:4,threshold:0.9,oracle
     hrm-rl params configs/sudoku9-extreme.yaml
     hrm-rl cores                # the halting-zoo table of the bundled cores
+    hrm-rl rollouts record sudoku4 --split train --out sudoku4-train.npz
     hrm-rl demo
     hrm-rl bench train          # also: memory, env, all (JSON figures)
 """
@@ -219,6 +220,22 @@ def _cmd_cores(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_rollouts(args: argparse.Namespace) -> int:
+    """Record a core's segments over a split for replay (``hrm_rl.envs.rollouts``)."""
+    import torch
+
+    from hrm_rl.envs.rollouts import record_rollouts
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    path = record_rollouts(args.checkpoint, args.split, args.out, args.episodes,
+                           args.max_segments, args.latent, args.batch_size, args.device,
+                           progress=not args.no_progress)
+    print(json.dumps({"out": str(path), "split": args.split,
+                      "bytes": path.stat().st_size}, indent=2))
+    return 0
+
+
 _BENCHES = {"train": "training segments/s, FLOPs per segment and MFU (fp32, bf16, compile)",
             "memory": "peak memory of a training step vs H_cycles x L_cycles, 1-step vs BPTT",
             "env": "segments/s of the halting environments",
@@ -298,6 +315,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON instead of tables")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_cmd_cores)
+
+    p = sub.add_parser("rollouts", help="record a core's segments once, to replay without it")
+    rsub = p.add_subparsers(dest="rollouts_command", required=True)
+    r = rsub.add_parser("record", help="run every puzzle of a split to the cap and save it",
+                        description="Replay the file with gym.make(ID, rollouts=FILE).")
+    r.add_argument("checkpoint", help="checkpoint folder, run folder, or bundled name")
+    r.add_argument("--split", default="train", help="train (default), val, test or a CSV path")
+    r.add_argument("--episodes", type=int, help="only the first N puzzles of the split")
+    r.add_argument("--max-segments", type=int, help="segments per puzzle (default: the "
+                                                    "core's training cap)")
+    r.add_argument("--latent", action="store_true", help="also keep H's state (obs_mode latent)")
+    r.add_argument("--out", required=True, help="the .npz file to write")
+    r.add_argument("--batch-size", type=int, default=512)
+    r.add_argument("--device", default="cpu")
+    r.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    r.add_argument("--no-progress", action="store_true")
+    r.set_defaults(func=_cmd_rollouts)
 
     p = sub.add_parser("demo", help="a small end-to-end run on the CPU (about two minutes)")
     p.add_argument("--train-seconds", type=float, default=60.0)

@@ -50,6 +50,13 @@ class ShuffledSource:
         return self.rng.permutation(n) if self.shuffle else np.arange(n)
 
     def draw(self, n: int) -> PuzzleBatch:
+        """The next ``n`` puzzles (augmented when the source augments)."""
+        batch = self.puzzles.take(self.draw_indices(n))
+        return self.augment(batch, self.rng) if self.augment is not None else batch
+
+    def draw_indices(self, n: int) -> np.ndarray:
+        """The positions in ``puzzles`` of the next ``n`` puzzles, advancing the source as
+        ``draw`` does (without augmentation: a replay of recorded segments uses these)."""
         parts = []
         while n > 0:
             if self._pos == len(self._order):
@@ -61,8 +68,7 @@ class ShuffledSource:
             n -= take
         index = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
         self.drawn += len(index)
-        batch = self.puzzles.take(index)
-        return self.augment(batch, self.rng) if self.augment is not None else batch
+        return index
 
     def state_dict(self) -> dict[str, Any]:
         """Position in the epoch, the epoch's order and the generator state (for resuming).

@@ -1,8 +1,9 @@
 """Segments per second of the halting envs; prints one JSON object.
 
-Compares, in one run: the batched ``HaltingVectorEnv`` at 1, 16 and 256 envs; Gymnasium's
-``SyncVectorEnv`` over single ``HaltingEnv``s; and the bare segment-engine forward on the
-same batch. Actions are random (halt with probability 0.25). The setups of one batch size
+Compares, in one run: the batched ``HaltingVectorEnv`` at 1, 16 and 256 envs; the same env
+replaying recorded rollouts of the core (``rollouts=``, no model; recorded once into a
+temporary file first); Gymnasium's ``SyncVectorEnv`` over single ``HaltingEnv``s; and the
+bare segment-engine forward on the same batch. Actions are random (halt with probability 0.25). The setups of one batch size
 are timed in alternating slices (``interleaved``), so their ratios survive a machine whose
 speed drifts during the run.
 
@@ -17,8 +18,10 @@ would allow, so a figure below an aim says how far the hardware lets it go.
 from __future__ import annotations
 
 import argparse
+import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
@@ -28,13 +31,14 @@ import torch
 from hrm_rl.agents.benchmarks.flops import matmul_peak_gflops, segment_flops
 from hrm_rl.checkpoint import load_checkpoint
 from hrm_rl.envs.halting import HaltingEnv, HaltingVectorEnv
+from hrm_rl.envs.rollouts import record_rollouts
 
 
 Step = Callable[[], None]
 
 
-def _vector_stepper(n: int, checkpoint: str) -> Step:
-    env = HaltingVectorEnv(num_envs=n, checkpoint=checkpoint)
+def _vector_stepper(n: int, checkpoint: str, rollouts: str | None = None) -> Step:
+    env = HaltingVectorEnv(num_envs=n, checkpoint=checkpoint, rollouts=rollouts)
     env.reset(seed=0)
     rng = np.random.default_rng(0)
     return lambda: env.step((rng.random(n) < 0.25).astype(np.int64))
@@ -95,12 +99,18 @@ def run(checkpoint: str = "sudoku4", seconds: float = 5.0, threads: int | None =
     out: dict[str, Any] = {"checkpoint": checkpoint, "threads": torch.get_num_threads(),
                            "segments_per_s": {}}
     figures = out["segments_per_s"]
-    for n in (1, 16, 256):
-        setups = {f"vector_env_{n}": (_vector_stepper(n, checkpoint), n),
-                  f"bare_engine_{n}": (_bare_stepper(n, checkpoint), n)}
-        if n > 1:
-            setups[f"sync_vector_env_{n}"] = (_sync_stepper(n, checkpoint), n)
-        figures.update({k: round(v, 1) for k, v in interleaved(setups, seconds).items()})
+    with tempfile.TemporaryDirectory() as tmp:
+        rollouts = str(record_rollouts(checkpoint, "train", Path(tmp) / "train.npz",
+                                       progress=False))
+        for n in (1, 16, 256):
+            setups = {f"vector_env_{n}": (_vector_stepper(n, checkpoint), n),
+                      f"replay_env_{n}": (_vector_stepper(n, checkpoint, rollouts), n),
+                      f"bare_engine_{n}": (_bare_stepper(n, checkpoint), n)}
+            if n > 1:
+                setups[f"sync_vector_env_{n}"] = (_sync_stepper(n, checkpoint), n)
+            figures.update({k: round(v, 1) for k, v in interleaved(setups, seconds).items()})
+            out[f"ratio_replay_env_to_vector_env_{n}"] = round(
+                figures[f"replay_env_{n}"] / figures[f"vector_env_{n}"], 1)
     out["ratio_vector_env_to_bare_engine_256"] = round(
         figures["vector_env_256"] / figures["bare_engine_256"], 3)
     out["ratio_vector_env_to_sync_vector_env_256"] = round(

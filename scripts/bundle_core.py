@@ -1,0 +1,77 @@
+"""Bundle a trained run as a core shipped inside the package, or refresh a bundled core's card.
+
+    python scripts/bundle_core.py runs/sudoku6 sudoku6 --config configs/sudoku6.yaml \\
+        --command "hrm-rl train configs/sudoku6.yaml --run-dir runs/sudoku6" \\
+        --command "hrm-rl train --resume runs/sudoku6 --set train.threads=1"
+    python scripts/bundle_core.py --refresh sudoku4      # re-measure an existing card
+
+Copies the run's latest checkpoint (weights, config, test puzzles) to
+``hrm_rl/checkpoints/NAME/``, writes its halting ``train``/``val`` splits, and writes
+``card.json``: the config, the commands, the training seconds (from the run's trainer state)
+and the test figures the README row shows (Q-head exact and mean segments, exact after the
+cap), which ``tests/test_zoo.py`` checks a 50-puzzle eval against.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+from hrm_rl.checkpoint import (CONFIG, TEST_PUZZLES, WEIGHTS, load_checkpoint,
+                               load_trainer_state, resolve_checkpoint, write_halting_splits)
+from hrm_rl.evaluation import evaluate
+
+BUNDLE = Path(__file__).resolve().parents[1] / "hrm_rl" / "checkpoints"
+
+
+def test_figures(folder: Path) -> dict:
+    """Q-head exact, its mean segments and exact at the cap on the core's test puzzles."""
+    ckpt = load_checkpoint(folder)
+    res = evaluate(ckpt.model, ckpt.task, ckpt.puzzles("test"),
+                   ckpt.config.train.halt_max_steps)
+    return {"n": res.n, "qhead_exact": res.exact_qhalt,
+            "qhead_mean_segments": res.mean_segments_qhalt,
+            "exact_at_1": res.exact_by_segment[0], "exact_at_K": res.exact_by_segment[-1]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("run", nargs="?", help="run folder to bundle")
+    parser.add_argument("name", nargs="?", help="bundled name, e.g. sudoku6")
+    parser.add_argument("--config", help="the config file the run was started from")
+    parser.add_argument("--command", action="append", default=[],
+                        help="a command of the run, in order (repeatable)")
+    parser.add_argument("--cores", type=int, default=2, help="CPU cores it trained on")
+    parser.add_argument("--refresh", metavar="NAME", help="only re-measure NAME's card")
+    args = parser.parse_args()
+    if args.refresh:
+        folder = BUNDLE / args.refresh
+        card = json.loads((folder / "card.json").read_text())
+    else:
+        if not (args.run and args.name and args.config and args.command):
+            parser.error("give RUN NAME --config and at least one --command")
+        source = resolve_checkpoint(args.run)
+        folder = BUNDLE / args.name
+        if folder.exists():
+            shutil.rmtree(folder)
+        folder.mkdir(parents=True)
+        for name in (WEIGHTS, CONFIG, TEST_PUZZLES):
+            shutil.copyfile(source / name, folder / name)
+        write_halting_splits(folder, progress=True)
+        state = load_trainer_state(source)
+        seconds = float(state["elapsed_s"])
+        card = {"config": args.config, "commands": args.command,
+                "train_seconds": round(seconds, 1), "cores": args.cores,
+                "steps": int(state["step"]),
+                "summary": f"{seconds / 60:.0f} min on {args.cores} cores, {state['step']} steps",
+                "source_checkpoint": f"{Path(args.run).name}/{source.name}"}
+    card["test"] = test_figures(folder)
+    (folder / "card.json").write_text(json.dumps(card, indent=2) + "\n")
+    print(json.dumps(card, indent=2))
+
+
+if __name__ == "__main__":
+    main()
