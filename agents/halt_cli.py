@@ -120,8 +120,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from hrm_rl.agents.halting_eval import (evaluate_on_trace, family_curves, format_table,
-                                            record_trace, write_pareto)
-    from hrm_rl.agents.policies import OraclePolicy, parse_policy
+                                            oracle_on_trace, record_trace, write_pareto)
+    from hrm_rl.agents.policies import parse_policy
 
     env_kwargs = env_kwargs_with_split(args)
     print(f"scoring on split {args.split!r}", file=sys.stderr)
@@ -129,11 +129,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if not specs:
         raise ValueError("--policies is empty")
     trace = record_trace(args.env, n=args.episodes, seed=args.seed, **env_kwargs)
-    policies = {}
-    for spec in specs:  # the oracle is rebound to the trace's targets by evaluate_on_trace
-        target = _NoEnv() if spec.strip().lower() == "oracle" else None
-        policies[spec.strip()] = parse_policy(spec, trace.max_segments, target, args.seed)
-    results = [evaluate_on_trace(p, trace, name) for name, p in policies.items()]
+    oracle = [s.strip().lower() == "oracle" for s in specs]
+    policies = {s.strip(): parse_policy(s, args.seed) for s, o in zip(specs, oracle) if not o}
+    results = [oracle_on_trace(trace) if o else evaluate_on_trace(policies[s.strip()], trace,
+                                                                   s.strip())
+               for s, o in zip(specs, oracle)]
     curves = family_curves(trace)
     out_dir = Path(args.out_dir) if args.out_dir else Path("runs") / \
         f"halt-eval-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
@@ -152,8 +152,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     else:
         print(f"split: {args.split}")
         print(format_table(results))
-        if any(isinstance(p, OraclePolicy) for p in policies.values()):
-            print("(oracle reads the targets: an upper bound, not a policy)")
+        if any(oracle):
+            print("(oracle reads the targets: an upper bound, not a policy; it halts at the "
+                  "first right answer, or after one segment when none is right)")
         print(f"\nPareto plot: {png}   difficulty and scaling: {difficulty_png}   "
               f"TensorBoard: tensorboard --logdir {out_dir}")
     return 0
@@ -178,13 +179,6 @@ def _write_difficulty(env_id: str, env_kwargs: dict[str, Any], out_dir: Path) ->
     writer.close()
     plt.close(fig)
     return png
-
-
-class _NoEnv:
-    """Placeholder target source; ``evaluate_on_trace`` rebinds the oracle to the trace."""
-
-    def current_correct(self):
-        raise RuntimeError("the oracle was not rebound to a trace")
 
 
 def build_halt_parser() -> argparse.ArgumentParser:

@@ -22,7 +22,8 @@ import gymnasium as gym
 import numpy as np
 
 from hrm_rl.envs.halting import HaltingVectorEnv
-from hrm_rl.agents.policies import (FixedSegmentsPolicy, OraclePolicy, ThresholdPolicy)
+from hrm_rl.agents.policies import FixedSegmentsPolicy, ThresholdPolicy
+from hrm_rl.evaluation import oracle_halt_at
 
 
 @dataclass
@@ -116,33 +117,13 @@ def record_trace(env_id: str = "HRM-Sudoku-v0", n: int | None = None, seed: int 
                         env.core.reward)
 
 
-class _TraceRows:
-    """Stands in for the env for ``OraclePolicy`` while replaying a trace."""
-
-    def __init__(self, trace: HaltingTrace) -> None:
-        self.trace, self.k, self.rows = trace, 0, np.zeros(0, dtype=np.int64)
-
-    def current_correct(self) -> np.ndarray:
-        return self.trace.correct[self.rows, self.k]
-
-
 def evaluate_on_trace(policy: Any, trace: HaltingTrace, name: str | None = None,
                       deterministic: bool = True) -> PolicyResult:
-    """Replay ``policy`` (anything with SB3's ``predict``) on ``trace``.
-
-    An ``OraclePolicy`` is rebound to the trace's targets for the replay.
-    """
-    if isinstance(policy, OraclePolicy):
-        view = _TraceRows(trace)
-        policy = OraclePolicy(view)
-    else:
-        view = None
+    """Replay ``policy`` (anything with SB3's ``predict``) on ``trace``."""
     n, k_max = trace.n, trace.max_segments
     halt_at = np.full(n, k_max, dtype=np.int64)
     alive = np.arange(n)
     for k in range(k_max - 1):
-        if view is not None:
-            view.k, view.rows = k, alive
         actions, _ = policy.predict(_take(trace.obs[k], alive),
                                     episode_start=np.full(len(alive), k == 0),
                                     deterministic=deterministic)
@@ -154,14 +135,26 @@ def evaluate_on_trace(policy: Any, trace: HaltingTrace, name: str | None = None,
         alive = alive[~stop]
         if alive.size == 0:
             break
-    rows = np.arange(n)
+    return result_at(trace, halt_at, name or str(policy))
+
+
+def result_at(trace: HaltingTrace, halt_at: np.ndarray, name: str) -> PolicyResult:
+    """What halting each puzzle after ``halt_at`` ``(n,)`` segments scores on ``trace``."""
+    rows = np.arange(trace.n)
     correct = trace.correct[rows, halt_at - 1]
     cell = trace.cell[rows, halt_at - 1]
     pay = correct.astype(np.float64) if trace.reward == "exact" else cell
     return PolicyResult(
-        policy=name or str(policy), accuracy=float(correct.mean()),
-        cell_accuracy=float(cell.mean()), mean_segments=float(halt_at.mean()),
-        mean_reward=float((pay - trace.step_cost * halt_at).mean()), episodes=n)
+        policy=name, accuracy=float(correct.mean()), cell_accuracy=float(cell.mean()),
+        mean_segments=float(halt_at.mean()),
+        mean_reward=float((pay - trace.step_cost * halt_at).mean()), episodes=trace.n)
+
+
+def oracle_on_trace(trace: HaltingTrace) -> PolicyResult:
+    """The oracle's row: halt at the first right answer, or after one segment where no
+    segment is right (``hrm_rl.evaluation.oracle_halt_at``). It reads the targets, so it
+    bounds every policy's reward from above; it is not a policy."""
+    return result_at(trace, oracle_halt_at(trace.correct), "oracle")
 
 
 THRESHOLDS = (0.5, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995, 0.999)
@@ -169,7 +162,7 @@ THRESHOLDS = (0.5, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995, 0.999)
 
 def family_curves(trace: HaltingTrace) -> dict[str, list[PolicyResult]]:
     """The fixed-k (k = 1..max) and confidence-threshold families, for Pareto curves."""
-    fixed = [evaluate_on_trace(FixedSegmentsPolicy(k, trace.max_segments), trace, f"fixed:{k}")
+    fixed = [evaluate_on_trace(FixedSegmentsPolicy(k), trace, f"fixed:{k}")
              for k in range(1, trace.max_segments + 1)]
     thresholds = [evaluate_on_trace(ThresholdPolicy(t), trace, f"threshold:{t:g}")
                   for t in THRESHOLDS]

@@ -5,7 +5,7 @@ single, exactly like an SB3 model, so ``evaluate_policy`` and ``hrm-rl halt eval
 them with trained PPO/A2C/DQN models::
 
     policy = ThresholdPolicy(0.9)
-    actions, _ = policy.predict(obs)             # obs: (n, 8) features, latent or dict
+    actions, _ = policy.predict(obs)             # obs: (n, 9) features, latent or dict
 
 Observations may come in any of the env's modes (``features``, ``latent``, ``dict``); the
 rule-based policies read the ``features`` part (layout: ``hrm_rl.envs.halting.FEATURE_NAMES``).
@@ -13,19 +13,20 @@ rule-based policies read the ``features`` part (layout: ``hrm_rl.envs.halting.FE
 Policies:
 
 * ``QHeadPolicy``: the core's own learned halting (halt when ``q_halt > q_continue``).
-* ``FixedSegmentsPolicy(k, max_segments)``: always run ``k`` segments.
+* ``FixedSegmentsPolicy(k)``: always run ``k`` segments (reads the ``segment`` feature).
 * ``ThresholdPolicy(t, feature)``: halt once a confidence feature reaches ``t``.
 * ``RandomPolicy(p)``: halt with probability ``p`` after each segment.
-* ``OraclePolicy(env)``: halts at the first segment whose answer is right. It reads the
-  targets through the env, so it is an upper bound, never a result.
 
-``parse_policy("fixed:4", max_segments=8)`` builds one from the strings the CLI takes.
+The oracle (halt at the first right answer) is not a policy: it reads the targets, so
+``hrm-rl halt eval`` computes it from the recorded trace (``halting_eval.oracle_on_trace``).
+
+``parse_policy("fixed:4")`` builds one from the strings the CLI takes.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
@@ -34,17 +35,11 @@ from hrm_rl.envs.halting import FEATURE_NAMES, N_FEATURES
 _CONTINUE, _HALT = 0, 1
 
 
-class CorrectnessSource(Protocol):
-    """Anything that knows whether each row's current answer is right (for the oracle)."""
-
-    def current_correct(self) -> np.ndarray: ...
-
-
 def features_of(observation: Any) -> tuple[np.ndarray, bool]:
-    """The ``(n, 8)`` features part of an observation, and whether it was batched.
+    """The ``(n, N_FEATURES)`` features part of an observation, and whether it was batched.
 
-    Accepts the env's ``features`` and ``latent`` arrays (features come first) and ``dict``
-    observations, single (``(8,)``) or batched (``(n, 8)``).
+    Accepts the env's ``features`` and ``features+latent`` arrays (features come first) and
+    ``dict`` observations, single (``(N_FEATURES,)``) or batched (``(n, N_FEATURES)``).
     """
     if isinstance(observation, dict):
         if "features" not in observation:
@@ -93,21 +88,18 @@ class FixedSegmentsPolicy(HaltingPolicy):
 
     Args:
         k: segments to run, >= 1.
-        max_segments: the env's cap, needed to read the segment index from the
-            observation's segment fraction.
     """
 
-    def __init__(self, k: int, max_segments: int) -> None:
+    _SEGMENT = FEATURE_NAMES.index("segment")
+
+    def __init__(self, k: int) -> None:
         if not isinstance(k, (int, np.integer)) or k < 1:
             raise ValueError(f"FixedSegmentsPolicy: k must be an int >= 1, got {k!r}")
-        if max_segments < 1:
-            raise ValueError(f"max_segments must be >= 1, got {max_segments}")
-        self.k, self.max_segments = int(k), int(max_segments)
+        self.k = int(k)
         self.name = f"fixed:{self.k}"
 
     def act(self, features: np.ndarray) -> np.ndarray:
-        segments = np.rint(features[:, 2] * self.max_segments)
-        return segments >= self.k
+        return features[:, self._SEGMENT] >= self.k
 
 
 class ThresholdPolicy(HaltingPolicy):
@@ -150,32 +142,6 @@ class RandomPolicy(HaltingPolicy):
         return self.rng.random(len(features)) < self.p
 
 
-class OraclePolicy(HaltingPolicy):
-    """Halts at the first segment whose answer is exactly right: an upper bound.
-
-    It reads the targets through ``env.current_correct()`` (the halting envs, their SB3
-    adapter and ``VecMonitor`` around it all provide it), so its observations must be the
-    env's current ones, in row order.
-    """
-
-    name = "oracle"
-    reads_targets = True
-
-    def __init__(self, env: CorrectnessSource) -> None:
-        base = getattr(env, "unwrapped", env)
-        if not hasattr(base, "current_correct"):
-            raise ValueError("OraclePolicy needs a halting env (with current_correct()), "
-                             f"got {type(env).__name__}")
-        self.env = base
-
-    def act(self, features: np.ndarray) -> np.ndarray:
-        correct = np.asarray(self.env.current_correct(), dtype=bool)
-        if correct.shape != (len(features),):
-            raise ValueError(f"OraclePolicy: the env has {correct.shape[0]} rows but the "
-                             f"observation has {len(features)}; pass the env's own observations")
-        return correct
-
-
 SB3_ALGOS = ("ppo", "a2c", "dqn")
 
 
@@ -192,13 +158,12 @@ def load_sb3_model(algo: str, path: str | Path, device: str = "cpu") -> Any:
     return getattr(sb3, algo.upper()).load(str(path), device=device)
 
 
-def parse_policy(spec: str, max_segments: int, env: CorrectnessSource | None = None,
-                 seed: int | None = 0) -> Any:
+def parse_policy(spec: str, seed: int | None = 0) -> Any:
     """Build a policy from a CLI spec.
 
     Specs: ``qhead``, ``fixed:K``, ``threshold:T[:mean_confidence]``, ``random:P``,
-    ``oracle`` (needs ``env``), ``ppo:PATH`` / ``a2c:PATH`` / ``dqn:PATH`` (a saved SB3
-    model; its ``predict`` is used as is).
+    ``ppo:PATH`` / ``a2c:PATH`` / ``dqn:PATH`` (a saved SB3 model; its ``predict`` is used
+    as is). ``oracle`` is no policy (it reads the targets); ``halt eval`` computes it.
     """
     kind, _, arg = spec.strip().partition(":")
     kind = kind.lower()
@@ -206,16 +171,15 @@ def parse_policy(spec: str, max_segments: int, env: CorrectnessSource | None = N
         if kind == "qhead" and not arg:
             return QHeadPolicy()
         if kind == "fixed":
-            return FixedSegmentsPolicy(int(arg), max_segments)
+            return FixedSegmentsPolicy(int(arg))
         if kind == "threshold":
             value, _, feature = arg.partition(":")
             return ThresholdPolicy(float(value), feature or "min_confidence")
         if kind == "random":
             return RandomPolicy(float(arg), seed)
-        if kind == "oracle" and not arg:
-            if env is None:
-                raise ValueError("the oracle policy needs the env it reads targets from")
-            return OraclePolicy(env)
+        if kind == "oracle":
+            raise ValueError("the oracle reads the targets, so it is not a policy; hrm-rl "
+                             "halt eval computes it from the trace (halting_eval.oracle_on_trace)")
         if kind in SB3_ALGOS and arg:
             return load_sb3_model(kind, arg)
     except ValueError as err:

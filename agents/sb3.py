@@ -126,10 +126,6 @@ class HaltingSB3VecEnv(VecEnv):
             return [None] * self.num_envs
         return list(self.venv.render())
 
-    def current_correct(self) -> np.ndarray:
-        """Whether each row's current answer is right (reads targets: oracle baselines only)."""
-        return self.venv.current_correct()
-
 
 def _item(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from hrm_rl.checkpoint import Checkpoint, bundled_checkpoints, load_checkpoint
-from hrm_rl.evaluation import Rollout, record_rollout
+from hrm_rl.evaluation import Rollout, oracle_halt_at, record_rollout
 
 CARD = "card.json"
 """A bundled core's provenance: config, training commands, CPU time (beside its weights)."""
@@ -80,8 +80,7 @@ def score(roll: Rollout, halt_at: np.ndarray, step_cost: float, policy: str,
 
 def oracle_halts(roll: Rollout, cap: int) -> np.ndarray:
     """Halt at the first right answer within ``cap``; after one segment if none is right."""
-    right = roll.correct[:, :cap]
-    return np.where(right.any(1), roll.first(right, cap), 1)
+    return oracle_halt_at(roll.correct[:, :cap])
 
 
 def threshold_halts(roll: Rollout, threshold: float, cap: int) -> np.ndarray:

@@ -16,13 +16,15 @@ return of an episode of k segments is ``pay - step_cost * k``.
 
 Observation (``obs_mode``):
 
-* ``"features"``: ``Box(8,)`` float32 =
-  ``[q_halt, q_continue, segment / max_segments, mean confidence, min confidence,
-  fraction of cells with confidence < 0.9, fraction of cells changed since the last
-  segment, constraint violations / cells]`` (confidence = max softmax probability per cell;
-  q logits clipped to +-30; violations from the task's verifier, at most 4).
-* ``"latent"``: ``Box(8 + hidden,)``: the features, then H's state at the Q-head position.
-* ``"dict"``: ``{"features": Box(8,), "latent": Box(hidden,)}``.
+* ``"features"``: ``Box(9,)`` float32 = ``FEATURES`` in order: ``[q_halt, q_continue,
+  segment / max_segments, mean confidence, min confidence, fraction of cells with
+  confidence < 0.9, fraction of cells changed since the last segment, constraint violations /
+  cells, segment]`` (confidence = max softmax probability per cell; q logits clipped to +-30;
+  violations from the task's verifier, at most 4; ``segment`` is the integer number of
+  segments run on this puzzle, 1 to ``max_segments``).
+* ``"features+latent"`` (also ``"latent"``): ``Box(9 + hidden,)``: the features, then H's
+  state at the Q-head position.
+* ``"dict"``: ``{"features": Box(9,), "latent": Box(hidden,)}``.
 
 ``info``: ``prediction`` (decoded answer, e.g. digits), ``is_success`` (exactly correct),
 ``cell_accuracy``, ``segments`` (used so far).
@@ -59,13 +61,24 @@ from hrm_rl.segment_engine import SegmentEngine
 from hrm_rl.envs.rendering import render_rgb
 from hrm_rl.envs.rollouts import RecordedSegments, Recording, ReplayEngine, load_rollouts
 
-FEATURE_NAMES = ("q_halt", "q_continue", "segment_fraction", "mean_confidence",
-                 "min_confidence", "low_confidence_fraction", "changed_fraction",
-                 "violations")
-"""Names of the ``features`` observation entries, in order (policies index by name)."""
-N_FEATURES = len(FEATURE_NAMES)
 _Q_CLIP = 30.0
-_OBS_MODES = ("features", "latent", "dict")
+FEATURES: tuple[tuple[str, float, float | None], ...] = (
+    ("q_halt", -_Q_CLIP, _Q_CLIP),
+    ("q_continue", -_Q_CLIP, _Q_CLIP),
+    ("segment_fraction", 0.0, 1.0),
+    ("mean_confidence", 0.0, 1.0),
+    ("min_confidence", 0.0, 1.0),
+    ("low_confidence_fraction", 0.0, 1.0),
+    ("changed_fraction", 0.0, 1.0),
+    ("violations", 0.0, 4.0),
+    ("segment", 1.0, None),  # None: the env's max_segments
+)
+"""The ``features`` observation entries in order: ``(name, low, high)``."""
+FEATURE_NAMES = tuple(name for name, _, _ in FEATURES)
+"""Names of the ``features`` entries, in order (policies index by name)."""
+N_FEATURES = len(FEATURES)
+_OBS_MODES = ("features", "features+latent", "dict")
+_OBS_ALIASES = {"latent": "features+latent"}
 _REWARDS = ("exact", "cell")
 
 
@@ -84,7 +97,7 @@ def segment_state(task, out: SegmentOutput, labels: torch.Tensor, segments: torc
         max_segments, hidden: the env's cap and the core's hidden size (bounds).
 
     Returns:
-        ``features`` ``(n, 8)`` (see the module docstring), ``latent`` ``(n, hidden)``,
+        ``features`` ``(n, N_FEATURES)`` (``FEATURES``), ``latent`` ``(n, hidden)``,
         ``pred`` ``(n, seq_len)``, ``correct`` ``(n,)`` bool, ``cell`` ``(n,)`` and
         ``segments``.
     """
@@ -97,7 +110,7 @@ def segment_state(task, out: SegmentOutput, labels: torch.Tensor, segments: torc
         out.q_halt.clamp(-_Q_CLIP, _Q_CLIP), out.q_continue.clamp(-_Q_CLIP, _Q_CLIP),
         segments.float() / max_segments, conf.mean(-1), conf.min(-1).values,
         (conf < 0.9).float().mean(-1), changed,
-        (task.violations(pred).float() / cells).clamp(0, 4),
+        (task.violations(pred).float() / cells).clamp(0, 4), segments.float(),
     ], dim=-1)
     bound = math.sqrt(hidden)
     return {"features": features, "latent": out.h_state.float().clamp(-bound, bound),
@@ -111,8 +124,10 @@ class _HaltingCore:
     def __init__(self, num_envs: int, checkpoint: str | Path, split: str | None,
                  max_segments: int | None, step_cost: float, reward: str, obs_mode: str,
                  device: str, rollouts: str | Path | None = None) -> None:
+        obs_mode = _OBS_ALIASES.get(obs_mode, obs_mode)
         if obs_mode not in _OBS_MODES:
-            raise ValueError(f"obs_mode must be one of {_OBS_MODES}, got {obs_mode!r}")
+            raise ValueError(f"obs_mode must be one of {_OBS_MODES} (or 'latent'), "
+                             f"got {obs_mode!r}")
         if reward not in _REWARDS:
             raise ValueError(f"reward must be one of {_REWARDS}, got {reward!r}")
         if not (isinstance(step_cost, (int, float)) and not isinstance(step_cost, bool)
@@ -168,14 +183,15 @@ class _HaltingCore:
 
     # spaces ------------------------------------------------------------------------
     def observation_space(self) -> spaces.Space:
-        low = np.array([-_Q_CLIP, -_Q_CLIP, 0, 0, 0, 0, 0, 0], dtype=np.float32)
-        high = np.array([_Q_CLIP, _Q_CLIP, 1, 1, 1, 1, 1, 4], dtype=np.float32)
+        low = np.array([lo for _, lo, _ in FEATURES], dtype=np.float32)
+        high = np.array([self.max_segments if hi is None else hi for _, _, hi in FEATURES],
+                        dtype=np.float32)
         features = spaces.Box(low, high, dtype=np.float32)
         bound = math.sqrt(self.hidden) * 1.001
         latent = spaces.Box(-bound, bound, (self.hidden,), dtype=np.float32)
         if self.obs_mode == "features":
             return features
-        if self.obs_mode == "latent":
+        if self.obs_mode == "features+latent":
             return spaces.Box(np.concatenate([low, latent.low]),
                               np.concatenate([high, latent.high]), dtype=np.float32)
         return spaces.Dict({"features": features, "latent": latent})
@@ -219,7 +235,7 @@ class _HaltingCore:
         if self.obs_mode == "features":
             return feats
         latent = self.last["latent"][index].cpu().numpy().copy()
-        if self.obs_mode == "latent":
+        if self.obs_mode == "features+latent":
             return np.concatenate([feats, latent], axis=-1)
         return {"features": feats, "latent": latent}
 
@@ -315,14 +331,6 @@ class HaltingEnv(gym.Env):
             reward += float(core.pay()[0])
             self._done = True
         return self._obs(), reward, halt, False, self._info()
-
-    def current_correct(self) -> np.ndarray:
-        """``(1,)`` bool: whether the current answer is exactly right.
-
-        This reads the target: it exists for oracle baselines (``OraclePolicy``), never for
-        a policy that claims to be learned.
-        """
-        return self.core.last["correct"].cpu().numpy().copy()
 
     def render(self) -> str | np.ndarray | None:
         if self.render_mode is None:
@@ -426,13 +434,6 @@ class HaltingVectorEnv(VectorEnv):
                 final_info["_" + key] = np.zeros(self.num_envs, dtype=bool)
             final_info[key][idx] = value
             final_info["_" + key][idx] = True
-
-    def current_correct(self) -> np.ndarray:
-        """``(num_envs,)`` bool: whether each row's current answer is exactly right.
-
-        This reads the targets: it exists for oracle baselines (``OraclePolicy``) only.
-        """
-        return self.core.last["correct"].cpu().numpy().copy()
 
     def render(self) -> tuple | None:
         if self.render_mode is None:

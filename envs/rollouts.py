@@ -17,7 +17,7 @@ File (``.npz``, written atomically):
 
 * ``questions`` ``(n,)`` str: the puzzles in the task's CSV encoding; ``puzzles_csv`` the
   whole split as that CSV file's text (the replay's puzzles, for labels and rendering);
-* ``features`` ``(n, K, 8)`` float32, ``pred`` ``(n, K, seq_len)`` int16, ``correct`` ``(n, K)``
+* ``features`` ``(n, K, N_FEATURES)`` float32, ``pred`` ``(n, K, seq_len)`` int16, ``correct`` ``(n, K)``
   bool, ``cell`` ``(n, K)`` float32, each after segment ``k + 1``; ``latent``
   ``(n, K, hidden)`` float32 when recorded with ``latent=True``;
 * ``identity``: JSON with the checkpoint (path, weights SHA-256, run config), the split and
@@ -75,7 +75,7 @@ def record_rollouts(checkpoint: str | Path, split: str, out: str | Path,
     Returns:
         The path written.
     """
-    from hrm_rl.envs.halting import segment_state
+    from hrm_rl.envs.halting import N_FEATURES, segment_state
 
     ckpt = load_checkpoint(checkpoint, device)
     task, model = ckpt.task, ckpt.model
@@ -91,7 +91,7 @@ def record_rollouts(checkpoint: str | Path, split: str, out: str | Path,
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     hidden, seq = model.config.hidden_size, task.seq_len
     arrays: dict[str, np.ndarray] = {
-        "features": np.zeros((n, cap, 8), np.float32), "pred": np.zeros((n, cap, seq), np.int16),
+        "features": np.zeros((n, cap, N_FEATURES), np.float32), "pred": np.zeros((n, cap, seq), np.int16),
         "correct": np.zeros((n, cap), bool), "cell": np.zeros((n, cap), np.float32)}
     if latent:
         arrays["latent"] = np.zeros((n, cap, hidden), np.float32)

@@ -95,6 +95,14 @@ class Rollout:
                          ("correct", "cell", "q_halt", "q_continue", "min_confidence")))
 
 
+def oracle_halt_at(correct: np.ndarray) -> np.ndarray:
+    """``(n,)`` the oracle's halting segment from ``(n, K)`` per-segment correctness: the
+    first segment (1-based) whose answer is right, or 1 where none is (it reads the
+    targets: an upper bound on any halting policy's reward, not a policy)."""
+    correct = np.asarray(correct, dtype=bool)
+    return np.where(correct.any(1), correct.argmax(1) + 1, 1)
+
+
 @torch.inference_mode()
 def record_rollout(model: HRM, task: Task, puzzles: PuzzleBatch, max_segments: int,
                    batch_size: int = 512, precision_context=contextlib.nullcontext,

@@ -207,3 +207,28 @@ def test_default_env_uses_the_bundled_core_and_halting_is_a_real_decision():
         last += info["is_success"]
         assert info["segments"] == env.unwrapped.core.max_segments == 8
     assert last > first + 8  # accuracy after the last segment clearly above the first
+
+
+def test_obs_mode_names_say_what_they_hold_and_the_old_name_still_works():
+    new = HaltingVectorEnv(2, obs_mode="features+latent", split="test")
+    old = HaltingVectorEnv(2, obs_mode="latent", split="test")
+    assert new.core.obs_mode == old.core.obs_mode == "features+latent"
+    assert new.single_observation_space == old.single_observation_space
+    hidden = new.core.hidden
+    assert new.single_observation_space.shape == (N_FEATURES + hidden,)
+    with pytest.raises(ValueError, match="features\\+latent"):
+        HaltingVectorEnv(2, obs_mode="latents")
+
+
+def test_features_table_bounds_the_observation_and_the_segment_index_is_an_integer():
+    from hrm_rl.envs.halting import FEATURE_NAMES, FEATURES
+
+    env = HaltingVectorEnv(3, max_segments=5, split="test")
+    space = env.single_observation_space
+    assert [name for name, _, _ in FEATURES] == list(FEATURE_NAMES)
+    seg = FEATURE_NAMES.index("segment")
+    assert space.low[seg] == 1 and space.high[seg] == 5
+    obs, _ = env.reset(seed=0)
+    for k in range(2, 6):
+        assert obs[:, seg].tolist() == [k - 1] * 3 and env.observation_space.contains(obs)
+        obs, *_ = env.step(np.zeros(3, dtype=np.int64))

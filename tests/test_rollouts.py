@@ -9,7 +9,7 @@ import pytest
 import hrm_rl  # noqa: F401  (registers the envs)
 from hrm_rl.checkpoint import load_checkpoint
 from hrm_rl.cli import main
-from hrm_rl.envs.halting import HaltingEnv, HaltingVectorEnv
+from hrm_rl.envs.halting import N_FEATURES, HaltingEnv, HaltingVectorEnv
 from hrm_rl.envs.rollouts import load_rollouts, record_rollouts
 
 CORES = {"HRM-Sudoku-v0": "sudoku4", "HRM-Maze-v0": "maze6", "HRM-ARC-v0": "arc-tiny"}
@@ -104,7 +104,7 @@ def test_replay_checks_its_arguments(recorded, tmp_path):
 def test_rollouts_file_holds_questions_and_identity(recorded):
     rec = load_rollouts(recorded["HRM-Maze-v0"][1])
     assert rec.identity["checkpoint"] == "maze6" and len(rec.identity["weights_sha256"]) == 64
-    assert rec.arrays["features"].shape == (N, rec.max_segments, 8)
+    assert rec.arrays["features"].shape == (N, rec.max_segments, N_FEATURES)
     with np.load(rec.path) as data:
         questions = data["questions"]
     assert questions.shape == (N,) and questions.dtype.kind == "U"

@@ -13,9 +13,11 @@ from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.vec_env import VecMonitor
 
 import hrm_rl  # noqa: F401
-from hrm_rl.agents.halting_eval import evaluate_on_trace, record_trace
-from hrm_rl.agents.policies import (FixedSegmentsPolicy, OraclePolicy, QHeadPolicy,
-                                    RandomPolicy, ThresholdPolicy, parse_policy)
+from hrm_rl.agents import policies as policies_module
+from hrm_rl.agents.halting_eval import evaluate_on_trace, oracle_on_trace, record_trace
+from hrm_rl.agents.policies import (FixedSegmentsPolicy, QHeadPolicy, RandomPolicy,
+                                    ThresholdPolicy, parse_policy)
+from hrm_rl.envs.halting import FEATURE_NAMES, N_FEATURES, HaltingEnv, HaltingVectorEnv
 from hrm_rl.agents.sb3 import HaltingSB3VecEnv, make_sb3_vec_env
 from hrm_rl.cli import main
 
@@ -36,7 +38,7 @@ def _vec(n=8, **kw):
 def test_vec_env_api_and_sparse_infos():
     venv = _vec(8)
     obs = venv.reset()
-    assert obs.shape == (8, 8) and obs.dtype == np.float32
+    assert obs.shape == (8, N_FEATURES) and obs.dtype == np.float32
     assert len(venv.reset_infos) == 8 and "is_success" in venv.reset_infos[0]
     assert venv.env_is_wrapped(gym.Wrapper) == [False] * 8
     assert venv.env_is_wrapped(gym.Wrapper, indices=[1, 2]) == [False, False]
@@ -50,7 +52,7 @@ def test_vec_env_api_and_sparse_infos():
             if dones[i]:
                 ended += 1
                 info = infos[i]
-                assert info["terminal_observation"].shape == (8,)
+                assert info["terminal_observation"].shape == (N_FEATURES,)
                 assert info["TimeLimit.truncated"] is False
                 assert isinstance(info["is_success"], bool)
                 assert 1 <= info["segments"] <= 8
@@ -97,13 +99,13 @@ def test_dict_observations_with_multi_input_policy():
 
 
 def test_policies_predict_shapes_and_rules():
-    feats = np.zeros((3, 8), dtype=np.float32)
+    feats = np.zeros((3, N_FEATURES), dtype=np.float32)
     feats[:, 0] = [1.0, -1.0, 0.0]  # q_halt
     feats[:, 1] = [0.0, 0.0, 0.5]   # q_continue
-    feats[:, 2] = [1 / 8, 3 / 8, 8 / 8]
+    feats[:, FEATURE_NAMES.index("segment")] = [1, 3, 8]
     feats[:, 4] = [0.95, 0.5, 0.99]
     assert QHeadPolicy().predict(feats)[0].tolist() == [1, 0, 0]
-    assert FixedSegmentsPolicy(3, 8).predict(feats)[0].tolist() == [0, 1, 1]
+    assert FixedSegmentsPolicy(3).predict(feats)[0].tolist() == [0, 1, 1]
     assert ThresholdPolicy(0.9).predict(feats)[0].tolist() == [1, 0, 1]
     single, _ = QHeadPolicy().predict(feats[0])
     assert single.shape == () and int(single) == 1
@@ -117,27 +119,25 @@ def test_policies_predict_shapes_and_rules():
     with pytest.raises(ValueError, match="threshold must be in"):
         ThresholdPolicy(1.5)
     with pytest.raises(ValueError, match="k must be"):
-        FixedSegmentsPolicy(0, 8)
+        FixedSegmentsPolicy(0)
 
 
 def test_parse_policy_specs():
-    assert parse_policy("fixed:4", 8).k == 4
-    assert isinstance(parse_policy("qhead", 8), QHeadPolicy)
-    assert parse_policy("threshold:0.8:mean_confidence", 8).feature == "mean_confidence"
+    assert parse_policy("fixed:4").k == 4
+    assert isinstance(parse_policy("qhead"), QHeadPolicy)
+    assert parse_policy("threshold:0.8:mean_confidence").feature == "mean_confidence"
     with pytest.raises(ValueError, match="unknown policy spec"):
-        parse_policy("greedy", 8)
+        parse_policy("greedy")
     with pytest.raises(ValueError, match="fixed:x"):
-        parse_policy("fixed:x", 8)
-    with pytest.raises(ValueError, match="needs the env"):
-        parse_policy("oracle", 8)
+        parse_policy("fixed:x")
     with pytest.raises(FileNotFoundError, match="no saved PPO model"):
-        parse_policy("ppo:/nonexistent/model.zip", 8)
+        parse_policy("ppo:/nonexistent/model.zip")
 
 
 def test_fixed_policy_in_live_env_uses_k_segments():
     venv = _vec(6)
     obs = venv.reset()
-    policy = FixedSegmentsPolicy(3, 8)
+    policy = FixedSegmentsPolicy(3)
     segments = []
     for _ in range(9):
         obs, _, dones, infos = venv.step(policy.predict(obs)[0])
@@ -145,15 +145,25 @@ def test_fixed_policy_in_live_env_uses_k_segments():
     assert segments and set(segments) == {3}
 
 
-def test_oracle_halts_on_first_correct_segment():
-    venv = _vec(6)
-    obs = venv.reset()
-    oracle = OraclePolicy(venv)
-    for _ in range(10):
-        obs, _, dones, infos = venv.step(oracle.predict(obs)[0])
-        for i in np.flatnonzero(dones):
-            if infos[i]["segments"] < 8:
-                assert infos[i]["is_success"]
+def test_the_oracle_is_no_policy_and_nothing_reads_targets_through_the_env():
+    assert not hasattr(policies_module, "OraclePolicy")
+    assert not hasattr(HaltingEnv, "current_correct")
+    assert not hasattr(HaltingVectorEnv, "current_correct")
+    assert not hasattr(HaltingSB3VecEnv, "current_correct")
+    with pytest.raises(ValueError, match="not a policy"):
+        parse_policy("oracle")
+
+
+def test_fixed_policy_reads_the_segment_index_under_any_cap():
+    """The observation carries the integer segment: a different cap cannot mislead it."""
+    for cap in (4, 8):
+        venv = _vec(4, max_segments=cap)
+        obs = venv.reset()
+        ends = []
+        for _ in range(6):
+            obs, _, dones, infos = venv.step(FixedSegmentsPolicy(3).predict(obs)[0])
+            ends += [infos[i]["segments"] for i in np.flatnonzero(dones)]
+        assert set(ends) == {3}
 
 
 def test_trace_replay_matches_live_env(trace):
@@ -176,13 +186,16 @@ def test_trace_replay_matches_live_env(trace):
 
 
 def test_trace_oracle_is_an_upper_bound(trace):
-    oracle = evaluate_on_trace(OraclePolicy(_vec(2)), trace, "oracle")
+    oracle = oracle_on_trace(trace)
     assert oracle.accuracy == pytest.approx(trace.correct.any(1).mean())
+    never = ~trace.correct.any(1)  # those halt after one segment
+    assert oracle.mean_segments == pytest.approx(np.where(
+        never, 1, trace.correct.argmax(1) + 1).mean())
     for k in range(1, trace.max_segments + 1):
-        fixed = evaluate_on_trace(FixedSegmentsPolicy(k, trace.max_segments), trace)
+        fixed = evaluate_on_trace(FixedSegmentsPolicy(k), trace)
         assert fixed.accuracy == pytest.approx(trace.correct[:, k - 1].mean())
         assert fixed.mean_segments == k
-        assert oracle.accuracy >= fixed.accuracy
+        assert oracle.accuracy >= fixed.accuracy and oracle.mean_reward >= fixed.mean_reward
 
 
 def test_halt_cli_writes_tensorboard_tags(tmp_path, capsys):
