@@ -157,11 +157,16 @@ class ACTTrainer:
         self.halt_loss = tcfg.halt_loss_for(config.model.kind)
         augment = self.task.augment if config.data.augment else None
         self.source = ShuffledSource(self.train_set, self.rng, augment)
-        rows_source = (distributed.ShardedSource(self.source, self.batch_size, self.dist)
+        rows_source = (distributed.ShardedSource(self.source, self.batch_size, self.dist,
+                                                 self.device)
                        if self.dist.enabled else self.source)
-        self.engine = SegmentEngine(self.forward_model, rows_source, self.batch_size, self.device)
-        self.halted: torch.Tensor | None = None
-        self.min_segments = self._draw_min_segments(self.batch_size)
+        # The engine owns the ACT episode: the cap, the halting rule after each row's drawn
+        # minimum segments (exploration), and refilling the rows that halted.
+        self.engine = SegmentEngine(self.forward_model, rows_source, self.batch_size,
+                                    self.device, max_segments=tcfg.halt_max_steps,
+                                    auto_halt=True, min_segments=self._draw_min_segments,
+                                    halts=self.model.halts)
+        self.engine.min_segments = self._draw_min_segments(self.batch_size)
         self.step = 0
         self._fit_start: float | None = None
         self._elapsed_before = 0.0  # training seconds of earlier sessions (resumed runs)
@@ -211,27 +216,20 @@ class ACTTrainer:
                    self.time_fraction())
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        if self.halted is not None:  # the rows the engine is about to refill
-            self.min_segments = torch.where(self.halted, self._draw_min_segments(len(self.halted)),
-                                            self.min_segments)
         self.model.train()
         with self._precision():
-            if isinstance(self.engine.source, distributed.ShardedSource):
-                self.engine.source.prepare(self.halted)  # this rank's slice of the refill
-            out = self.engine.step(self.halted)
-        labels, segments = self.engine.labels, self.engine.segments
+            step = self.engine.step()
+        out, labels, segments, halted = step.out, step.labels, step.segments, step.finished
         with torch.no_grad():
             correct = self.task.is_correct(out.logits.argmax(-1), labels)
-            is_last = segments >= t.halt_max_steps
-            halted = is_last
             target = None
-            if t.halt_max_steps > 1:
-                halted = (is_last | (out.q_halt > out.q_continue)) & (segments >= self.min_segments)
-                if self.halt_loss == "q_learning":  # HRM: bootstrap q_continue from the next segment
-                    with self._precision():
-                        nxt = self.engine.peek()
-                    target = torch.sigmoid(torch.where(is_last, nxt.q_halt,
-                                                       torch.maximum(nxt.q_halt, nxt.q_continue)))
+            if t.halt_max_steps > 1 and self.halt_loss == "q_learning":
+                # HRM: bootstrap q_continue from the next segment
+                with self._precision():
+                    nxt = self.engine.peek()
+                is_last = segments >= t.halt_max_steps
+                target = torch.sigmoid(torch.where(is_last, nxt.q_halt,
+                                                   torch.maximum(nxt.q_halt, nxt.q_continue)))
         with self._precision():
             loss, parts = act_loss(out, labels, correct, target, t.loss, t.q_loss_weight)
         if not torch.isfinite(loss):
@@ -250,7 +248,6 @@ class ACTTrainer:
         self.optimizer.step()
         if self.ema is not None:
             self.ema.update(self.model)
-        self.halted = halted
         self.step += 1
         n_halted = int(halted.sum())
         batch = self.batch_size
@@ -369,8 +366,8 @@ class ACTTrainer:
             "numpy_rng": self.rng.bit_generator.state,
             "source": self.source.state_dict(),
             "engine": self.engine.state_dict(),
-            "halted": None if self.halted is None else self.halted.cpu(),
-            "min_segments": self.min_segments.cpu(),
+            "halted": None if self.engine.pending is None else self.engine.pending.cpu(),
+            "min_segments": self.engine.min_segments.cpu(),
             "window": {"sums": dict(self._window), "steps": self._window_steps},
             "train_fingerprint": _fingerprint(self.train_set),
             "ema": None if self.ema is None else self.ema.state_dict(),
@@ -402,8 +399,8 @@ class ACTTrainer:
         self.source.load_state_dict(state["source"])
         self.engine.load_state_dict(state["engine"])
         halted = state["halted"]
-        self.halted = None if halted is None else halted.to(self.device)
-        self.min_segments = state["min_segments"].to(self.device)
+        self.engine.pending = None if halted is None else halted.to(self.device)
+        self.engine.min_segments = state["min_segments"].to(self.device)
         self._window = dict(state["window"]["sums"])
         self._window_steps = int(state["window"]["steps"])
         if self.ema is not None and state.get("ema") is not None:

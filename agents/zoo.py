@@ -5,7 +5,7 @@ halt (``hrm_rl.evaluation.record_rollout``): its ``val`` puzzles to the training
 and its ``test`` puzzles to ``2K``. On them it scores, at each step cost ``c`` (reward = 1 for
 an exactly right answer minus ``c`` per segment):
 
-* the Q-head (HRM's ``q_halt > q_continue``, TRM's ``q_halt > 0`` for ``kind: trm``);
+* the Q-head (the core's ``model.halts``: HRM's ``q_halt > q_continue``, TRM's ``q_halt > 0``);
 * the best fixed number of segments ``k`` and the best confidence threshold ``t`` (halt once
   every cell's confidence is at least ``t``), each **chosen on val** and scored on test;
 * the oracle, which reads the targets: it halts at the first right answer, or after one
@@ -87,12 +87,6 @@ def threshold_halts(roll: Rollout, threshold: float, cap: int) -> np.ndarray:
     return roll.first(roll.min_confidence >= threshold, cap)
 
 
-def qhead_halts(roll: Rollout, kind: str, cap: int) -> np.ndarray:
-    """The core's own rule: HRM ``q_halt > q_continue``, TRM ``q_halt > 0``."""
-    rule = roll.q_halt > 0 if kind == "trm" else roll.q_halt > roll.q_continue
-    return roll.first(rule, cap)
-
-
 def _mean_reward(roll: Rollout, halt_at: np.ndarray, step_cost: float) -> float:
     ok, _ = roll.at(halt_at)
     return float(ok.mean() - step_cost * halt_at.mean())
@@ -161,8 +155,8 @@ def core_report(checkpoint: str | Path, step_costs: tuple[float, ...] = STEP_COS
         "exact_by_segment_ci": [list(bootstrap_ci(test.correct[:, k]))
                                 for k in range(test.max_segments)],
     }
-    qhead = score(test, qhead_halts(test, kind, cap), 0.0, "qhead")
-    qhead_2x = score(test, qhead_halts(test, kind, 2 * cap), 0.0, "qhead@2K")
+    qhead = score(test, test.qhead_halts(cap), 0.0, "qhead")
+    qhead_2x = score(test, test.qhead_halts(2 * cap), 0.0, "qhead@2K")
     report["qhead"] = {"accuracy": qhead.accuracy, "accuracy_ci": list(qhead.accuracy_ci),
                        "mean_segments": qhead.mean_segments}
     report["scaling"] = {
@@ -175,7 +169,7 @@ def core_report(checkpoint: str | Path, step_costs: tuple[float, ...] = STEP_COS
     for c in step_costs:
         k = choose_fixed(val, c, cap)
         t = choose_threshold(val, c, cap)
-        rows = [score(test, qhead_halts(test, kind, cap), c, "qhead"),
+        rows = [score(test, test.qhead_halts(cap), c, "qhead"),
                 score(test, np.full(test.n, k), c, f"fixed:{k}"),
                 score(test, threshold_halts(test, t, cap), c, f"threshold:{t:g}")]
         oracle = score(test, oracle_halts(test, cap), c, "oracle")
@@ -191,7 +185,7 @@ def core_report(checkpoint: str | Path, step_costs: tuple[float, ...] = STEP_COS
     report["difficulty_name"] = ckpt.task.difficulty_name
     report["difficulty"] = []
     if difficulty is not None:
-        halts = qhead_halts(test, kind, cap)
+        halts = test.qhead_halts(cap)
         for lo, hi in difficulty_buckets(difficulty):
             rows = (difficulty >= lo) & (difficulty <= hi)
             report["difficulty"].append({

@@ -57,7 +57,7 @@ from hrm_rl.checkpoint import load_checkpoint, read_checkpoint_config, resolve_c
 from hrm_rl.data import ShuffledSource
 from hrm_rl.device import resolve_device
 from hrm_rl.model import SegmentOutput
-from hrm_rl.segment_engine import SegmentEngine
+from hrm_rl.segment_engine import SegmentEngine, SegmentStep
 from hrm_rl.envs.rendering import render_rgb
 from hrm_rl.envs.rollouts import RecordedSegments, Recording, ReplayEngine, load_rollouts
 
@@ -175,11 +175,21 @@ class _HaltingCore:
                                      device=self.device)
         self.last: dict[str, torch.Tensor] = {}
 
-    def _new_engine(self, rng: np.random.Generator) -> SegmentEngine | ReplayEngine:
+    def _new_engine(self, rng: np.random.Generator, restart_at_cap: bool
+                    ) -> SegmentEngine | ReplayEngine:
+        """The episode's engine: the cap is its, and the vector env restarts rows at the
+        cap in the same step (same-step autoreset); a policy's halt is the ``halt`` mask."""
         source = ShuffledSource(self.puzzles, rng)
         if self.recording is not None:
-            return ReplayEngine(self.recording, source, self.num_envs)
-        return SegmentEngine(self.model, source, self.num_envs, self.device)
+            return ReplayEngine(self.recording, source, self.num_envs, self.max_segments,
+                                restart_at_cap)
+        return SegmentEngine(self.model, source, self.num_envs, self.device,
+                             max_segments=self.max_segments, restart_at_cap=restart_at_cap)
+
+    def record_step(self, step: SegmentStep) -> None:
+        """``record`` every row of ``step`` (the restarted rows' terminal segments first;
+        read what they pay and show before calling this if needed)."""
+        self.record(step.out, fresh=step.started, labels=step.labels, segments=step.segments)
 
     # spaces ------------------------------------------------------------------------
     def observation_space(self) -> spaces.Space:
@@ -197,7 +207,7 @@ class _HaltingCore:
         return spaces.Dict({"features": features, "latent": latent})
 
     # per-segment bookkeeping -------------------------------------------------------------
-    def record(self, out: SegmentOutput, rows: torch.Tensor | None = None,
+    def record(self, out: SegmentOutput | RecordedSegments, rows: torch.Tensor | None = None,
                fresh: torch.Tensor | None = None, labels: torch.Tensor | None = None,
                segments: torch.Tensor | None = None) -> None:
         """Turn a segment's outputs into the state behind observations, rewards and infos.
@@ -259,6 +269,16 @@ class _HaltingCore:
         return render_rgb(self.task, inputs, pred, labels)
 
 
+def step_rewards(halt: np.ndarray, pay: np.ndarray, step_cost: float,
+                 charge: bool = True) -> np.ndarray:
+    """``(n,)`` float64 rewards of one env step: ``-step_cost`` for the segment run before
+    this decision (``charge``), plus ``pay`` (what the current answer is worth) on the rows
+    that ``halt``. Pure; the envs add a restarted row's terminal pay and segment cost with
+    ``charge=False`` and ``-step_cost``."""
+    base = np.full(len(halt), -step_cost if charge else 0.0, dtype=np.float64)
+    return base + np.where(halt, pay.astype(np.float64), 0.0)
+
+
 def _is_int(value: Any) -> bool:
     """An integer (Python or numpy), but not a bool."""
     return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
@@ -309,22 +329,26 @@ class HaltingEnv(gym.Env):
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
-        self.core.engine = self.core._new_engine(self.np_random)
+        self.core.engine = self.core._new_engine(self.np_random, restart_at_cap=False)
         with torch.inference_mode():
-            self.core.record(self.core.engine.step())
+            self._last_step = self.core.engine.step()
+            self.core.record_step(self._last_step)
         self._done = False
         return self._obs(), self._info()
 
     def step(self, action: Any):
         if self._done:
             raise RuntimeError("the episode has ended: call reset() before step()")
-        halt = bool(_check_actions(action, 1)[0])
+        # A puzzle that reached the cap (possible right after reset when max_segments=1)
+        # ends now whatever the action.
+        halt = bool(_check_actions(action, 1)[0]) or bool(self._last_step.finished[0])
         core = self.core
         reward = -core.step_cost
         if not halt:
             with torch.inference_mode():
-                core.record(core.engine.forward())
-            halt = int(core.last["segments"][0]) >= core.max_segments
+                self._last_step = core.engine.step()
+                core.record_step(self._last_step)
+            halt = bool(self._last_step.finished[0])  # the cap
             if halt:
                 reward -= core.step_cost
         if halt:
@@ -378,9 +402,10 @@ class HaltingVectorEnv(VectorEnv):
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         if seed is not None or self._np_random is None:
             self._np_random, _ = gym.utils.seeding.np_random(seed)
-        self.core.engine = self.core._new_engine(self._np_random)
+        self.core.engine = self.core._new_engine(self._np_random, restart_at_cap=True)
         with torch.inference_mode():
-            self.core.record(self.core.engine.step())
+            self._last_step = self.core.engine.step()
+            self.core.record_step(self._last_step)
         self._started = True
         return self.core.observations(), self.core.infos()
 
@@ -388,35 +413,29 @@ class HaltingVectorEnv(VectorEnv):
         if not self._started:
             raise RuntimeError("call reset() before step()")
         core, n = self.core, self.num_envs
-        halt_np = _check_actions(actions, n).astype(bool)
-        rewards = np.full(n, -core.step_cost, dtype=np.float64)
+        # Rows whose puzzle reached the cap without restarting (max_segments=1 right after a
+        # refill) end now whatever the action.
+        forced = (self._last_step.finished & ~self._last_step.restarted).cpu().numpy()
+        halt_np = _check_actions(actions, n).astype(bool) | forced
+        rewards = step_rewards(halt_np, core.pay().cpu().numpy(), core.step_cost)
         done = halt_np.copy()
         final_obs = np.full(n, None, dtype=object)
         final_info: dict[str, np.ndarray] = {}
         if halt_np.any():
-            idx = np.flatnonzero(halt_np)
-            rewards[idx] += core.pay()[torch.from_numpy(idx)].cpu().numpy()
-            self._put_final(final_obs, final_info, idx)
+            self._put_final(final_obs, final_info, np.flatnonzero(halt_np))
         with torch.inference_mode():
-            engine = core.engine
-            halt = torch.from_numpy(halt_np).to(core.device)
-            engine.replace(halt)
-            # Rows that reach the cap with this segment also start their next puzzle in
-            # the same batched forward (same-step autoreset, still one forward per step).
-            cap = ~halt & (engine.segments + 1 >= core.max_segments)
-            auto = cap.cpu().numpy()
-            if not auto.any():
-                core.record(engine.forward(), fresh=halt)
-            else:
-                labels, segments = engine.labels.clone(), engine.segments + 1
-                out, first = engine.forward_restarting(cap)
-                core.record(out, fresh=halt, labels=labels, segments=segments)
-                idx = np.flatnonzero(auto)
-                rewards[idx] += core.pay()[torch.from_numpy(idx)].cpu().numpy() - core.step_cost
+            step = core.engine.step(torch.from_numpy(halt_np).to(core.device))
+            self._last_step = step
+            core.record_step(step)
+            restarted = step.restarted.cpu().numpy()
+            if restarted.any():  # the cap: pay and show the terminal segment, then the new one
+                idx = np.flatnonzero(restarted)
+                rewards += step_rewards(restarted, core.pay().cpu().numpy(), core.step_cost,
+                                        charge=False) - restarted * core.step_cost
                 self._put_final(final_obs, final_info, idx)
-                core.record(first, rows=torch.from_numpy(idx).to(core.device),
+                core.record(step.first, rows=torch.from_numpy(idx).to(core.device),
                             fresh=torch.ones(len(idx), dtype=torch.bool, device=core.device))
-                done |= auto
+                done |= restarted
         infos: dict[str, Any] = core.infos()
         if done.any():
             infos["final_obs"], infos["_final_obs"] = final_obs, done.copy()

@@ -104,7 +104,7 @@ def record_rollouts(checkpoint: str | Path, split: str, out: str | Path,
                                                      shuffle=False), len(chunk), dev)
         prev = torch.zeros(len(chunk), seq, dtype=torch.long, device=dev)
         for k in range(cap):
-            seg = engine.step()
+            seg = engine.step().out  # no cap, no halting: every row runs on
             state = segment_state(task, seg, engine.labels, engine.segments, prev,
                                   engine.segments == 1, cap, hidden)
             prev = state["pred"]
@@ -210,55 +210,63 @@ class RecordedSegments:
         return RecordedSegments(self.recording, self.index[index], self.segments[index])
 
 
-class ReplayEngine:
-    """The segment engine's interface (``replace``, ``forward``, ``forward_restarting``,
-    ``step``, ``inputs``/``labels``/``segments``) served from a recording, no model."""
+class ReplayEngine(SegmentEngine):
+    """The segment engine's episode (``step(halt) -> SegmentStep``: the cap, the same-step
+    restart at the cap, refills) with each segment served from a recording, no model."""
 
-    def __init__(self, recording: Recording, source: ShuffledSource, batch_size: int) -> None:
+    def __init__(self, recording: Recording, source: ShuffledSource, batch_size: int,
+                 max_segments: int | None = None, restart_at_cap: bool = False) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.recording, self.source, self.batch_size = recording, source, batch_size
+        self.device = torch.device("cpu")
+        self.max_segments, self.restart_at_cap, self.auto_halt = (max_segments, restart_at_cap,
+                                                                  False)
+        self._draw_min = None
         self.index = np.zeros(batch_size, dtype=np.int64)
         self.segments = torch.zeros(batch_size, dtype=torch.long)
+        self.min_segments = torch.ones(batch_size, dtype=torch.long)
         self.inputs = torch.zeros(batch_size, recording.task.seq_len, dtype=torch.long)
         self.labels = torch.zeros_like(self.inputs)
+        self.pending: torch.Tensor | None = None
         self._fresh = True
 
     def _draw_into(self, rows: np.ndarray) -> None:
         drawn = self.source.draw_indices(len(rows))
         self.index[rows] = drawn
         batch = self.recording.puzzles.take(drawn)
-        self.inputs[rows] = torch.from_numpy(np.asarray(batch.inputs, dtype=np.int64))
-        self.labels[rows] = torch.from_numpy(np.asarray(batch.labels, dtype=np.int64))
+        index = torch.from_numpy(rows)
+        self.inputs = self.inputs.index_put((index,), torch.from_numpy(
+            np.asarray(batch.inputs, dtype=np.int64)))
+        self.labels = self.labels.index_put((index,), torch.from_numpy(
+            np.asarray(batch.labels, dtype=np.int64)))
 
-    def replace(self, rows: torch.Tensor) -> torch.Tensor:
+    def _replace(self, rows: torch.Tensor) -> torch.Tensor:
         index = rows.nonzero().squeeze(-1)
         if index.numel():
             self._draw_into(index.numpy())
             self.segments = self.segments.masked_fill(rows, 0)
         return index
 
-    def _advance(self) -> np.ndarray:
+    def _forward(self) -> RecordedSegments:
         self.segments = self.segments + 1
         reached = self.segments.numpy()
         if reached.max() > self.recording.max_segments:
             raise RuntimeError(f"{self.recording.path} holds {self.recording.max_segments} "
                                "segments per puzzle; a row asked for more")
-        return reached
+        return RecordedSegments(self.recording, self.index.copy(), reached.copy())
 
-    def forward(self) -> RecordedSegments:
-        return RecordedSegments(self.recording, self.index.copy(), self._advance().copy())
-
-    def forward_restarting(self, restart: torch.Tensor
-                           ) -> tuple[RecordedSegments, RecordedSegments]:
-        out = self.forward()
+    def _forward_restarting(self, restart: torch.Tensor
+                            ) -> tuple[RecordedSegments, RecordedSegments]:
+        out = self._forward()
         index = restart.nonzero().squeeze(-1).numpy()
         self._draw_into(index)
         self.segments = self.segments.masked_fill(restart, 1)
         return out, RecordedSegments(self.recording, self.index[index].copy(),
                                      np.ones(len(index), dtype=np.int64))
 
-    def step(self, halted: torch.Tensor | None = None) -> RecordedSegments:
-        if self._fresh:
-            halted, self._fresh = torch.ones(self.batch_size, dtype=torch.bool), False
-        if halted is not None:
-            self.replace(halted)
-        return self.forward()
+    def peek(self):
+        raise RuntimeError("a replayed engine has no model to peek with")
+
+    def state_dict(self):
+        raise RuntimeError("a replayed engine is not resumable (it trains nothing)")

@@ -171,10 +171,10 @@ def _show_one(ckpt, puzzle, max_k: int) -> None:
     engine = SegmentEngine(ckpt.model, ShuffledSource(puzzle, np.random.default_rng(0)), 1, "cpu")
     with torch.inference_mode():
         for k in range(1, max_k + 1):
-            out = engine.step()
+            out = engine.step().out
             pred = out.logits.argmax(-1)
             ok = bool(ckpt.task.is_correct(pred, engine.labels)[0])
-            halt = bool(out.q_halt[0] > out.q_continue[0])
+            halt = bool(ckpt.model.halts(out)[0])
             print(f"-- segment {k}: {'correct' if ok else 'wrong'}; Q-head says "
                   f"{'halt' if halt else 'continue'}")
             print(ckpt.task.render(engine.inputs[0].numpy(), pred[0].numpy(),

@@ -50,7 +50,10 @@ class ShuffledSource:
         return self.rng.permutation(n) if self.shuffle else np.arange(n)
 
     def draw(self, n: int) -> PuzzleBatch:
-        """The next ``n`` puzzles (augmented when the source augments)."""
+        """The next ``n`` puzzles (augmented when the source augments); ``n = 0`` gives an
+        empty batch and leaves the source and its generator as they were."""
+        if n == 0:
+            return self.puzzles.take(np.zeros(0, dtype=np.int64))
         batch = self.puzzles.take(self.draw_indices(n))
         return self.augment(batch, self.rng) if self.augment is not None else batch
 

@@ -169,46 +169,30 @@ def _gather_ints(value: int, info: DistInfo, device: torch.device) -> list[int]:
 class ShardedSource:
     """Rank ``r``'s slice of every global refill drawn from a replicated source.
 
-    Call ``prepare(halted)`` on every rank before each engine step (a collective); the
-    engine's ``draw(n)`` then returns this rank's ``n`` puzzles.
+    The segment engine calls ``draw(k)`` on every step, with ``k = 0`` when none of this
+    rank's rows needs a puzzle; ``draw`` is a collective: the ranks exchange their ``k``,
+    every rank draws the global refill from its replica (the same puzzles everywhere) and
+    keeps its own slice, so a multi-rank run draws what one process would.
 
     Args:
         source: this rank's replica of the global source (same seed on every rank).
         rows: this rank's batch rows.
         info: the process group.
+        device: where the counts are exchanged (the rank's device: NCCL needs CUDA).
     """
 
-    def __init__(self, source: PuzzleSource, rows: int, info: DistInfo) -> None:
+    def __init__(self, source: PuzzleSource, rows: int, info: DistInfo,
+                 device: torch.device | str = "cpu") -> None:
         self.source = source
         self.rows = rows
         self.info = info
-        self._pending: PuzzleBatch | None = None
-
-    def prepare(self, halted: torch.Tensor | None) -> None:
-        """Draw the global refill for the coming step and keep this rank's slice.
-
-        Args:
-            halted: ``(rows,)`` bool, this rank's rows to refill; None refills every row of
-                every rank (the first step).
-        """
-        if halted is None:
-            counts = [self.rows] * self.info.world_size
-        else:
-            counts = _gather_ints(int(halted.sum()), self.info, halted.device)
-        total, start = sum(counts), sum(counts[:self.info.rank])
-        if total == 0:
-            self._pending = None
-            return
-        self._pending = self.source.draw(total).take(slice(start, start + counts[self.info.rank]))
+        self.device = torch.device(device)
 
     def draw(self, n: int) -> PuzzleBatch:
-        """This rank's prepared puzzles (exactly ``n``)."""
-        pending, self._pending = self._pending, None
-        if pending is None or len(pending) != n:
-            got = 0 if pending is None else len(pending)
-            raise RuntimeError(f"ShardedSource: {n} puzzles asked, {got} prepared; call "
-                               "prepare(halted) with the engine's halted rows before each step")
-        return pending
+        """This rank's ``n`` puzzles of the global refill (a collective on every rank)."""
+        counts = _gather_ints(n, self.info, self.device)
+        total, start = sum(counts), sum(counts[:self.info.rank])
+        return self.source.draw(total).take(slice(start, start + n))
 
 
 def shard_slice(values: torch.Tensor, info: DistInfo) -> torch.Tensor:

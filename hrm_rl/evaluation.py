@@ -27,8 +27,8 @@ class EvalResult:
     """Accuracies over ``n`` puzzles.
 
     ``exact_by_segment[k-1]`` / ``cell_by_segment[k-1]``: after exactly k segments.
-    ``*_qhalt``: stopping each puzzle at the first segment where q_halt > q_continue (or at
-    ``max_segments``).
+    ``*_qhalt``: stopping each puzzle at the first segment where the core's rule halts
+    (``model.halts``: q_halt > q_continue) or at ``max_segments``.
     """
 
     n: int
@@ -54,6 +54,7 @@ class Rollout:
         cell: float32, fraction of supervised cells right.
         q_halt, q_continue: float32, the Q-head's logits.
         min_confidence: float32, the smallest per-cell max softmax probability.
+        halts: bool, the core's own halting rule fired (``model.halts``).
     """
 
     correct: np.ndarray
@@ -61,6 +62,7 @@ class Rollout:
     q_halt: np.ndarray
     q_continue: np.ndarray
     min_confidence: np.ndarray
+    halts: np.ndarray
 
     @property
     def n(self) -> int:
@@ -81,8 +83,8 @@ class Rollout:
         return hit.argmax(1) + 1
 
     def qhead_halts(self, cap: int | None = None) -> np.ndarray:
-        """``(n,)`` segments at which HRM's rule (``q_halt > q_continue``) halts."""
-        return self.first(self.q_halt > self.q_continue, cap)
+        """``(n,)`` segments at which the core's own rule (``model.halts``) halts."""
+        return self.first(self.halts, cap)
 
     def at(self, halt_at: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(correct, cell)`` ``(n,)`` of each puzzle's answer after ``halt_at`` segments."""
@@ -92,7 +94,7 @@ class Rollout:
     def take(self, index: np.ndarray | slice) -> Rollout:
         """Rows ``index`` of this rollout."""
         return Rollout(*(getattr(self, f)[index] for f in
-                         ("correct", "cell", "q_halt", "q_continue", "min_confidence")))
+                         ("correct", "cell", "q_halt", "q_continue", "min_confidence", "halts")))
 
 
 def oracle_halt_at(correct: np.ndarray) -> np.ndarray:
@@ -130,6 +132,7 @@ def record_rollout(model: HRM, task: Task, puzzles: PuzzleBatch, max_segments: i
     n = len(puzzles)
     shape = (n, max_segments)
     correct = np.zeros(shape, dtype=bool)
+    halts = np.zeros(shape, dtype=bool)
     arrays = {name: np.zeros(shape, dtype=np.float32)
               for name in ("cell", "q_halt", "q_continue", "min_confidence")}
     bar = tqdm(total=n, desc="rollout", unit="puzzle", disable=not progress, leave=False)
@@ -139,11 +142,12 @@ def record_rollout(model: HRM, task: Task, puzzles: PuzzleBatch, max_segments: i
             rows = slice(start, start + len(chunk))
             engine = SegmentEngine(model, ShuffledSource(chunk, np.random.default_rng(0),
                                                          shuffle=False), len(chunk), device)
-            for k in range(max_segments):
+            for k in range(max_segments):  # no cap and no halting: every row runs on
                 with precision_context():
-                    out = engine.step()
+                    out = engine.step().out
                 conf, pred = out.logits.float().softmax(-1).max(-1)
                 correct[rows, k] = task.is_correct(pred, engine.labels).cpu().numpy()
+                halts[rows, k] = model.halts(out).cpu().numpy()
                 for name, value in (("cell", task.cell_accuracy(pred, engine.labels)),
                                     ("q_halt", out.q_halt), ("q_continue", out.q_continue),
                                     ("min_confidence", conf.min(-1).values)):
@@ -152,7 +156,7 @@ def record_rollout(model: HRM, task: Task, puzzles: PuzzleBatch, max_segments: i
     finally:
         bar.close()
         model.train(was_training)
-    return Rollout(correct, **arrays)
+    return Rollout(correct, halts=halts, **arrays)
 
 
 def evaluate(model: HRM, task: Task, puzzles: PuzzleBatch, max_segments: int,

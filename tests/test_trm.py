@@ -329,11 +329,11 @@ def test_segment_engine_runs_a_trm_with_halting_and_refills():
     model = TRM(tiny_trm_config(mlp_t=True, pos_encodings="none", puzzle_emb_len=2))
     source = ShuffledSource(random_puzzles(12), np.random.default_rng(0), shuffle=False)
     engine = SegmentEngine(model, source, 4, "cpu")
-    out = engine.step()
+    out = engine.step().out
     for _ in range(3):
-        halted = out.q_halt > out.q_continue
+        halted = model.halts(out)
         halted[0] = True
-        out = engine.step(halted)
+        out = engine.step(halted).out
     assert out.logits.shape == (4, 16, 6)
     assert engine.carry.z_H.shape == (4, 18, 32)
     assert engine.segments[0] == 1 and source.drawn == 7

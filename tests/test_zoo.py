@@ -6,10 +6,11 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from hrm_rl.agents.zoo import (bootstrap_ci, choose_fixed, choose_threshold, core_report,
                                difficulty_buckets, format_difficulty, format_zoo,
-                               oracle_halts, qhead_halts, score, threshold_halts)
+                               oracle_halts, score, threshold_halts)
 from hrm_rl.checkpoint import bundled_checkpoints, load_checkpoint
 from hrm_rl.cli import main
 from hrm_rl.evaluation import Rollout, evaluate, record_rollout
@@ -20,10 +21,11 @@ from conftest import random_puzzles
 def rollout(correct, min_conf=None, q_halt=None, q_continue=None) -> Rollout:
     correct = np.asarray(correct, dtype=bool)
     zeros = np.zeros(correct.shape, dtype=np.float32)
-    return Rollout(correct, correct.astype(np.float32),
-                   zeros if q_halt is None else np.asarray(q_halt, np.float32),
-                   zeros if q_continue is None else np.asarray(q_continue, np.float32),
-                   zeros if min_conf is None else np.asarray(min_conf, np.float32))
+    q_halt = zeros if q_halt is None else np.asarray(q_halt, np.float32)
+    q_continue = zeros if q_continue is None else np.asarray(q_continue, np.float32)
+    return Rollout(correct, correct.astype(np.float32), q_halt, q_continue,
+                   zeros if min_conf is None else np.asarray(min_conf, np.float32),
+                   halts=q_halt > q_continue)
 
 
 def test_first_finds_the_first_hit_or_the_cap():
@@ -40,10 +42,20 @@ def test_oracle_halts_at_the_first_right_answer_or_after_one_segment():
     assert oracle_halts(r, 3).tolist() == [2, 1, 1]
 
 
-def test_qhead_rules_differ_for_hrm_and_trm():
-    r = rollout([[0, 0]], q_halt=[[-1.0, 0.5]], q_continue=[[-2.0, 1.0]])
-    assert qhead_halts(r, "hrm", 2).tolist() == [1]   # -1 > -2
-    assert qhead_halts(r, "trm", 2).tolist() == [2]   # first q_halt > 0
+def test_qhead_halts_where_the_cores_rule_first_fires():
+    r = rollout([[0, 0, 0]], q_halt=[[-1.0, 0.5, 2.0]], q_continue=[[0.0, 1.0, 1.0]])
+    assert r.qhead_halts().tolist() == [3] and r.qhead_halts(cap=2).tolist() == [2]
+
+
+def test_the_trm_rule_is_q_halt_positive_through_the_one_rule():
+    from hrm_rl.model import TRM
+
+    from conftest import tiny_model_config
+
+    model = TRM(tiny_model_config(kind="trm", mlp_t=True, pos_encodings="none"))
+    out = model(model.initial_carry(6), torch.ones(6, 16, dtype=torch.long),
+                torch.zeros(6, dtype=torch.long))
+    assert torch.equal(model.halts(out), out.q_halt > 0)
 
 
 def test_choices_maximise_val_reward():

@@ -31,7 +31,9 @@ import torch
 from hrm_rl.agents.benchmarks.flops import matmul_peak_gflops, segment_flops
 from hrm_rl.checkpoint import load_checkpoint
 from hrm_rl.envs.halting import HaltingEnv, HaltingVectorEnv
+from hrm_rl.data import ShuffledSource
 from hrm_rl.envs.rollouts import record_rollouts
+from hrm_rl.segment_engine import SegmentEngine
 
 
 Step = Callable[[], None]
@@ -53,13 +55,14 @@ def _sync_stepper(n: int, checkpoint: str) -> Step:
 
 
 def _bare_stepper(n: int, checkpoint: str) -> Step:
-    env = HaltingVectorEnv(num_envs=n, checkpoint=checkpoint)
-    env.reset(seed=0)
-    engine = env.core.engine
+    """The segment forward alone: an engine with no cap over the env's puzzles."""
+    core = HaltingVectorEnv(num_envs=n, checkpoint=checkpoint).core
+    engine = SegmentEngine(core.model, ShuffledSource(core.puzzles, np.random.default_rng(0)),
+                           n, core.device)
 
     def step() -> None:
         with torch.inference_mode():
-            engine.forward()
+            engine.step()
 
     return step
 

@@ -154,6 +154,16 @@ class RecurrentBase(nn.Module):
         total = sum(p.numel() for p in self.parameters() if p.requires_grad)
         return total if include_puzzle_emb else total - table
 
+    @staticmethod
+    def halts(out: SegmentOutput) -> torch.Tensor:
+        """``(batch,)`` bool: the core's own halting rule, ``q_halt > q_continue``.
+
+        HRM compares its two Q logits; TRM's ``q_continue`` is ``-q_halt``, so for TRM this
+        is its ``q_halt > 0``. The segment engine, evaluation and the Q-head policy all
+        halt by this one rule.
+        """
+        return out.q_halt > out.q_continue
+
     def initial_carry(self, batch_size: int, device: torch.device | str | None = None) -> Carry:
         """A carry with every row at the initial states, ``(batch, positions, hidden)`` each."""
         device = device if device is not None else self.H_init.device

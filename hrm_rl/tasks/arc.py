@@ -50,7 +50,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -517,39 +517,6 @@ def score(task: ARCTask, batch: PuzzleBatch, predictions: np.ndarray | torch.Ten
         return sum(1 for r in per_task.values() if 0 < r <= k) / max(n_tasks, 1)
 
     return ARCScore(n_tasks, len(groups), passed(1), passed(2), per_task)
-
-
-@torch.inference_mode()
-def predict(model: torch.nn.Module, batch: PuzzleBatch, segments: int, batch_size: int = 256,
-            precision_context: Callable | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Run every row for ``segments`` segments (HRM evaluates at the halting cap);
-    ``precision_context`` is a factory of the autocast context to run under.
-
-    Returns:
-        ``(n, 900)`` int64 predicted tokens and ``(n,)`` float32 q_halt, after the last
-        segment; feed them to ``score``.
-    """
-    import contextlib
-
-    from hrm_rl.data import ShuffledSource
-    from hrm_rl.segment_engine import SegmentEngine
-
-    context = precision_context or contextlib.nullcontext
-    device = model.H_init.device if hasattr(model, "H_init") else next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    preds, qs = [], []
-    for start in range(0, len(batch), batch_size):
-        chunk = batch.take(slice(start, start + batch_size))
-        engine = SegmentEngine(model, ShuffledSource(chunk, np.random.default_rng(0),
-                                                     shuffle=False), len(chunk), device)
-        for _ in range(segments):
-            with context():
-                out = engine.step()
-        preds.append(out.logits.argmax(-1).cpu().numpy())
-        qs.append(out.q_halt.float().cpu().numpy())
-    model.train(was_training)
-    return np.concatenate(preds), np.concatenate(qs)
 
 
 # ----------------------------------------------------------------------------- the task
