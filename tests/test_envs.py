@@ -8,6 +8,7 @@ import warnings
 
 import gymnasium as gym
 import numpy as np
+import torch
 import pytest
 from gymnasium.utils.env_checker import check_env
 
@@ -232,3 +233,37 @@ def test_features_table_bounds_the_observation_and_the_segment_index_is_an_integ
     for k in range(2, 6):
         assert obs[:, seg].tolist() == [k - 1] * 3 and env.observation_space.contains(obs)
         obs, *_ = env.step(np.zeros(3, dtype=np.int64))
+
+
+def test_observations_and_rewards_are_pure_functions_of_a_segment():
+    """No model: a hand-made segment output gives the features, answers and rewards."""
+    from hrm_rl.envs.halting import FEATURE_NAMES, segment_state, step_rewards
+    from hrm_rl.model import Carry, SegmentOutput
+    from hrm_rl.tasks.sudoku import SudokuTask
+
+    task = SudokuTask(4)
+    solution = torch.tensor([[1, 2, 3, 4, 3, 4, 1, 2, 2, 1, 4, 3, 4, 3, 2, 1]]) + 1
+    labels = solution.repeat(2, 1)
+    logits = torch.full((2, 16, 6), -10.0)
+    logits[0].scatter_(1, solution[0][:, None], 10.0)       # row 0 predicts the solution
+    logits[1].scatter_(1, (solution[0] % 5 + 1)[:, None], 10.0)  # row 1 predicts wrong digits
+    out = SegmentOutput(Carry(torch.zeros(2, 1, 4), torch.zeros(2, 1, 4)), logits,
+                        torch.tensor([2.0, -50.0]), torch.tensor([1.0, 0.0]), torch.zeros(2, 4))
+    prev = torch.stack([solution[0], solution[0]])
+    state = segment_state(task, out, labels, torch.tensor([3, 1]), prev,
+                          torch.tensor([False, True]), 4, 4)
+    f = dict(zip(FEATURE_NAMES, state["features"].T))
+    assert state["correct"].tolist() == [True, False]
+    assert f["q_halt"].tolist() == [2.0, -30.0]  # clipped
+    assert f["segment"].tolist() == [3, 1] and f["segment_fraction"].tolist() == [0.75, 0.25]
+    assert f["changed_fraction"].tolist() == [0.0, 0.0]  # row 1 just started
+    assert f["violations"][0] == 0 and f["violations"][1] > 0
+    rewards = step_rewards(np.array([True, False]), state["correct"].float().numpy(), 0.1)
+    np.testing.assert_allclose(rewards, [0.9, -0.1])
+
+
+def test_the_engine_internals_are_not_public():
+    from hrm_rl.segment_engine import SegmentEngine
+
+    for name in ("forward", "replace", "forward_restarting"):
+        assert not hasattr(SegmentEngine, name)
