@@ -267,3 +267,19 @@ def test_the_engine_internals_are_not_public():
 
     for name in ("forward", "replace", "forward_restarting"):
         assert not hasattr(SegmentEngine, name)
+
+
+def test_max_segments_one_ends_every_episode_after_its_one_segment():
+    env = HaltingEnv(max_segments=1, split="test")
+    obs, _ = env.reset(seed=0)
+    assert env.observation_space.contains(obs)
+    obs, reward, terminated, _, info = env.step(0)  # "continue" cannot run a second segment
+    assert terminated and info["segments"] == 1 and env.observation_space.contains(obs)
+    venv = HaltingVectorEnv(3, max_segments=1, split="test")
+    venv.reset(seed=0)
+    for _ in range(3):
+        obs, rewards, terminated, _, info = venv.step(np.zeros(3, dtype=np.int64))
+        assert terminated.all() and venv.observation_space.contains(obs)
+        assert (info["final_info"]["segments"] == 1).all()
+        assert all(venv.single_observation_space.contains(o) for o in info["final_obs"])
+        assert (info["segments"] == 1).all()
