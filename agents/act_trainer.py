@@ -437,8 +437,14 @@ class ACTTrainer:
                 raise ConfigError(f"--set {item}: only train.* can change when resuming "
                                   "(model, task and data are fixed by the checkpoint)")
         if overrides:
+            before = config.train
             config = from_dict(RunConfig, apply_overrides(config.to_dict(), overrides))
             config.validate()
+            for key in ("optimizer", "batch_size", "halt_max_steps"):  # the state's shape
+                if getattr(config.train, key) != getattr(before, key):
+                    raise ConfigError(f"--set train.{key}: cannot change when resuming (the "
+                                      f"saved optimizer and engine state are for "
+                                      f"{key}={getattr(before, key)!r}); start a new run")
         state = load_trainer_state(folder)
         trainer = cls(config, run_dir, progress=progress)
         load_weights(trainer.model, folder / "model.safetensors")

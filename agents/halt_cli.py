@@ -25,6 +25,8 @@ from typing import Any
 
 import yaml
 
+from hrm_rl.cli_types import positive_int
+
 _ALGO_DEFAULTS: dict[str, dict[str, Any]] = {
     # Rollouts of num_envs x n_steps; episodes last a few steps, so short rollouts suffice.
     "ppo": {"n_steps": 16, "batch_size": 1024, "n_epochs": 4, "learning_rate": 1e-3,
@@ -130,6 +132,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise ValueError("--policies is empty")
     trace = record_trace(args.env, n=args.episodes, seed=args.seed, **env_kwargs)
     oracle = [s.strip().lower() == "oracle" for s in specs]
+    for spec in specs:
+        kind, _, arg = spec.strip().partition(":")
+        if kind.lower() == "fixed" and arg.strip().isdigit() and int(arg) > trace.max_segments:
+            raise ValueError(f"policy {spec.strip()!r}: k exceeds the env's max_segments="
+                             f"{trace.max_segments} (pass --env-kwargs max_segments=K)")
     policies = {s.strip(): parse_policy(s, args.seed) for s, o in zip(specs, oracle) if not o}
     results = [oracle_on_trace(trace) if o else evaluate_on_trace(policies[s.strip()], trace,
                                                                    s.strip())
@@ -198,8 +205,9 @@ def _add_subcommands(hsub: argparse._SubParsersAction) -> None:
     p = hsub.add_parser("train", help="train an SB3 policy on the batched halting env")
     p.add_argument("--env", default="HRM-Sudoku-v0")
     p.add_argument("--algo", choices=tuple(_ALGO_DEFAULTS), default="ppo")
-    p.add_argument("--timesteps", type=int, default=200_000, help="env steps, all rows summed")
-    p.add_argument("--num-envs", type=int, default=256)
+    p.add_argument("--timesteps", type=positive_int, default=200_000,
+                   help="env steps, all rows summed")
+    p.add_argument("--num-envs", type=positive_int, default=256)
     p.add_argument("--split", default="train",
                    help="puzzles to train on: train (default), val, test or a CSV path")
     p.add_argument("--env-kwargs", nargs="*", default=[], metavar="KEY=VALUE",
@@ -207,7 +215,7 @@ def _add_subcommands(hsub: argparse._SubParsersAction) -> None:
     p.add_argument("--algo-kwargs", nargs="*", default=[], metavar="KEY=VALUE",
                    help="SB3 constructor options, e.g. learning_rate=3e-4")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads")
     p.add_argument("--out-dir", default="runs")
     p.add_argument("--run-dir", help="output folder (default runs/halt-<algo>-<timestamp>)")
     p.add_argument("--no-eval", action="store_true", help="skip the final comparison")
@@ -223,7 +231,7 @@ def _add_subcommands(hsub: argparse._SubParsersAction) -> None:
     p.add_argument("--split", default="test",
                    help="puzzles to score on: test (default), val, train or a CSV path")
     p.add_argument("--env-kwargs", nargs="*", default=[], metavar="KEY=VALUE")
-    p.add_argument("--episodes", type=int, default=None,
+    p.add_argument("--episodes", type=positive_int, default=None,
                    help="puzzles to score (default: the whole split, each once)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out-dir", help="where pareto.png and TensorBoard events go")

@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from hrm_rl.cli_types import positive_int
+
 if TYPE_CHECKING:
     from hrm_rl.distributed import DistInfo
 
@@ -284,9 +286,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="accuracy by segment and under Q-head halting, as JSON")
     p.add_argument("checkpoint", help="checkpoint folder, run folder, or bundled name (sudoku4)")
     p.add_argument("--data", required=True, help="CSV file in the task's format")
-    p.add_argument("--max-segments", type=int, help="segments to run (default: the config's)")
-    p.add_argument("--batch-size", type=int, default=512)
-    p.add_argument("--limit", type=int, help="use only the first N puzzles")
+    p.add_argument("--max-segments", type=positive_int,
+                   help="segments to run (default: the config's)")
+    p.add_argument("--batch-size", type=positive_int, default=512)
+    p.add_argument("--limit", type=positive_int, help="use only the first N puzzles")
     p.add_argument("--check-unique", action="store_true",
                    help="reject puzzles with more than one solution (exact accuracy is only "
                         "well defined for unique puzzles; runs the solver once per puzzle)")
@@ -311,7 +314,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="puzzles to score on: test (default) or a CSV path (an outside set)")
     p.add_argument("--step-costs", default="0.01,0.001", help="comma-separated step costs")
     p.add_argument("--plots", metavar="DIR", help="write difficulty-<core>.png figures here")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads")
     p.add_argument("--json", action="store_true", help="print JSON instead of tables")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_cmd_cores)
@@ -322,14 +325,14 @@ def build_parser() -> argparse.ArgumentParser:
                         description="Replay the file with gym.make(ID, rollouts=FILE).")
     r.add_argument("checkpoint", help="checkpoint folder, run folder, or bundled name")
     r.add_argument("--split", default="train", help="train (default), val, test or a CSV path")
-    r.add_argument("--episodes", type=int, help="only the first N puzzles of the split")
-    r.add_argument("--max-segments", type=int, help="segments per puzzle (default: the "
-                                                    "core's training cap)")
+    r.add_argument("--episodes", type=positive_int, help="only the first N puzzles of the split")
+    r.add_argument("--max-segments", type=positive_int,
+                   help="segments per puzzle (default: the core's training cap)")
     r.add_argument("--latent", action="store_true", help="also keep H's state (obs_mode latent)")
     r.add_argument("--out", required=True, help="the .npz file to write")
-    r.add_argument("--batch-size", type=int, default=512)
+    r.add_argument("--batch-size", type=positive_int, default=512)
     r.add_argument("--device", default="cpu")
-    r.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    r.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads")
     r.add_argument("--no-progress", action="store_true")
     r.set_defaults(func=_cmd_rollouts)
 

@@ -13,6 +13,7 @@ Example::
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -93,6 +94,8 @@ class ModelConfig:
                  f"got {self.gradient!r}")
         for name in ("H_layers", "L_layers", "H_cycles", "L_cycles", "hidden_size", "num_heads"):
             _require(getattr(self, name) >= 1, f"model.{name}", "must be >= 1")
+        _require(math.isfinite(self.expansion) and self.expansion > 0, "model.expansion",
+                 f"must be a number > 0 (the SwiGLU width over hidden_size), got {self.expansion}")
         _require(self.puzzle_emb_ndim >= 0 and self.puzzle_emb_len >= 0, "model.puzzle_emb_len",
                  "puzzle_emb_ndim and puzzle_emb_len must be >= 0")
         if self.kind != "trm":
@@ -210,8 +213,27 @@ class TrainConfig:
                  f"must be 'auto', 'q_learning' or 'bce', got {self.halt_loss!r}")
         _require(self.ema_decay is None or 0.0 <= self.ema_decay < 1.0, "train.ema_decay",
                  f"must be None or in [0, 1), got {self.ema_decay!r}")
-        for name in ("batch_size", "steps", "eval_every", "checkpoint_every", "log_every"):
+        for name in ("batch_size", "steps", "eval_every", "checkpoint_every", "log_every",
+                     "eval_size", "eval_batch_size"):
             _require(getattr(self, name) >= 1, f"train.{name}", "must be >= 1")
+        _require(math.isfinite(self.lr) and self.lr > 0, "train.lr", f"must be > 0, got {self.lr}")
+        _require(0.0 <= self.lr_min_ratio <= 1.0, "train.lr_min_ratio",
+                 f"must be in [0, 1] (the final lr over train.lr), got {self.lr_min_ratio}")
+        _require(math.isfinite(self.weight_decay) and self.weight_decay >= 0,
+                 "train.weight_decay", f"must be >= 0, got {self.weight_decay}")
+        for name in ("beta1", "beta2"):
+            _require(0.0 <= getattr(self, name) < 1.0, f"train.{name}",
+                     f"must be in [0, 1), got {getattr(self, name)}")
+        _require(self.grad_clip is None or (math.isfinite(self.grad_clip) and self.grad_clip > 0),
+                 "train.grad_clip", f"must be null (off) or a number > 0, got {self.grad_clip}")
+        _require(self.max_time_s is None or (math.isfinite(self.max_time_s)
+                                             and self.max_time_s > 0),
+                 "train.max_time_s", f"must be null (no limit) or seconds > 0, "
+                 f"got {self.max_time_s}")
+        _require(self.threads is None or self.threads >= 0, "train.threads",
+                 f"must be null or 0 (torch's default) or a count >= 1, got {self.threads}")
+        _require(math.isfinite(self.q_loss_weight) and self.q_loss_weight >= 0,
+                 "train.q_loss_weight", f"must be >= 0, got {self.q_loss_weight}")
 
     def halt_loss_for(self, model_kind: str) -> str:
         """The halting loss in effect for a model of ``model_kind`` (resolves ``auto``)."""

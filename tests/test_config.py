@@ -49,3 +49,17 @@ def test_missing_file_is_a_clear_error(tmp_path):
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
 def test_shipped_configs_load(path):
     load_config(path)
+
+
+@pytest.mark.parametrize("override, key", [
+    ("train.grad_clip=-1", "train.grad_clip"), ("train.grad_clip=.nan", "train.grad_clip"),
+    ("train.lr_min_ratio=-3", "train.lr_min_ratio"), ("train.eval_batch_size=-1",
+                                                      "train.eval_batch_size"),
+    ("train.eval_size=0", "train.eval_size"), ("train.max_time_s=-1", "train.max_time_s"),
+    ("train.max_time_s=.nan", "train.max_time_s"), ("train.max_time_s=0", "train.max_time_s"),
+    ("model.expansion=0", "model.expansion"), ("model.expansion=-1", "model.expansion"),
+    ("train.threads=-1", "train.threads"), ("train.lr=0", "train.lr"),
+    ("train.beta2=1.0", "train.beta2")])
+def test_settings_that_would_give_wrong_numbers_are_refused_naming_the_key(override, key):
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        load_config(None, [override])

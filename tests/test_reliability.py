@@ -295,6 +295,17 @@ def test_resume_refuses_to_change_the_model(small_run):
         ACTTrainer.resume(small_run, ["model.hidden_size=64"])
 
 
+@pytest.mark.parametrize("override, key", [("train.optimizer=adam_atan2", "optimizer"),
+                                           ("train.batch_size=2", "batch_size"),
+                                           ("train.halt_max_steps=3", "halt_max_steps")])
+def test_resume_refuses_settings_the_saved_state_cannot_follow(small_run, override, key,
+                                                               capsys):
+    with pytest.raises(ConfigError, match=f"train.{key}: cannot change when resuming"):
+        ACTTrainer.resume(small_run, [override])
+    assert main(["train", "--resume", str(small_run), "--set", override, "--no-progress"]) == 2
+    assert f"train.{key}" in capsys.readouterr().err
+
+
 def test_training_into_an_existing_run_folder_is_refused(small_run, tmp_path, capsys):
     config = tiny_yaml(tmp_path / "tiny.yaml")
     assert main(["train", str(config), "--run-dir", str(small_run), "--no-progress"]) == 2

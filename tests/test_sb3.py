@@ -239,3 +239,21 @@ def test_halt_cli_splits_default_to_train_and_test_and_refuse_two_ways(capsys):
 def test_adapter_rejects_other_envs():
     with pytest.raises(TypeError, match="HaltingVectorEnv"):
         HaltingSB3VecEnv(gym.make("CartPole-v1"))
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["halt", "train", "--threads", "-1"], "--threads"),
+    (["halt", "train", "--timesteps", "0"], "--timesteps"),
+    (["halt", "eval", "--episodes", "0"], "--episodes"),
+    (["eval", "sudoku4", "--data", "x.csv", "--batch-size", "-1"], "--batch-size"),
+    (["eval", "sudoku4", "--data", "x.csv", "--limit", "0"], "--limit"),
+    (["eval", "sudoku4", "--data", "x.csv", "--max-segments", "0"], "--max-segments")])
+def test_cli_counts_must_be_positive(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_halt_eval_refuses_a_fixed_k_beyond_the_cap(capsys):
+    assert main(["halt", "eval", "--policies", "qhead,fixed:99", "--episodes", "4"]) == 2
+    assert "max_segments" in capsys.readouterr().err
