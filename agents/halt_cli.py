@@ -53,11 +53,34 @@ def parse_kwargs(items: list[str], what: str) -> dict[str, Any]:
 
 
 def env_kwargs_with_split(args: argparse.Namespace) -> dict[str, Any]:
-    """``--env-kwargs`` with ``split`` from ``--split`` (giving both is an error)."""
+    """``--env-kwargs`` with ``split`` from ``--split`` (giving both is an error), checked
+    against the env id and the env's options."""
+    import gymnasium as gym
+
+    import hrm_rl  # noqa: F401  (registers the envs)
+    from hrm_rl.envs.halting import HaltingVectorEnv
+
     env_kwargs = parse_kwargs(args.env_kwargs, "--env-kwargs")
     if "split" in env_kwargs:
         raise ValueError("give the split as --split, not as --env-kwargs split=...")
+    try:
+        gym.spec(args.env)
+    except gym.error.Error as err:
+        raise ValueError(f"--env {args.env}: {err}") from None
+    _check_keys(env_kwargs, HaltingVectorEnv.__init__, "--env-kwargs",
+                skip=("self", "num_envs", "split"))
     return {**env_kwargs, "split": args.split}
+
+
+def _check_keys(kwargs: dict[str, Any], fn: Any, flag: str, skip: tuple[str, ...] = ()) -> None:
+    """A ValueError naming each key of ``kwargs`` that ``fn`` does not take."""
+    import inspect
+
+    valid = [p for p in inspect.signature(fn).parameters if p not in skip + ("kwargs", "args")]
+    unknown = sorted(set(kwargs) - set(valid))
+    if unknown:
+        raise ValueError(f"{flag}: unknown option(s) {', '.join(unknown)}; valid: "
+                         f"{', '.join(valid)}")
 
 
 def _run_dir(base: str, algo: str) -> Path:
@@ -81,6 +104,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     env_kwargs = env_kwargs_with_split(args)
     print(f"training on split {args.split!r}; final comparison on 'val'", file=sys.stderr)
     algo_kwargs = {**_ALGO_DEFAULTS[args.algo], **parse_kwargs(args.algo_kwargs, "--algo-kwargs")}
+    _check_keys(algo_kwargs, getattr(sb3, args.algo.upper()).__init__, "--algo-kwargs",
+                skip=("self", "policy", "env", "seed", "verbose", "device", "tensorboard_log"))
     run_dir = Path(args.run_dir) if args.run_dir else _run_dir(args.out_dir, args.algo)
     run_dir.mkdir(parents=True, exist_ok=True)
     venv = VecMonitor(make_sb3_vec_env(args.env, args.num_envs, **env_kwargs))

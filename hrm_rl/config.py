@@ -343,11 +343,14 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
         path = Path(path)
         if not path.is_file():
             raise ConfigError(f"config file not found: {path}")
-        with path.open() as f:
-            loaded = yaml.safe_load(f)
-        if loaded is not None and not isinstance(loaded, dict):
+        loaded = _read_yaml(path)
+        if loaded is None:
+            raise ConfigError(f"{path}: the file is empty; give at least the task and model "
+                              "sections (see configs/sudoku4-tiny.yaml), or no config file "
+                              "for the paper-scale defaults")
+        if not isinstance(loaded, dict):
             raise ConfigError(f"{path}: top level must be a mapping")
-        data = loaded or {}
+        data = loaded
     data = apply_overrides(data, overrides or [])
     try:
         cfg = from_dict(RunConfig, data)
@@ -356,6 +359,43 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
         where = f"{path}: " if path is not None else ""
         raise ConfigError(f"{where}{err}") from None
     return cfg
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a key given twice in one mapping."""
+
+
+def _no_duplicates(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    seen: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise ConfigError(f"line {key_node.start_mark.line + 1}: key {key!r} is given "
+                              f"twice (first on line {seen[key]})")
+        seen[key] = key_node.start_mark.line + 1
+    return loader.construct_mapping(node, deep=deep)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _no_duplicates)
+
+
+def _read_yaml(path: Path) -> Any:
+    """Parse ``path`` as YAML; every failure is a ``ConfigError`` naming file, line, column."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {err.start}: {err.reason})") from None
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read ({err.strerror or err})") from None
+    try:
+        return yaml.load(text, Loader=_StrictLoader)
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ConfigError(f"{path}{where}: YAML syntax error: {problem}") from None
 
 
 def model_config_from_dict(data: dict[str, Any]) -> ModelConfig:

@@ -63,3 +63,15 @@ def test_shipped_configs_load(path):
 def test_settings_that_would_give_wrong_numbers_are_refused_naming_the_key(override, key):
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
         load_config(None, [override])
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"a: [1\nb: 2\n", r"bad.yaml:2:2: YAML syntax error"),
+    (b"", "the file is empty"),
+    (b"name: a\nname: b\n", "line 2: key 'name' is given twice"),
+    (b"name: \xe9t\xe9\n", "not UTF-8")])
+def test_unreadable_configs_name_the_file_and_place(tmp_path, content, message):
+    path = tmp_path / "bad.yaml"
+    path.write_bytes(content)
+    with pytest.raises(ConfigError, match=message):
+        load_config(path)

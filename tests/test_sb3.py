@@ -257,3 +257,14 @@ def test_cli_counts_must_be_positive(argv, message, capsys):
 def test_halt_eval_refuses_a_fixed_k_beyond_the_cap(capsys):
     assert main(["halt", "eval", "--policies", "qhead,fixed:99", "--episodes", "4"]) == 2
     assert "max_segments" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["halt", "eval", "--env-kwargs", "foo=1", "--episodes", "4"], "unknown option(s) foo"),
+    (["halt", "eval", "--env", "HRM-Nope-v0", "--episodes", "4"], "HRM-Nope-v0"),
+    (["halt", "train", "--algo-kwargs", "bogus=1", "--timesteps", "8", "--no-eval"],
+     "unknown option(s) bogus"),
+    (["eval", "sudoku4", "--data", "."], "is a directory")])
+def test_cli_mistakes_exit_2_naming_the_option(argv, message, capsys):
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err

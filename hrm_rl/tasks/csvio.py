@@ -61,6 +61,8 @@ def read_rows(path: Path, size: int | None, limit: int | None, noun: str,
         FileNotFoundError: no such file.
         ValueError: anything else wrong with the file.
     """
+    if path.is_dir():
+        raise ValueError(f"{path} is a directory; give the {noun} CSV file inside it")
     if not path.is_file():
         raise FileNotFoundError(f"no such {noun} file: {path}")
     sources, questions, answers, ratings, lines = [], [], [], [], []
