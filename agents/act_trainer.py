@@ -43,7 +43,7 @@ from torch.utils.tensorboard import SummaryWriter
 from tqdm.auto import tqdm
 
 from hrm_rl import distributed
-from hrm_rl.checkpoint import (load_trainer_state, load_weights, read_checkpoint_config,
+from hrm_rl.checkpoint import (RunLock, load_trainer_state, load_weights, read_checkpoint_config,
                                resolve_checkpoint, save_run_checkpoint)
 from hrm_rl.config import ConfigError, RunConfig, apply_overrides, from_dict
 from hrm_rl.data import ShuffledSource
@@ -136,7 +136,8 @@ class ACTTrainer:
 
     def __init__(self, config: RunConfig, run_dir: str | Path | None = None,
                  progress: bool = True,
-                 splits: tuple[PuzzleBatch, PuzzleBatch] | None = None) -> None:
+                 splits: tuple[PuzzleBatch, PuzzleBatch] | None = None,
+                 lock: RunLock | None = None) -> None:
         self.config = config
         tcfg = config.train
         if tcfg.threads:
@@ -175,6 +176,8 @@ class ACTTrainer:
         if not self.dist.is_main:  # rank 0 alone writes events and checkpoints
             run_dir = None
         self.run_dir = Path(run_dir) if run_dir is not None else None
+        # one live process per run folder (RunLockedError otherwise)
+        self.lock = lock if lock is not None or self.run_dir is None else RunLock(self.run_dir)
         self.writer = SummaryWriter(str(self.run_dir)) if self.run_dir is not None else None
 
     def time_fraction(self) -> float:
@@ -445,8 +448,16 @@ class ACTTrainer:
                     raise ConfigError(f"--set train.{key}: cannot change when resuming (the "
                                       f"saved optimizer and engine state are for "
                                       f"{key}={getattr(before, key)!r}); start a new run")
-        state = load_trainer_state(folder)
-        trainer = cls(config, run_dir, progress=progress)
+        # before reading the state another resumer may be writing (rank 0 alone writes)
+        lock = RunLock(run_dir) if distributed.current().is_main else None
+        try:
+            folder = resolve_checkpoint(run_dir)
+            state = load_trainer_state(folder)
+            trainer = cls(config, run_dir, progress=progress, lock=lock)
+        except BaseException:
+            if lock is not None:
+                lock.release()
+            raise
         load_weights(trainer.model, folder / "model.safetensors")
         trainer.load_state_dict(state)
         if trainer.writer is not None:  # hide events of the lost steps after the checkpoint
@@ -461,6 +472,15 @@ class ACTTrainer:
         Returns:
             A summary: steps, seconds, segments/s and the final evaluation.
         """
+        if self.run_dir is not None and (self.lock is None or not self.lock.held):
+            self.lock = RunLock(self.run_dir)
+        try:
+            return self._fit()
+        finally:  # the training ended (or failed): the folder is free for a resume
+            if self.lock is not None:
+                self.lock.release()
+
+    def _fit(self) -> dict[str, Any]:
         t = self.config.train
         if self.run_dir is not None:
             self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -537,6 +557,7 @@ def _truncate_metrics(path: Path, step: int) -> None:
 
 
 def make_run_dir(config: RunConfig) -> Path:
-    """``<out_dir>/<name>-<YYYYmmdd-HHMMSS>``, not yet created."""
+    """``<out_dir>/<name>-<YYYYmmdd-HHMMSS>-<pid>``, not yet created (the PID keeps two runs
+    started in the same second apart)."""
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    return Path(config.out_dir) / f"{config.name}-{stamp}"
+    return Path(config.out_dir) / f"{config.name}-{stamp}-{os.getpid()}"

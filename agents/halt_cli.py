@@ -84,7 +84,9 @@ def _check_keys(kwargs: dict[str, Any], fn: Any, flag: str, skip: tuple[str, ...
 
 
 def _run_dir(base: str, algo: str) -> Path:
-    return Path(base) / f"halt-{algo}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    import os
+
+    return Path(base) / f"halt-{algo}-{datetime.now().strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -107,7 +109,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     _check_keys(algo_kwargs, getattr(sb3, args.algo.upper()).__init__, "--algo-kwargs",
                 skip=("self", "policy", "env", "seed", "verbose", "device", "tensorboard_log"))
     run_dir = Path(args.run_dir) if args.run_dir else _run_dir(args.out_dir, args.algo)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    from hrm_rl.checkpoint import RunLock
+
+    lock = RunLock(run_dir)  # one live training per folder (RunLockedError: exit 2)
+    if (run_dir / "model.zip").exists():
+        lock.release()
+        raise ValueError(f"{run_dir} already holds a trained model.zip; choose another "
+                         "--run-dir (or move it away)")
     venv = VecMonitor(make_sb3_vec_env(args.env, args.num_envs, **env_kwargs))
     venv.seed(args.seed)
     policy = "MultiInputPolicy" if env_kwargs.get("obs_mode") == "dict" else "MlpPolicy"

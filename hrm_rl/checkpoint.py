@@ -212,6 +212,52 @@ def save_run_checkpoint(run_dir: str | Path, step: int, model: RecurrentCore, co
     return folder
 
 
+LOCK = ".lock"
+
+
+class RunLockedError(RuntimeError):
+    """Another live process is writing this run folder."""
+
+
+class RunLock:
+    """An exclusive lock on a run folder, held while a process trains into it.
+
+    ``<run>/.lock`` is locked with ``flock``: the kernel drops the lock when its process
+    ends in any way (kill -9 included), so a lock left by a dead run is never in the way; the
+    file holds the holder's PID and host for the message. ``release`` (or process exit)
+    frees it.
+    """
+
+    def __init__(self, run_dir: str | Path) -> None:
+        import fcntl
+
+        self.path = Path(run_dir) / LOCK
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = open(self.path, "a+")
+        try:
+            fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._file.seek(0)
+            holder = self._file.read().strip() or "another process"
+            self._file.close()
+            raise RunLockedError(f"{self.path.parent} is in use by {holder}; wait for it to end "
+                                 "or choose another --run-dir") from None
+        self._file.seek(0)
+        self._file.truncate()
+        import socket
+        self._file.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
+        self._file.flush()
+
+    @property
+    def held(self) -> bool:
+        return not self._file.closed
+
+    def release(self) -> None:
+        """Free the lock (idempotent)."""
+        if not self._file.closed:
+            self._file.close()
+
+
 def resolve_checkpoint(name_or_path: str | Path) -> Path:
     """Turn a bundled name, checkpoint folder or run folder into a checkpoint folder."""
     path = Path(name_or_path)

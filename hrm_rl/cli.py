@@ -50,6 +50,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace, info: DistInfo) -> int:
     from hrm_rl import distributed
     from hrm_rl.agents.act_trainer import ACTTrainer, make_run_dir
+    from hrm_rl.checkpoint import RunLock
     from hrm_rl.config import load_config
     from hrm_rl.tasks import make_task
     from hrm_rl.tasks.splits import build_splits
@@ -68,13 +69,15 @@ def _train(args: argparse.Namespace, info: DistInfo) -> int:
             raise ValueError("give a YAML config (hrm-rl train CONFIG) or --resume RUN_DIR")
         config = load_config(args.config, args.set)
         run_dir = Path(args.run_dir) if args.run_dir else make_run_dir(config)
+        lock = RunLock(run_dir) if info.is_main else None  # then no one else writes it
         if (run_dir / "checkpoints").is_dir():
             raise ValueError(f"{run_dir} already holds a run's checkpoints; continue it with "
                              f"--resume {run_dir} or choose another --run-dir")
         with distributed.main_first(info):  # rank 0 generates the data cache, the rest read it
             splits = build_splits(make_task(config.task), config.data,
                                   progress=info.is_main and not args.no_progress)
-        trainer = ACTTrainer(config, run_dir, progress=not args.no_progress, splits=splits)
+        trainer = ACTTrainer(config, run_dir, progress=not args.no_progress, splits=splits,
+                             lock=lock)
     log(f"run folder: {run_dir}  (tensorboard --logdir {run_dir.parent})", file=sys.stderr)
     log(f"model: {trainer.model.num_parameters():,} parameters on {trainer.device}; "
         f"{len(trainer.train_set)} train / {len(trainer.test_set)} test puzzles"
@@ -364,11 +367,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from hrm_rl.agents.act_trainer import NonFiniteError
+    from hrm_rl.checkpoint import RunLockedError
     from hrm_rl.config import ConfigError
 
     try:
         return args.func(args)
-    except (ConfigError, FileNotFoundError, ValueError) as err:
+    except (ConfigError, FileNotFoundError, ValueError, RunLockedError) as err:
         print(f"hrm-rl {args.command}: error: {err}", file=sys.stderr)
         return 2
     except NonFiniteError as err:

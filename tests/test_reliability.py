@@ -1123,3 +1123,43 @@ def test_ema_checkpoint_holds_the_averaged_weights_and_resume_matches(kind, data
     assert metrics(tmp_path / "part") == metrics(tmp_path / "ref")
     for a, b in zip(ref.model.parameters(), resumed.model.parameters()):
         assert torch.equal(a, b)
+
+
+def test_a_run_folder_takes_one_live_process(tmp_path, data_dir, capsys):
+    from hrm_rl.checkpoint import RunLock, RunLockedError
+
+    run = tmp_path / "run"
+    first = ACTTrainer(tiny(data_dir, "train.steps=2"), run, progress=False)
+    with pytest.raises(RunLockedError, match=f"pid {os.getpid()}"):
+        ACTTrainer(tiny(data_dir, "train.steps=2"), run, progress=False)
+    first.lock.release()
+    RunLock(run).release()  # free again once the holder let go
+
+
+def test_a_lock_left_by_a_killed_process_is_not_in_the_way(tmp_path):
+    from hrm_rl.checkpoint import RunLock
+
+    run = tmp_path / "run"
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time\n"
+                               "from hrm_rl.checkpoint import RunLock\n"
+                               f"lock = RunLock({str(run)!r}); print('held', flush=True); "
+                               "time.sleep(60)"], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    from hrm_rl.checkpoint import RunLockedError
+    with pytest.raises(RunLockedError):
+        RunLock(run)
+    holder.kill()
+    holder.wait()
+    RunLock(run).release()  # the kernel dropped the dead holder's lock
+
+
+def test_default_run_names_are_unique_and_halt_train_keeps_a_model(tmp_path, capsys):
+    from hrm_rl.agents.act_trainer import make_run_dir
+
+    config = load_config(None, [])
+    assert make_run_dir(config).name.endswith(f"-{os.getpid()}")
+    (tmp_path / "model.zip").write_bytes(b"kept")
+    assert main(["halt", "train", "--run-dir", str(tmp_path), "--timesteps", "8",
+                 "--no-eval", "--no-progress"]) == 2
+    assert "already holds a trained model.zip" in capsys.readouterr().err
+    assert (tmp_path / "model.zip").read_bytes() == b"kept"

@@ -133,4 +133,8 @@ def test_rollouts_record_cli(tmp_path, capsys):
                  "--max-segments", "3", "--out", str(out), "--no-progress"]) == 0
     rec = load_rollouts(out)
     assert rec.max_segments == 3 and len(rec.puzzles) == 12 and rec.identity["split"] == "val"
-    assert main(["rollouts", "record", "sudoku4", "--episodes", "0", "--out", str(out)]) == 2
+    with pytest.raises(SystemExit) as exit_:
+        main(["rollouts", "record", "sudoku4", "--episodes", "0", "--out", str(out)])
+    assert exit_.value.code == 2
+    assert main(["rollouts", "record", "sudoku4", "--episodes", "999999", "--out",
+                 str(out), "--no-progress"]) == 2
