@@ -45,6 +45,9 @@ def main() -> None:
     parser.add_argument("--command", action="append", default=[],
                         help="a command of the run, in order (repeatable)")
     parser.add_argument("--cores", type=int, default=2, help="CPU cores it trained on")
+    parser.add_argument("--splits-from", metavar="DIR",
+                        help="copy halting_train.csv/halting_val.csv made earlier for the same "
+                             "config and test set (write_halting_splits) instead of generating")
     parser.add_argument("--refresh", metavar="NAME", help="only re-measure NAME's card")
     args = parser.parse_args()
     if args.refresh:
@@ -60,7 +63,15 @@ def main() -> None:
         folder.mkdir(parents=True)
         for name in (WEIGHTS, CONFIG, TEST_PUZZLES):
             shutil.copyfile(source / name, folder / name)
-        write_halting_splits(folder, progress=True)
+        if args.splits_from:
+            for split in ("train", "val"):
+                shutil.copyfile(Path(args.splits_from) / f"halting_{split}.csv",
+                                folder / f"halting_{split}.csv")
+            if (Path(args.splits_from) / TEST_PUZZLES).read_bytes() != \
+                    (folder / TEST_PUZZLES).read_bytes():
+                raise SystemExit(f"{args.splits_from} was made for another test set")
+        else:
+            write_halting_splits(folder, progress=True)
         state = load_trainer_state(source)
         seconds = float(state["elapsed_s"])
         card = {"config": args.config, "commands": args.command,
