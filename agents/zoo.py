@@ -209,7 +209,8 @@ def _ci(ci: list[float] | tuple[float, float], scale: float = 100, digits: int =
 def format_zoo(reports: list[dict[str, Any]]) -> str:
     """The zoo table (Markdown): one row per core and step cost."""
     head = ("| core | task | params | trained | exact@1 / @K / @2K | Q-head exact (segments) "
-            "| c | Q-head reward | best fixed-k (val) | threshold (val) | oracle | headroom |")
+            "| Q-head, cap 2K | c | Q-head reward | best fixed-k (val) | threshold (val) | oracle "
+            "| headroom |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in reports:
         card = r["card"]
@@ -223,8 +224,10 @@ def format_zoo(reports: list[dict[str, Any]]) -> str:
             lead = (f"| {r['core']} | {r['task']} | {r['parameters']:,} | {trained} | "
                     f"{_pct(ex[0])} / {_pct(ex[k - 1])} / {_pct(ex[2 * k - 1])} | "
                     f"{_pct(r['qhead']['accuracy'])} {_ci(r['qhead']['accuracy_ci'])} "
-                    f"({r['qhead']['mean_segments']:.2f}) ") if first else \
-                "| | | | | | "
+                    f"({r['qhead']['mean_segments']:.2f}) | "
+                    f"{_pct(r['scaling']['qhead_2K_accuracy'])} "
+                    f"({r['scaling']['qhead_2K_mean_segments']:.2f}) ") if first else \
+                "| | | | | | | "
             lines.append(
                 lead + f"| {c} | {q['reward']:.3f} | {f['reward']:.3f} (k={f['policy'][6:]}) | "
                 f"{t['reward']:.3f} (t={t['policy'][10:]}) | {o['reward']:.3f} | "
