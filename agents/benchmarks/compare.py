@@ -20,8 +20,10 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from pathlib import Path
 from typing import Any
+
+from hrm_rl.agents.benchmarks.variants import (add_variant_arguments, chosen_variants,
+                                               config_path)
 
 # HRM as measured in the README's table: 2x2 cycles of 1+1 layers (so that its gradient
 # modes differ at all) and no weight average, pinned here whatever sudoku6-small.yaml holds.
@@ -37,15 +39,6 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
 }
 
 
-def _config_path(name: str, config_dir: str | None) -> Path:
-    if config_dir:
-        return Path(config_dir) / name
-    here = Path(__file__).resolve().parents[2] / "configs" / name  # a source checkout
-    if here.is_file():
-        return here
-    raise FileNotFoundError(f"configs/{name} not found; pass --config-dir")
-
-
 def run_variant(name: str, seconds: float, threads: int, config_dir: str | None,
                 cache_dir: str, extra: list[str]) -> dict[str, Any]:
     """Train one variant for ``seconds`` and evaluate it."""
@@ -53,7 +46,7 @@ def run_variant(name: str, seconds: float, threads: int, config_dir: str | None,
     from hrm_rl.config import load_config
 
     config_name, overrides = VARIANTS[name]
-    cfg = load_config(_config_path(config_name, config_dir), [
+    cfg = load_config(config_path(config_name, config_dir), [
         *overrides, f"train.max_time_s={seconds}", "train.steps=1000000",
         f"train.threads={threads}", "train.device=cpu", "train.eval_every=1000000",
         "train.checkpoint_every=1000000", f"data.cache_dir={cache_dir}", *extra])
@@ -83,21 +76,12 @@ def markdown(rows: list[dict[str, Any]]) -> str:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The options of ``hrm-rl bench compare``."""
     p.add_argument("--seconds", type=float, default=240.0, help="training seconds per variant")
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--variants", default=",".join(VARIANTS),
-                   help=f"comma-separated subset of: {', '.join(VARIANTS)}")
-    p.add_argument("--config-dir", help="folder holding the sudoku6 configs (default: ./configs)")
-    p.add_argument("--cache-dir", default="data", help="where generated puzzles are cached")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="extra config override for every variant (repeatable)")
+    add_variant_arguments(p, VARIANTS, threads=2)
 
 
 def run_from_args(args: argparse.Namespace) -> dict[str, Any]:
     """Train and evaluate the chosen variants one after the other."""
-    names = [v.strip() for v in args.variants.split(",") if v.strip()]
-    unknown = [v for v in names if v not in VARIANTS]
-    if unknown:
-        raise ValueError(f"unknown variant(s) {unknown}; choose from {list(VARIANTS)}")
+    names = chosen_variants(args, VARIANTS)
     rows = []
     for name in names:
         print(f"[compare] {name}: {args.seconds:g} s ...", file=sys.stderr)

@@ -24,7 +24,8 @@ import argparse
 import sys
 from typing import Any
 
-from hrm_rl.agents.benchmarks.compare import _config_path
+from hrm_rl.agents.benchmarks.variants import (add_variant_arguments, chosen_variants,
+                                               config_path)
 
 BASE, TRM = "sudoku6-small.yaml", "sudoku6-trm-small.yaml"
 VARIANTS: dict[str, tuple[str, list[str]]] = {
@@ -52,7 +53,7 @@ def make_variant(name: str, seconds: float, threads: int, config_dir: str | None
     from hrm_rl.tasks.splits import build_splits
 
     config_name, overrides = VARIANTS[name]
-    cfg = load_config(_config_path(config_name, config_dir), [
+    cfg = load_config(config_path(config_name, config_dir), [
         *overrides, f"train.max_time_s={seconds}", "train.steps=10000000",
         f"train.threads={threads}", "train.device=cpu", f"data.cache_dir={cache_dir}", *extra])
     train, _ = build_splits(make_task(cfg.task), cfg.data)
@@ -91,23 +92,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="score a variant on val after this many of its training seconds")
     p.add_argument("--val-size", type=int, default=500)
     p.add_argument("--targets", default="0.5,0.9", help="accuracies to time (Q-head exact)")
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--variants", default=",".join(VARIANTS),
-                   help=f"comma-separated subset of: {', '.join(VARIANTS)}")
-    p.add_argument("--config-dir", help="folder holding the sudoku6 configs (default: ./configs)")
-    p.add_argument("--cache-dir", default="data", help="where generated puzzles are cached")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="extra config override for every variant (repeatable)")
+    add_variant_arguments(p, VARIANTS, threads=1)
 
 
 def run_from_args(args: argparse.Namespace) -> dict[str, Any]:
     """Train the variants in alternating slices and record their validation curves."""
-    names = [v.strip() for v in args.variants.split(",") if v.strip()]
-    unknown = [v for v in names if v not in VARIANTS]
-    if unknown:
-        raise ValueError(f"unknown variant(s) {unknown}; choose from {list(VARIANTS)}")
-    if not names:
-        raise ValueError("--variants is empty")
+    names = chosen_variants(args, VARIANTS)
     for flag in ("seconds", "slice_s", "eval_every_s"):
         if not getattr(args, flag) > 0:
             raise ValueError(f"--{flag.replace('_', '-')} must be > 0")
