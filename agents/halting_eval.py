@@ -23,7 +23,7 @@ import numpy as np
 
 from hrm_rl.envs.halting import HaltingVectorEnv
 from hrm_rl.agents.policies import FixedSegmentsPolicy, ThresholdPolicy
-from hrm_rl.evaluation import oracle_halt_at
+from hrm_rl.evaluation import bootstrap_ci, oracle_halt_at
 
 
 @dataclass
@@ -55,7 +55,7 @@ class HaltingTrace:
 
 @dataclass
 class PolicyResult:
-    """What one policy scores on a trace."""
+    """What one policy scores on a trace; ``*_ci``: 95% bootstrap intervals over puzzles."""
 
     policy: str
     accuracy: float
@@ -63,6 +63,9 @@ class PolicyResult:
     mean_segments: float
     mean_reward: float
     episodes: int
+    accuracy_ci: tuple[float, float] = (0.0, 0.0)
+    segments_ci: tuple[float, float] = (0.0, 0.0)
+    reward_ci: tuple[float, float] = (0.0, 0.0)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -144,10 +147,12 @@ def result_at(trace: HaltingTrace, halt_at: np.ndarray, name: str) -> PolicyResu
     correct = trace.correct[rows, halt_at - 1]
     cell = trace.cell[rows, halt_at - 1]
     pay = correct.astype(np.float64) if trace.reward == "exact" else cell
+    reward = pay - trace.step_cost * halt_at
     return PolicyResult(
         policy=name, accuracy=float(correct.mean()), cell_accuracy=float(cell.mean()),
-        mean_segments=float(halt_at.mean()),
-        mean_reward=float((pay - trace.step_cost * halt_at).mean()), episodes=trace.n)
+        mean_segments=float(halt_at.mean()), mean_reward=float(reward.mean()),
+        episodes=trace.n, accuracy_ci=bootstrap_ci(correct), segments_ci=bootstrap_ci(halt_at),
+        reward_ci=bootstrap_ci(reward))
 
 
 def oracle_on_trace(trace: HaltingTrace) -> PolicyResult:
@@ -170,12 +175,19 @@ def family_curves(trace: HaltingTrace) -> dict[str, list[PolicyResult]]:
 
 
 def format_table(results: list[PolicyResult]) -> str:
-    """A plain-text table: policy, accuracy, mean segments, mean reward, episodes."""
-    header = f"{'policy':<28} {'accuracy':>9} {'segments':>9} {'reward':>9} {'episodes':>9}"
+    """A plain-text table: policy, accuracy, mean segments, mean reward (each with its 95%
+    bootstrap interval over puzzles), episodes."""
+    header = (f"{'policy':<28} {'accuracy [95% CI]':>24} {'segments [95% CI]':>24} "
+              f"{'reward [95% CI]':>24} {'episodes':>9}")
     lines = [header, "-" * len(header)]
+
+    def cell(value: float, ci: tuple[float, float], digits: int) -> str:
+        return f"{value:.{digits}f} [{ci[0]:.{digits}f}, {ci[1]:.{digits}f}]"
+
     for r in results:
-        lines.append(f"{r.policy:<28} {r.accuracy:>9.4f} {r.mean_segments:>9.3f} "
-                     f"{r.mean_reward:>9.4f} {r.episodes:>9d}")
+        lines.append(f"{r.policy:<28} {cell(r.accuracy, r.accuracy_ci, 4):>24} "
+                     f"{cell(r.mean_segments, r.segments_ci, 3):>24} "
+                     f"{cell(r.mean_reward, r.reward_ci, 4):>24} {r.episodes:>9d}")
     return "\n".join(lines)
 
 

@@ -32,23 +32,12 @@ from typing import Any
 import numpy as np
 
 from hrm_rl.checkpoint import Checkpoint, bundled_checkpoints, load_checkpoint
-from hrm_rl.evaluation import Rollout, oracle_halt_at, record_rollout
+from hrm_rl.evaluation import Rollout, bootstrap_ci, oracle_halt_at, record_rollout
 
 CARD = "card.json"
 """A bundled core's provenance: config, training commands, CPU time (beside its weights)."""
 STEP_COSTS = (0.01, 0.001)
 THRESHOLD_GRID = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995, 0.999, 0.9999)
-BOOTSTRAP = 1000
-
-
-def bootstrap_ci(values: np.ndarray, seed: int = 0, resamples: int = BOOTSTRAP
-                 ) -> tuple[float, float]:
-    """95% percentile bootstrap interval of the mean of ``values`` ``(n,)``."""
-    values = np.asarray(values, dtype=np.float64)
-    rng = np.random.default_rng(seed)
-    means = values[rng.integers(0, len(values), (resamples, len(values)))].mean(1)
-    lo, hi = np.percentile(means, [2.5, 97.5])
-    return float(lo), float(hi)
 
 
 @dataclass

@@ -400,8 +400,8 @@ class HaltingVectorEnv(VectorEnv):
         self._started = False
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
-        if seed is not None or self._np_random is None:
-            self._np_random, _ = gym.utils.seeding.np_random(seed)
+        if seed is not None or self._np_random is None:  # np_random_seed reads the seed back
+            self._np_random, self._np_random_seed = gym.utils.seeding.np_random(seed)
         self.core.engine = self.core._new_engine(self._np_random, restart_at_cap=True)
         with torch.inference_mode():
             self._last_step = self.core.engine.step()

@@ -97,6 +97,16 @@ class Rollout:
                          ("correct", "cell", "q_halt", "q_continue", "min_confidence", "halts")))
 
 
+def bootstrap_ci(values: np.ndarray, seed: int = 0, resamples: int = 1000
+                 ) -> tuple[float, float]:
+    """95% percentile bootstrap interval of the mean of ``values`` ``(n,)`` over puzzles."""
+    values = np.asarray(values, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    means = values[rng.integers(0, len(values), (resamples, len(values)))].mean(1)
+    lo, hi = np.percentile(means, [2.5, 97.5])
+    return float(lo), float(hi)
+
+
 def oracle_halt_at(correct: np.ndarray) -> np.ndarray:
     """``(n,)`` the oracle's halting segment from ``(n, K)`` per-segment correctness: the
     first segment (1-based) whose answer is right, or 1 where none is (it reads the

@@ -268,3 +268,18 @@ def test_halt_eval_refuses_a_fixed_k_beyond_the_cap(capsys):
 def test_cli_mistakes_exit_2_naming_the_option(argv, message, capsys):
     assert main(argv) == 2
     assert message in capsys.readouterr().err
+
+
+def test_policy_rows_carry_bootstrap_intervals(trace):
+    row = evaluate_on_trace(ThresholdPolicy(0.9), trace, "t")
+    for value, (lo, hi) in ((row.accuracy, row.accuracy_ci), (row.mean_segments, row.segments_ci),
+                            (row.mean_reward, row.reward_ci)):
+        assert lo <= value <= hi
+
+
+def test_vector_env_keeps_its_seed():
+    venv = gym.make_vec(ENV, num_envs=2, vectorization_mode="vector_entry_point").unwrapped
+    venv.reset(seed=42)
+    state = venv.np_random.bit_generator.state
+    assert venv.np_random_seed == 42
+    assert venv.np_random.bit_generator.state == state  # reading the seed replaced nothing
