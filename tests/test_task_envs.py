@@ -54,6 +54,16 @@ def test_render_modes(env_id):
     assert text.startswith("segment 1/")
 
 
+@pytest.mark.parametrize("obs_mode", ["features", "features+latent", "dict"])
+def test_checkers_pass_on_the_sudoku6_core(obs_mode):
+    env = gym.make("HRM-Sudoku-v0", checkpoint="sudoku6", obs_mode=obs_mode)
+    assert env.unwrapped.core.task.name == "sudoku6"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        check_env(env.unwrapped, skip_render_check=True)
+        sb3_check_env(env, warn=True)
+
+
 def test_bundled_trm_core_drives_the_sudoku_env_and_thinking_pays():
     """The same env and checkers on the bundled TRM core (issue G); on its held-out puzzles
     the answer after 8 segments is clearly better than after one, so halting is a decision."""
