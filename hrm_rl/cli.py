@@ -136,20 +136,30 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
     torch.set_num_threads(args.threads)
     print(f"== 1. training a tiny 4x4 Sudoku core from scratch for {args.train_seconds:.0f} s")
-    config = load_config(None, ["task.size=4", "model.hidden_size=64", "model.num_heads=2",
-                                "model.H_layers=1", "model.L_layers=1", "train.batch_size=128",
-                                "train.lr=1e-3", "train.weight_decay=0.1", "train.eval_size=200",
+    # configs/sudoku4-tiny.yaml's recipe (2x2 cycles of 1+1 layers, last-recursion gradient,
+    # learned positions, batch 32) on easier puzzles (6 givens) and a smaller set.
+    config = load_config(None, ["task.size=4", "model.hidden_size=128", "model.num_heads=4",
+                                "model.expansion=2.0", "model.H_layers=1", "model.L_layers=1",
+                                "model.H_cycles=2", "model.L_cycles=2",
+                                "model.gradient=last_recursion", "model.pos_encodings=learned",
+                                "train.batch_size=32", "train.lr=1e-3",
+                                "train.weight_decay=0.1", "train.eval_size=200",
                                 "train.lr_warmup_steps=20", "data.train_size=2000",
                                 "data.test_size=200", "data.max_givens=6",
                                 f"train.max_time_s={args.train_seconds}", "train.steps=100000",
                                 "train.eval_every=100000", "train.log_every=10",
                                 "train.halt_max_steps=4", f"data.cache_dir={args.cache_dir}"])
     trainer = ACTTrainer(config, run_dir=None, progress=True)
+    before = trainer.evaluate()
     first = trainer.train_step().lm_loss
     summary = trainer.fit()
     last = trainer.train_step().lm_loss
-    print(f"   lm loss {first:.3f} -> {last:.3f} in {summary['steps']} steps; "
-          f"held-out exact accuracy (Q-head halting) {summary['eval']['exact_qhalt']:.3f}")
+    after = trainer.evaluate()
+    print(f"   lm loss {first:.3f} -> {last:.3f} in {summary['steps']} steps")
+    print(f"   on 200 held-out puzzles, Q-head halting: cells right {before.cell_acc_qhalt:.3f} "
+          f"-> {after.cell_acc_qhalt:.3f}, puzzles solved {before.exact_qhalt:.3f} -> "
+          f"{after.exact_qhalt:.3f}")
+    print("   (the bundled sudoku4 core below trained 4.6 minutes with the same recipe: 99%)")
 
     print("== 2. the bundled 4x4 core on its 1000 held-out puzzles (no symmetry of a training "
           "puzzle)")
