@@ -36,7 +36,7 @@ def render_rgb(task, inputs: np.ndarray, prediction: np.ndarray,
     pred = task.decode(prediction)
     truth = task.decode(labels) if labels is not None else None
     size = int(round(len(given) ** 0.5))
-    br, bc = getattr(task, "box_shape", (size, size))
+    br, bc = task.box_shape or (size, size)
     img = np.full((size * CELL + 1, size * CELL + 1, 3), 255, dtype=np.uint8)
     for i in range(size + 1):
         thick = 2 if i % br == 0 else 1

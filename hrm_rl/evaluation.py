@@ -29,6 +29,8 @@ class EvalResult:
     ``exact_by_segment[k-1]`` / ``cell_by_segment[k-1]``: after exactly k segments.
     ``*_qhalt``: stopping each puzzle at the first segment where the core's rule halts
     (``model.halts``: q_halt > q_continue) or at ``max_segments``.
+    ``task_scores``: the task's own metric on those answers (``Task.score``, e.g. ARC's
+    ``pass@1``/``pass@2``); empty for tasks without one.
     """
 
     n: int
@@ -39,6 +41,7 @@ class EvalResult:
     cell_acc_qhalt: float = 0.0
     mean_segments_qhalt: float = 0.0
     segments_qhalt_histogram: list[int] = field(default_factory=list)
+    task_scores: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -55,6 +58,8 @@ class Rollout:
         q_halt, q_continue: float32, the Q-head's logits.
         min_confidence: float32, the smallest per-cell max softmax probability.
         halts: bool, the core's own halting rule fired (``model.halts``).
+        answers: ``(n, seq_len)`` int16 tokens of each puzzle's answer where the core's rule
+            halts it (``qhead_halts()``), or None when not kept (``keep_answers``).
     """
 
     correct: np.ndarray
@@ -63,6 +68,7 @@ class Rollout:
     q_continue: np.ndarray
     min_confidence: np.ndarray
     halts: np.ndarray
+    answers: np.ndarray | None = None
 
     @property
     def n(self) -> int:
@@ -94,7 +100,8 @@ class Rollout:
     def take(self, index: np.ndarray | slice) -> Rollout:
         """Rows ``index`` of this rollout."""
         return Rollout(*(getattr(self, f)[index] for f in
-                         ("correct", "cell", "q_halt", "q_continue", "min_confidence", "halts")))
+                         ("correct", "cell", "q_halt", "q_continue", "min_confidence", "halts")),
+                       answers=None if self.answers is None else self.answers[index])
 
 
 def bootstrap_ci(values: np.ndarray, seed: int = 0, resamples: int = 1000
@@ -118,7 +125,7 @@ def oracle_halt_at(correct: np.ndarray) -> np.ndarray:
 @torch.inference_mode()
 def record_rollout(model: HRM, task: Task, puzzles: PuzzleBatch, max_segments: int,
                    batch_size: int = 512, precision_context=contextlib.nullcontext,
-                   progress: bool = False) -> Rollout:
+                   progress: bool = False, keep_answers: bool = False) -> Rollout:
     """Run every puzzle for ``max_segments`` segments, never halting, and keep each segment.
 
     Args:
@@ -129,6 +136,8 @@ def record_rollout(model: HRM, task: Task, puzzles: PuzzleBatch, max_segments: i
         batch_size: puzzles per forward.
         precision_context: factory of the autocast context to run under.
         progress: show a progress bar.
+        keep_answers: also keep each puzzle's answer where the core's rule halts it
+            (``Rollout.answers``), for a task's own metric (``Task.score``).
     """
     if max_segments < 1:
         raise ValueError(f"max_segments must be >= 1, got {max_segments}")
@@ -145,6 +154,7 @@ def record_rollout(model: HRM, task: Task, puzzles: PuzzleBatch, max_segments: i
     halts = np.zeros(shape, dtype=bool)
     arrays = {name: np.zeros(shape, dtype=np.float32)
               for name in ("cell", "q_halt", "q_continue", "min_confidence")}
+    answers = np.zeros((n, task.seq_len), dtype=np.int16) if keep_answers else None
     bar = tqdm(total=n, desc="rollout", unit="puzzle", disable=not progress, leave=False)
     try:
         for start in range(0, n, batch_size):
@@ -158,6 +168,10 @@ def record_rollout(model: HRM, task: Task, puzzles: PuzzleBatch, max_segments: i
                 conf, pred = out.logits.float().softmax(-1).max(-1)
                 correct[rows, k] = task.is_correct(pred, engine.labels).cpu().numpy()
                 halts[rows, k] = model.halts(out).cpu().numpy()
+                if answers is not None:  # the first halt, else the last segment (qhead_halts)
+                    take = halts[rows, k] & ~halts[rows, :k].any(1) if k < max_segments - 1 \
+                        else ~halts[rows, :k].any(1)
+                    answers[rows][take] = pred.cpu().numpy()[take]
                 for name, value in (("cell", task.cell_accuracy(pred, engine.labels)),
                                     ("q_halt", out.q_halt), ("q_continue", out.q_continue),
                                     ("min_confidence", conf.min(-1).values)):
@@ -166,7 +180,7 @@ def record_rollout(model: HRM, task: Task, puzzles: PuzzleBatch, max_segments: i
     finally:
         bar.close()
         model.train(was_training)
-    return Rollout(correct, halts=halts, **arrays)
+    return Rollout(correct, halts=halts, answers=answers, **arrays)
 
 
 def evaluate(model: HRM, task: Task, puzzles: PuzzleBatch, max_segments: int,
@@ -177,10 +191,12 @@ def evaluate(model: HRM, task: Task, puzzles: PuzzleBatch, max_segments: int,
     if len(puzzles) == 0:
         raise ValueError("evaluate() needs at least one puzzle")
     roll = record_rollout(model, task, puzzles, max_segments, batch_size, precision_context,
-                          progress)
+                          progress, keep_answers=task.scored)
     halt_at = roll.qhead_halts()
     ok, cell = roll.at(halt_at)
     n = roll.n
+    scores = task.score(puzzles, roll.answers, roll.q_halt[np.arange(n), halt_at - 1]) \
+        if task.scored else {}
     return EvalResult(
         n=n, max_segments=max_segments,
         exact_by_segment=(roll.correct.sum(0) / n).tolist(),
@@ -188,4 +204,5 @@ def evaluate(model: HRM, task: Task, puzzles: PuzzleBatch, max_segments: int,
         exact_qhalt=float(ok.sum() / n), cell_acc_qhalt=float(cell.astype(np.float64).sum() / n),
         mean_segments_qhalt=float(halt_at.sum() / n),
         segments_qhalt_histogram=np.bincount(halt_at - 1, minlength=max_segments).tolist(),
+        task_scores=scores,
     )

@@ -11,8 +11,9 @@ import torch
 from hrm_rl.config import DataConfig, TaskConfig, load_config
 from hrm_rl.tasks import make_task
 from hrm_rl.tasks.maze import (CHARSET, GOAL, OPEN, PATH, START, WALL, MazeRecords, MazeTask,
-                               _trace_paths, canonical_keys, default_min_path, distance_maps,
+                               canonical_keys, default_min_path, distance_maps,
                                generate, read_csv, write_csv)
+from hrm_rl.tasks.maze.bfs import _trace_paths
 
 Q9, A9, L9 = generate(60, 9, np.random.default_rng(0), min_path=16)
 Q15, A15, L15 = generate(10, 15, np.random.default_rng(1))          # default min_path (48)

@@ -102,6 +102,34 @@ def test_evaluate_is_the_qhead_summary_of_a_rollout(tiny_model):
     assert ((roll.min_confidence > 0) & (roll.min_confidence <= 1)).all()
 
 
+def test_kept_answers_are_the_answers_where_the_core_halts():
+    ckpt = load_checkpoint("sudoku4")
+    puzzles = ckpt.test_puzzles().take(slice(0, 64))
+    roll = record_rollout(ckpt.model, ckpt.task, puzzles, 4, batch_size=17, keep_answers=True)
+    ok, cell = roll.at(roll.qhead_halts())
+    answers, labels = torch.as_tensor(roll.answers, dtype=torch.long), torch.as_tensor(
+        puzzles.labels, dtype=torch.long)
+    np.testing.assert_array_equal(ckpt.task.is_correct(answers, labels).numpy(), ok)
+    np.testing.assert_allclose(ckpt.task.cell_accuracy(answers, labels).numpy(), cell, atol=1e-6)
+    assert 1 < roll.qhead_halts().mean() < 4  # rows halt at different segments
+    assert record_rollout(ckpt.model, ckpt.task, puzzles, 2).answers is None
+    assert evaluate(ckpt.model, ckpt.task, puzzles, 2).task_scores == {}  # sudoku: no own metric
+
+
+def test_evaluate_reports_arcs_own_metric():
+    from hrm_rl.tasks.arc import score as arc_score
+
+    ckpt = load_checkpoint("arc-tiny")
+    puzzles = ckpt.test_puzzles().take(slice(0, 48))
+    res = evaluate(ckpt.model, ckpt.task, puzzles, 2, batch_size=16)
+    roll = record_rollout(ckpt.model, ckpt.task, puzzles, 2, batch_size=16, keep_answers=True)
+    halt_at = roll.qhead_halts()
+    want = arc_score(ckpt.task, puzzles, roll.answers, roll.q_halt[np.arange(48), halt_at - 1])
+    assert res.task_scores == {"pass@1": want.pass_at_1, "pass@2": want.pass_at_2}
+    right = arc_score(ckpt.task, puzzles, puzzles.labels.astype(np.int64), np.zeros(48))
+    assert right.pass_at_1 == 1.0 and want.n_tasks == right.n_tasks > 0
+
+
 @pytest.mark.parametrize("name", sorted(bundled_checkpoints()))
 def test_every_bundled_core_loads_with_its_card_and_splits(name):
     ckpt = load_checkpoint(name)  # strict: the config's shapes must fit the weights

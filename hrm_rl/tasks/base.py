@@ -85,16 +85,51 @@ class Task(ABC):
         vocab_size: number of distinct tokens (inputs and labels), padding included.
         seq_len: tokens per puzzle.
         num_puzzle_ids: size of the puzzle-identifier table (1 when unused).
+
+    Capabilities (class attributes a task overrides; callers read them, never probe):
+        cache_splits: generated train/test sets are cached as CSV under ``data.cache_dir``
+            (False where building them is fast, e.g. ARC from its bundled corpus).
+        box_shape: ``(rows, cols)`` of the boxes a rendering outlines (Sudoku), else None.
+        checks_uniqueness: ``read_csv(..., check_unique=True)`` can verify that each puzzle
+            has exactly one solution.
+        scored: the task has its own metric, ``score`` (e.g. ARC's pass@k), which
+            ``evaluate`` reports beside exact accuracy.
     """
 
     name: str
     vocab_size: int
     seq_len: int
     num_puzzle_ids: int = 1
+    cache_splits: bool = True
+    box_shape: tuple[int, int] | None = None
+    checks_uniqueness: bool = False
+    scored: bool = False
 
     @abstractmethod
-    def read_csv(self, path: str | Path) -> PuzzleBatch:
-        """Load and encode puzzles from a file in the task's CSV format."""
+    def read_csv(self, path: str | Path, check_unique: bool = False) -> PuzzleBatch:
+        """Load and encode puzzles from a file in the task's CSV format.
+
+        ``check_unique`` (only where ``checks_uniqueness``): also verify each puzzle has
+        exactly one solution; other tasks raise ``ValueError`` when it is set.
+        """
+
+    def cache_params(self, data: DataConfig) -> dict:
+        """The settings of ``data`` that the generated train/test sets depend on; their hash
+        names the CSV cache folder. Tasks add their own generator knobs."""
+        return {"task": self.name, "train_size": data.train_size, "test_size": data.test_size,
+                "min_difficulty": data.min_difficulty, "split_by": data.split_by,
+                "seed": data.seed, "format": 1}
+
+    def score(self, batch: PuzzleBatch, predictions: np.ndarray | torch.Tensor,
+              q_halt: np.ndarray | torch.Tensor) -> dict[str, float]:
+        """The task's own metric over one answer per row of ``batch`` (where ``scored``);
+        ``q_halt`` is each answer's Q-head halt logit. Names map to fractions."""
+        raise NotImplementedError(f"task {self.name} has no metric of its own (scored=False)")
+
+    def _refuse_check_unique(self, check_unique: bool) -> None:
+        if check_unique:
+            raise ValueError(f"check_unique is not available for task {self.name}: only "
+                             "tasks with checks_uniqueness (Sudoku) can verify uniqueness")
 
     @abstractmethod
     def write_csv(self, path: str | Path, batch: PuzzleBatch) -> None:

@@ -16,12 +16,7 @@ from hrm_rl.tasks.base import PuzzleBatch, Task
 
 
 def _cache_key(task: Task, data: DataConfig) -> str:
-    params = {"task": task.name, "train_size": data.train_size, "test_size": data.test_size,
-              "max_givens": data.max_givens, "min_givens": data.min_givens,
-              "min_difficulty": data.min_difficulty, "split_by": data.split_by,
-              "seed": data.seed, "format": 1}
-    if data.layout != "hard":  # only then, so the caches of earlier runs keep their names
-        params["layout"] = data.layout
+    params = task.cache_params(data)
     digest = hashlib.sha1(json.dumps(params, sort_keys=True).encode()).hexdigest()[:12]
     return f"{task.name}-{digest}"
 
@@ -33,7 +28,7 @@ def generated_splits(task: Task, data: DataConfig, progress: bool = False
     Tasks with ``cache_splits = False`` (ARC: built from a bundled corpus, fast) are built
     directly, without the CSV cache.
     """
-    if not getattr(task, "cache_splits", True):
+    if not task.cache_splits:
         return task.generate_splits(data.train_size, data.test_size, data,
                                     np.random.default_rng(data.seed), progress)
     folder = Path(data.cache_dir) / _cache_key(task, data)
