@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import sys
 from pathlib import Path
@@ -50,7 +49,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace, info: DistInfo) -> int:
     from hrm_rl import distributed
     from hrm_rl.agents.act_trainer import ACTTrainer, make_run_dir
-    from hrm_rl.checkpoint import RunLock
+    from hrm_rl.checkpoint import RunLock, remove_partial_checkpoints
     from hrm_rl.config import load_config
     from hrm_rl.tasks import make_task
     from hrm_rl.tasks.splits import build_splits
@@ -62,31 +61,53 @@ def _train(args: argparse.Namespace, info: DistInfo) -> int:
             raise ValueError("--resume RUN_DIR takes the config and folder of that run; "
                              "drop the config argument and --run-dir")
         run_dir = Path(args.resume)
-        trainer = ACTTrainer.resume(run_dir, args.set, progress=not args.no_progress)
+        trainer = ACTTrainer.resume(run_dir, args.set, progress=not args.no_progress,
+                                    checkpoint=args.from_checkpoint)
+        for note in trainer.notes:
+            log(f"note: {note}", file=sys.stderr)
         log(f"resuming {run_dir} at step {trainer.step}", file=sys.stderr)
     else:
         if not args.config:
             raise ValueError("give a YAML config (hrm-rl train CONFIG) or --resume RUN_DIR")
+        if args.from_checkpoint:
+            raise ValueError("--from NAME picks the checkpoint of --resume RUN_DIR; give "
+                             "--resume too")
         config = load_config(args.config, args.set)
         run_dir = Path(args.run_dir) if args.run_dir else make_run_dir(config)
         lock = RunLock(run_dir) if info.is_main else None  # then no one else writes it
-        if (run_dir / "checkpoints").is_dir():
+        if _resumable(run_dir):
             raise ValueError(f"{run_dir} already holds a run's checkpoints; continue it with "
                              f"--resume {run_dir} or choose another --run-dir")
+        if info.is_main:  # only debris of a killed first save: start afresh over it
+            remove_partial_checkpoints(run_dir)
         with distributed.main_first(info):  # rank 0 generates the data cache, the rest read it
             splits = build_splits(make_task(config.task), config.data,
                                   progress=info.is_main and not args.no_progress)
         trainer = ACTTrainer(config, run_dir, progress=not args.no_progress, splits=splits,
                              lock=lock)
+        for note in trainer.notes:
+            log(f"note: {note}", file=sys.stderr)
     log(f"run folder: {run_dir}  (tensorboard --logdir {run_dir.parent})", file=sys.stderr)
     log(f"model: {trainer.model.num_parameters():,} parameters on {trainer.device}; "
         f"{len(trainer.train_set)} train / {len(trainer.test_set)} test puzzles"
         + (f"; {info.world_size} processes, {trainer.batch_size} rows each" if info.enabled
            else ""), file=sys.stderr)
-    summary = trainer.fit()
+    summary = trainer.fit()  # TrainingInterrupted on Ctrl-C / SIGTERM: see main()
     summary["run_dir"] = str(run_dir)
+    if summary.get("note"):  # nothing left to train (steps reached or time budget spent)
+        log(f"hrm-rl train: {summary['note']}", file=sys.stderr)
     log(json.dumps(summary, indent=2))
     return 0
+
+
+def _resumable(run_dir: Path) -> bool:
+    """Whether ``run_dir`` holds a run ``--resume`` can continue: a complete checkpoint, or
+    checkpoints beside the ``config.yaml`` that a fresh start from it would use."""
+    from hrm_rl.checkpoint import is_complete, step_folders
+
+    root = run_dir / "checkpoints"
+    return root.is_dir() and ((run_dir / "config.yaml").is_file()
+                              or any(is_complete(p) for _, p in step_folders(root)))
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
@@ -96,12 +117,9 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
     device = resolve_device(args.device)
     ckpt = load_checkpoint(args.checkpoint, device)
-    if args.check_unique:
-        if "check_unique" not in inspect.signature(ckpt.task.read_csv).parameters:
-            raise ValueError(f"--check-unique is not available for task {ckpt.task.name}")
-        puzzles = ckpt.task.read_csv(args.data, check_unique=True)
-    else:
-        puzzles = ckpt.task.read_csv(args.data)
+    if args.check_unique and not ckpt.task.checks_uniqueness:
+        raise ValueError(f"--check-unique is not available for task {ckpt.task.name}")
+    puzzles = ckpt.task.read_csv(args.data, check_unique=args.check_unique)
     if args.limit:
         puzzles = puzzles.take(slice(0, args.limit))
     max_segments = args.max_segments or ckpt.config.train.halt_max_steps
@@ -255,27 +273,34 @@ _BENCHES = {"train": "training segments/s, FLOPs per segment and MFU (fp32, bf16
             "memory": "peak memory of a training step vs H_cycles x L_cycles, 1-step vs BPTT",
             "env": "segments/s of the halting environments",
             "profile": "where a tiny-config training step spends its time (torch.profiler)",
-            "compare": "HRM vs TRM for the same CPU time on 6x6 Sudoku (not in 'all': ~20 min)",
             "recipe": "time-to-accuracy of recipe variants on 6x6 Sudoku, on a validation "
                       "split (not in 'all': hours)"}
 
 
-def _cmd_bench(args: argparse.Namespace) -> int:
-    """Run one benchmark (or all of them, with their defaults) and print its JSON."""
+def _bench_parser(name: str):
+    """``(module, parser)`` of benchmark ``name``: imported only when it is run."""
     import importlib
 
-    names = (["train", "memory", "env"] if args.bench == "all" else [args.bench])
-    results = {}
-    for name in names:
-        module = importlib.import_module(f"hrm_rl.agents.benchmarks.{name}")
-        if args.bench == "all":
-            sub_args = argparse.ArgumentParser()
-            module.add_arguments(sub_args)
-            options = sub_args.parse_args(["--threads", str(args.threads)])
-        else:
-            options = args
-        results[name] = module.run_from_args(options)
-    print(json.dumps(results if args.bench == "all" else results[args.bench], indent=2))
+    module = importlib.import_module(f"hrm_rl.bench.{name}")
+    parser = argparse.ArgumentParser(prog=f"hrm-rl bench {name}", description=module.__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    module.add_arguments(parser)
+    return module, parser
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    """Run one benchmark (or all of them, with their defaults) and print its JSON. The
+    benchmark's own options are parsed here, so building the CLI imports no benchmark."""
+    if args.bench == "all":
+        results = {}
+        for name in ("train", "memory", "env"):
+            module, parser = _bench_parser(name)
+            results[name] = module.run_from_args(parser.parse_args(["--threads",
+                                                                    str(args.threads)]))
+    else:
+        module, parser = _bench_parser(args.bench)
+        results = module.run_from_args(parser.parse_args(args.bench_args))
+    print(json.dumps(results, indent=2))
     return 0
 
 
@@ -291,13 +316,19 @@ def build_parser() -> argparse.ArgumentParser:
                         "with --resume only train.* keys)")
     p.add_argument("--run-dir", help="output folder (default runs/<name>-<timestamp>)")
     p.add_argument("--resume", metavar="RUN_DIR",
-                   help="continue RUN_DIR from its latest checkpoint with its saved config, "
-                        "logging into the same folder")
+                   help="continue RUN_DIR from its latest checkpoint with its saved config "
+                        "(and train.* settings edited in RUN_DIR/config.yaml), logging into the "
+                        "same folder; Ctrl-C saves a checkpoint to resume from")
+    p.add_argument("--from", dest="from_checkpoint", metavar="NAME",
+                   help="with --resume: continue from this checkpoint instead of the latest: "
+                        "'best' (the best evaluation so far, kept by the rotation) or a folder "
+                        "name such as step_0000500; the later checkpoints are removed")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("eval", help="accuracy by segment and under Q-head halting, as JSON")
-    p.add_argument("checkpoint", help="checkpoint folder, run folder, or bundled name (sudoku4)")
+    p.add_argument("checkpoint", help="checkpoint folder, run folder (its latest), "
+                                      "RUN/checkpoints/best, or bundled name (sudoku4)")
     p.add_argument("--data", required=True, help="CSV file in the task's format")
     p.add_argument("--max-segments", type=positive_int,
                    help="segments to run (default: the config's)")
@@ -357,16 +388,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bench", help="benchmarks that print JSON (train, memory, env, all)")
     bench = p.add_subparsers(dest="bench", required=True)
-    from hrm_rl.agents.benchmarks import compare as compare_bench, env as env_bench, \
-        memory as memory_bench, profile as profile_bench, recipe as recipe_bench, \
-        train as train_bench
-
-    for name, module in (("train", train_bench), ("memory", memory_bench), ("env", env_bench),
-                         ("compare", compare_bench), ("profile", profile_bench),
-                         ("recipe", recipe_bench)):
-        b = bench.add_parser(name, help=_BENCHES[name], description=module.__doc__,
-                             formatter_class=argparse.RawDescriptionHelpFormatter)
-        module.add_arguments(b)
+    for name, help_text in _BENCHES.items():  # options: ``hrm-rl bench NAME --help``
+        b = bench.add_parser(name, help=help_text, add_help=False)
         b.set_defaults(func=_cmd_bench)
     b = bench.add_parser("all", help="train, memory and env with their defaults, one JSON")
     b.add_argument("--threads", type=int, default=2, help="torch threads (0: torch's)")
@@ -375,8 +398,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    from hrm_rl.agents.act_trainer import NonFiniteError
+    """Run the command; exit codes: 0 done, 2 refused input (a message names the file or
+    key), 3 non-finite training, 130 / 143 interrupted by SIGINT (Ctrl-C) / SIGTERM (one
+    line, no traceback; ``train`` saves a checkpoint and says how to resume)."""
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if getattr(args, "func", None) is _cmd_bench and args.bench != "all":
+        args.bench_args = extra  # the benchmark's own options, parsed when it runs
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    from hrm_rl.agents.act_trainer import NonFiniteError, TrainingInterrupted
     from hrm_rl.checkpoint import RunLockedError
     from hrm_rl.config import ConfigError
 
@@ -388,6 +419,12 @@ def main(argv: list[str] | None = None) -> int:
     except NonFiniteError as err:
         print(f"hrm-rl {args.command}: error: {err}", file=sys.stderr)
         return 3
+    except TrainingInterrupted as err:
+        print(f"hrm-rl {args.command}: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print(f"hrm-rl {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from hrm_rl.agents.benchmarks.flops import counted_train_step_flops, segment_flops
-from hrm_rl.agents.benchmarks.memory import measure_step, memory_config
-from hrm_rl.agents.benchmarks.train import make_trainer
+from hrm_rl.model.flops import counted_train_step_flops, segment_flops
+from hrm_rl.bench.memory import measure_step, memory_config
+from hrm_rl.bench.train import make_trainer
 from hrm_rl.cli import main
 from hrm_rl.config import load_config
 
@@ -61,7 +61,7 @@ def test_bench_train_cli_prints_json(tmp_path, capsys):
 
 
 def test_env_roofline_puts_the_batched_env_below_the_matmul_peak():
-    from hrm_rl.agents.benchmarks.env import batched_env, roofline
+    from hrm_rl.bench.env import batched_env, roofline
 
     measured = batched_env(64, "sudoku4", seconds=0.3)
     line = roofline("sudoku4", vector_env_256=measured, sync_vector_env_256=measured / 10)

@@ -34,12 +34,14 @@ def test_every_importable_folder_is_declared():
     wanted = {"hrm_rl"} | _importable(ROOT / "hrm_rl", "hrm_rl")
     wanted |= {"hrm_rl.envs"} | _importable(ROOT / "envs", "hrm_rl.envs")
     wanted |= {"hrm_rl.agents"} | _importable(ROOT / "agents", "hrm_rl.agents")
+    wanted |= {"hrm_rl.bench"} | _importable(ROOT / "bench", "hrm_rl.bench")
     missing = sorted(wanted - declared)
     assert not missing, f"add to [tool.setuptools] packages in pyproject.toml: {missing}"
 
 
 def test_declared_packages_exist():
-    dirs = {"hrm_rl.envs": ROOT / "envs", "hrm_rl.agents": ROOT / "agents"}
+    dirs = {"hrm_rl.envs": ROOT / "envs", "hrm_rl.agents": ROOT / "agents",
+            "hrm_rl.bench": ROOT / "bench"}
     for name in _declared():
         head = next((k for k in dirs if name == k or name.startswith(k + ".")), None)
         path = (dirs[head] / Path(*name[len(head) + 1:].split(".")) if head and name != head

@@ -28,7 +28,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from hrm_rl.agents.benchmarks.flops import matmul_peak_gflops, segment_flops
+from hrm_rl.model.flops import matmul_peak_gflops, segment_flops
 from hrm_rl.checkpoint import load_checkpoint
 from hrm_rl.envs.halting import HaltingEnv, HaltingVectorEnv
 from hrm_rl.data import ShuffledSource

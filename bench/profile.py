@@ -86,7 +86,7 @@ def _phase_labels(trainer):
 def run(tiny: str | None = None, steps: int = 10, threads: int | None = 2,
         precision: str = "fp32", compile_: bool = False) -> dict[str, Any]:
     """Profile ``steps`` training steps of the tiny config (after two warm-up steps)."""
-    from hrm_rl.agents.benchmarks.train import TINY_CONFIG, load_bench_config, make_trainer, with_train
+    from hrm_rl.bench.train import TINY_CONFIG, load_bench_config, make_trainer, with_train
 
     config = with_train(load_bench_config(tiny, TINY_CONFIG, []), threads=threads or None,
                         precision=precision, compile=compile_)

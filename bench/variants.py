@@ -1,5 +1,6 @@
 """What the benchmarks that train several config variants share: finding the configs and
-choosing variants on the command line (``bench compare``, ``bench recipe``)."""
+choosing variants on the command line (``hrm-rl bench recipe`` and
+``scripts/experiments/compare_hrm_trm.py``)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ def config_path(name: str, config_dir: str | None) -> Path:
     """``configs/<name>`` of a source checkout, or of ``config_dir`` when given."""
     if config_dir:
         return Path(config_dir) / name
-    here = Path(__file__).resolve().parents[2] / "configs" / name  # a source checkout
+    here = Path(__file__).resolve().parents[1] / "configs" / name  # a source checkout
     if here.is_file():
         return here
     raise FileNotFoundError(f"configs/{name} not found; pass --config-dir")

@@ -12,7 +12,7 @@ the 6x6 data of ``configs/sudoku6-small.yaml``; the TRM configs use the same dat
 * ``trm/last_recursion/no_ema``: the same without the weight average;
 * ``trm/one_step/ema``: TRM with HRM's 1-step gradient.
 
-    hrm-rl bench compare --seconds 240            # about 5 x 4 minutes plus data generation
+    python scripts/experiments/compare_hrm_trm.py --seconds 240   # about 5 x 4 min + data
 """
 
 from __future__ import annotations
@@ -22,8 +22,7 @@ import sys
 import time
 from typing import Any
 
-from hrm_rl.agents.benchmarks.variants import (add_variant_arguments, chosen_variants,
-                                               config_path)
+from hrm_rl.bench.variants import add_variant_arguments, chosen_variants, config_path
 
 # HRM as measured in the README's table: 2x2 cycles of 1+1 layers (so that its gradient
 # modes differ at all) and no weight average, pinned here whatever sudoku6-small.yaml holds.
@@ -74,7 +73,7 @@ def markdown(rows: list[dict[str, Any]]) -> str:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    """The options of ``hrm-rl bench compare``."""
+    """The options of this experiment."""
     p.add_argument("--seconds", type=float, default=240.0, help="training seconds per variant")
     add_variant_arguments(p, VARIANTS, threads=2)
 
@@ -91,3 +90,11 @@ def run_from_args(args: argparse.Namespace) -> dict[str, Any]:
     return {"seconds_per_variant": args.seconds, "threads": args.threads, "results": rows,
             "markdown": markdown(rows)}
 
+
+if __name__ == "__main__":
+    import json
+
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(parser)
+    print(json.dumps(run_from_args(parser.parse_args()), indent=2))

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from hrm_rl.agents.benchmarks.flops import (autocast_linear_gflops, counted_train_step_flops,
+from hrm_rl.model.flops import (autocast_linear_gflops, counted_train_step_flops,
                                      matmul_peak_gflops, segment_flops)
 from hrm_rl.config import RunConfig, load_config
 from hrm_rl.device import resolve_device
@@ -249,7 +249,7 @@ def omp_wait_policy_probe(tiny: str | None, threads: int, seconds: float = 4.0
     With ACTIVE, idle OpenMP threads spin; on a machine whose cores are shared with other
     busy processes a spinning thread can take the core from the one doing the work.
     """
-    code = ("import sys, json; from hrm_rl.agents.benchmarks.train import _probe; "
+    code = ("import sys, json; from hrm_rl.bench.train import _probe; "
             "print(json.dumps(_probe(sys.argv[1] or None, int(sys.argv[2]), float(sys.argv[3]))))")
     out = {}
     for policy in ("ACTIVE", "PASSIVE"):
