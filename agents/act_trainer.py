@@ -21,6 +21,20 @@ Failure behaviour: a non-finite loss or gradient raises ``NonFiniteError`` befor
 optimiser step (the weights stay as they were and no checkpoint is written), after logging
 ``fault/non_finite`` to TensorBoard. Checkpoints hold the whole training state, so
 ``ACTTrainer.resume(run_dir)`` continues from the last one as if nothing had happened.
+
+- A resume after a kill during the first checkpoint write starts the run afresh (nothing
+  was saved to continue from); one whose ``latest`` pointer is missing or torn continues from
+  the newest complete checkpoint. Either way ``metrics.jsonl`` keeps no row after the step
+  continued from, so no step appears twice.
+- Each evaluation that beats the best so far (exact accuracy under Q-head halting, then cell
+  accuracy) is checkpointed and named by ``checkpoints/best``, which the rotation never
+  removes: after a divergence, ``--resume RUN --from best`` continues from it.
+- A resumed run with nothing left (``train.steps`` reached or ``train.max_time_s`` spent)
+  trains zero steps and writes nothing; ``fit`` returns a summary whose ``note`` says how to
+  give it more.
+- SIGINT (Ctrl-C) or SIGTERM during ``fit`` finishes the step in progress, checkpoints it,
+  releases the run lock and raises ``TrainingInterrupted`` (the CLI exits 130 or 143); a
+  second signal stops at once, without a checkpoint of the step in progress.
 """
 
 from __future__ import annotations
@@ -28,8 +42,12 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import os
+import signal
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -43,9 +61,12 @@ from torch.utils.tensorboard import SummaryWriter
 from tqdm.auto import tqdm
 
 from hrm_rl import distributed
-from hrm_rl.checkpoint import (RunLock, load_trainer_state, load_weights, read_checkpoint_config,
-                               resolve_checkpoint, save_run_checkpoint)
-from hrm_rl.config import ConfigError, RunConfig, apply_overrides, from_dict
+from hrm_rl.checkpoint import (LATEST, WEIGHTS, RunLock, atomic_write_text, check_architecture,
+                               find_resume_checkpoint, load_trainer_state, load_weights,
+                               read_checkpoint_config, read_pointer, remove_partial_checkpoints,
+                               resolve_checkpoint, rewind_run, save_run_checkpoint)
+from hrm_rl.config import (ConfigError, RunConfig, apply_overrides, config_changes, from_dict,
+                           load_config)
 from hrm_rl.data import ShuffledSource
 from hrm_rl.device import autocast, resolve_device
 from hrm_rl.evaluation import EvalResult, evaluate
@@ -60,7 +81,10 @@ from hrm_rl.tasks.splits import build_splits
 
 METRICS_FILE = "metrics.jsonl"
 """Per-window training figures, one JSON object per line, in the run folder."""
+CONFIG_FILE = "config.yaml"
+"""The run's config in its folder, written when ``fit`` starts; read again on resume."""
 _STATE_FORMAT = 1
+_SHAPE_KEYS = ("optimizer", "batch_size", "halt_max_steps")  # the saved state's shape
 
 
 class NonFiniteError(RuntimeError):
@@ -78,6 +102,37 @@ class NonFiniteError(RuntimeError):
         super().__init__(f"non-finite {what} at step {step}{detail}; {stopped}. Lower train.lr, "
                          "set train.grad_clip or use train.precision=fp32, then resume from the "
                          "last good checkpoint (hrm-rl train --resume RUN_DIR --set train.lr=...)")
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """``fit`` stopped on SIGINT (Ctrl-C) or SIGTERM.
+
+    Attributes:
+        step: the last completed step.
+        signum: the signal (``signal.SIGINT`` also for a plain ``KeyboardInterrupt``).
+        checkpoint: the checkpoint folder holding ``step``, or None (no run folder, or
+            stopped at once inside a step or a save by a second signal).
+        run_dir: the run folder, or None.
+        exit_code: ``128 + signum`` (130 for SIGINT, 143 for SIGTERM), for the CLI.
+    """
+
+    def __init__(self, step: int, signum: int, checkpoint: Path | None,
+                 run_dir: Path | None) -> None:
+        self.step, self.signum, self.checkpoint, self.run_dir = step, signum, checkpoint, run_dir
+        self.exit_code = 128 + signum
+        name = signal.Signals(signum).name
+        resume = f"continue with: hrm-rl train --resume {run_dir}"
+        if checkpoint is not None:
+            text = f"interrupted by {name} at step {step}; saved {checkpoint}; {resume}"
+        elif run_dir is None:
+            text = f"interrupted by {name} at step {step} (no run folder: nothing saved)"
+        else:
+            latest = read_pointer(run_dir / "checkpoints", LATEST)
+            text = (f"stopped at once by {name} after step {step}, in the middle of what "
+                    "followed, which is not saved; "
+                    + (f"the latest checkpoint is {latest}; {resume}" if latest else
+                       f"no checkpoint yet, so {resume} starts it afresh"))
+        super().__init__(text)
 
 
 @dataclass
@@ -173,9 +228,22 @@ class ACTTrainer:
         self._elapsed_before = 0.0  # training seconds of earlier sessions (resumed runs)
         self._window: dict[str, float] = {}  # sums over the current logging window
         self._window_steps = 0
+        self.best: dict[str, float] | None = None  # the best evaluation so far (see _note_eval)
+        self.notes: list[str] = []  # what a resume (or a restart) found and did, to print
+        self._resumed_meta: dict[str, Any] = {}  # the meta of the checkpoint resumed from
+        self._stop_signal: int | None = None  # set by the SIGINT/SIGTERM handler of fit
+        self._phase: str | None = None  # "step" or "save" while the state is not whole
+        self._saved: tuple[int, Path] | None = None  # (step, folder) of the last save
         if not self.dist.is_main:  # rank 0 alone writes events and checkpoints
             run_dir = None
         self.run_dir = Path(run_dir) if run_dir is not None else None
+        # figures of an earlier start in this folder that never checkpointed (see _fit)
+        self._stale_outputs = self.run_dir is not None and self.run_dir.is_dir() and (
+            (self.run_dir / METRICS_FILE).is_file()
+            or any(self.run_dir.glob("events.out.tfevents.*")))
+        if self._stale_outputs:
+            self.notes.append(f"{self.run_dir} holds figures of an earlier start that saved no "
+                              "checkpoint; they are replaced from step 1")
         # one live process per run folder (RunLockedError otherwise)
         self.lock = lock if lock is not None or self.run_dir is None else RunLock(self.run_dir)
         self.writer = SummaryWriter(str(self.run_dir)) if self.run_dir is not None else None
@@ -326,11 +394,14 @@ class ACTTrainer:
                    "eval/exact_acc_at_max": result.exact_by_segment[-1]})
         self._log({f"eval/exact_acc_at_k/{k + 1}": acc
                    for k, acc in enumerate(result.exact_by_segment)})
+        if result.task_scores:  # the task's own metric, e.g. ARC's eval/pass@1, eval/pass@2
+            self._log({f"eval/{name}": value for name, value in result.task_scores.items()})
 
-    def save(self, meta: dict[str, Any] | None = None) -> Path | None:
+    def save(self, meta: dict[str, Any] | None = None, best: bool = False) -> Path | None:
         """Checkpoint weights and the whole training state into the run folder (no-op
         without one). TensorBoard events logged so far are flushed first, so a resumed run
-        finds every event up to its checkpoint.
+        finds every event up to its checkpoint. ``best``: also point ``checkpoints/best`` at
+        it (the last known good checkpoint, which the rotation keeps).
 
         Raises:
             NonFiniteError: the weights hold NaN or inf (the last good checkpoint is kept).
@@ -342,11 +413,15 @@ class ACTTrainer:
             self._fault("weights", f" (in {', '.join(bad[:3])})", self.step)
         if self.writer is not None:
             self.writer.flush()
+        phase, self._phase = self._phase, "save"  # stays "save" if the save is cut short
         state = self.state_dict()  # holds the raw weights when EMA swaps them out below
-        with self._ema_weights():  # the checkpoint's weights are the EMA's (envs load those)
-            return save_run_checkpoint(self.run_dir, self.step, self.model, self.config,
-                                       {"step": self.step, **(meta or {})},
-                                       (self.task, self.test_set), state)
+        with self._ema_weights():  # the checkpoint's weights are the EMA's (envs load them)
+            folder = save_run_checkpoint(self.run_dir, self.step, self.model, self.config,
+                                         {"step": self.step, **(meta or {})},
+                                         (self.task, self.test_set), state, best=best)
+        self._phase = phase
+        self._saved = (self.step, folder)
+        return folder
 
     def state_dict(self) -> dict[str, Any]:
         """Everything beyond the weights that training needs to continue identically.
@@ -355,9 +430,10 @@ class ACTTrainer:
         lr schedule), the torch CPU (and CUDA) RNG states, the numpy generator shared by
         the trainer and its ``ShuffledSource`` (shuffling, augmentation), the source's epoch
         order and position, the segment engine's rows (puzzles, carries, segment counters),
-        the rows that halted and their drawn minimum segments, the open logging window, and
-        a fingerprint of the training puzzles. Not held: the puzzle sets themselves (rebuilt
-        from the config and checked against the fingerprint) and the MPS RNG.
+        the rows that halted and their drawn minimum segments, the open logging window, the
+        best evaluation so far, and a fingerprint of the training puzzles. Not held: the
+        puzzle sets themselves (rebuilt from the config and checked against the fingerprint)
+        and the MPS RNG.
         """
         return {
             "format": _STATE_FORMAT,
@@ -376,11 +452,18 @@ class ACTTrainer:
             "ema": None if self.ema is None else self.ema.state_dict(),
             "raw_weights": None if self.ema is None else
             {n: p.detach().cpu().clone() for n, p in self.model.named_parameters()},
+            "best": None if self.best is None else dict(self.best),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore ``state_dict()`` into a trainer built from the same config (weights are
         loaded separately).
+
+        Training continues from the raw (trained) weights whether or not this trainer keeps
+        an EMA: a checkpoint saved with EMA holds the averaged weights in ``model.safetensors``
+        and the raw ones in its state. With EMA in this trainer, the saved average continues
+        (with this config's ``ema_decay``), or starts from the trained weights when the run
+        had none.
 
         Raises:
             ValueError: the state is from another format, batch size or training set.
@@ -406,125 +489,278 @@ class ACTTrainer:
         self.engine.min_segments = state["min_segments"].to(self.device)
         self._window = dict(state["window"]["sums"])
         self._window_steps = int(state["window"]["steps"])
-        if self.ema is not None and state.get("ema") is not None:
-            # model.safetensors held the EMA weights; the raw ones continue training
-            self.ema.load_state_dict(state["ema"])
+        self.best = None if state.get("best") is None else dict(state["best"])
+        if state.get("raw_weights") is not None:
+            # model.safetensors held the EMA weights; the raw ones continue training (also
+            # when EMA is turned off on resume: train.ema_decay=null)
             with torch.no_grad():
                 for name, param in self.model.named_parameters():
                     param.copy_(state["raw_weights"][name])
+        if self.ema is not None:
+            if state.get("ema") is not None:
+                self.ema.load_state_dict(state["ema"])
+                self.ema.decay = float(self.config.train.ema_decay)  # an edited decay counts
+            else:  # EMA turned on on resume: average from the trained weights, not the init
+                self.ema = EMA(self.model, self.config.train.ema_decay)
 
     @classmethod
     def resume(cls, run_dir: str | Path, overrides: list[str] | None = None,
-               progress: bool = True) -> ACTTrainer:
-        """A trainer that continues ``run_dir`` from its ``latest`` checkpoint.
+               progress: bool = True, checkpoint: str | None = None) -> ACTTrainer:
+        """A trainer that continues ``run_dir`` from its ``latest`` checkpoint (or from
+        ``checkpoint``: ``best`` or a folder name such as ``step_0000500``).
 
-        The run's saved config is used; ``overrides`` (``train.key=value``) may change the
-        ``train`` section only, e.g. a lower lr after a ``NonFiniteError`` (then the
-        continuation is no longer identical to an uninterrupted run). TensorBoard events
-        after the checkpoint's step are purged and ``metrics.jsonl`` is cut back to it, so
-        the resumed run's curves continue the old ones without duplicates.
+        The config is the checkpoint's, with the ``train`` settings edited in the run's
+        ``config.yaml`` since (listed in ``notes``) and then ``overrides``
+        (``train.key=value``), e.g. a lower lr after a ``NonFiniteError`` (then the
+        continuation is no longer identical to an uninterrupted run). Other sections, and
+        the train settings the saved state's shape depends on (optimizer, batch_size,
+        halt_max_steps), are refused either way. TensorBoard events after the checkpoint's
+        step are purged and ``metrics.jsonl`` is cut back to it, so the resumed run's curves
+        continue the old ones without duplicates.
+
+        What a killed save left is handled (see ``notes``): torn checkpoint folders and
+        temporary files are removed; without a usable ``latest`` the newest complete
+        checkpoint is used; without any (killed before or while writing the first one) the
+        run starts afresh at step 0 from ``config.yaml``. Resuming from an earlier checkpoint
+        than ``latest`` points ``latest`` at it and removes the later ones (``rewind_run``).
 
         Raises:
-            FileNotFoundError: no run checkpoint with trainer state in ``run_dir``.
-            ConfigError: an override outside ``train``.
+            FileNotFoundError: ``run_dir`` is no run folder, or ``checkpoint`` is not one of
+                its complete checkpoints.
+            ConfigError: an override or ``config.yaml`` edit outside ``train``, or of a
+                setting the saved state cannot follow.
             ValueError: a checkpoint that is corrupt or does not fit its config.
+            RunLockedError: another live process trains into ``run_dir``.
         """
         run_dir = Path(run_dir)
-        folder = resolve_checkpoint(run_dir)
-        if folder.parent.parent.resolve() != run_dir.resolve():
+        root = run_dir / "checkpoints"
+        if not root.is_dir() and not (run_dir / CONFIG_FILE).is_file():
+            resolve_checkpoint(run_dir)  # "no checkpoint at ..." when there is nothing there
             raise FileNotFoundError(f"{run_dir} is not a run folder (expected "
-                                    f"{run_dir / 'checkpoints' / 'latest'})")
-        config, _, _ = read_checkpoint_config(folder)
+                                    f"{root / LATEST})")
         for item in overrides or []:
             if not item.strip().startswith("train."):
                 raise ConfigError(f"--set {item}: only train.* can change when resuming "
                                   "(model, task and data are fixed by the checkpoint)")
-        if overrides:
-            before = config.train
-            config = from_dict(RunConfig, apply_overrides(config.to_dict(), overrides))
-            config.validate()
-            for key in ("optimizer", "batch_size", "halt_max_steps"):  # the state's shape
-                if getattr(config.train, key) != getattr(before, key):
-                    raise ConfigError(f"--set train.{key}: cannot change when resuming (the "
-                                      f"saved optimizer and engine state are for "
-                                      f"{key}={getattr(before, key)!r}); start a new run")
+        is_main = distributed.current().is_main
         # before reading the state another resumer may be writing (rank 0 alone writes)
-        lock = RunLock(run_dir) if distributed.current().is_main else None
+        lock = RunLock(run_dir) if is_main else None
+        trainer = None
         try:
-            folder = resolve_checkpoint(run_dir)
-            state = load_trainer_state(folder)
+            notes = []
+            removed = remove_partial_checkpoints(run_dir) if is_main else []
+            if removed:
+                notes.append(f"removed what a killed save left in {root}: {', '.join(removed)}")
+            folder, found = find_resume_checkpoint(run_dir, checkpoint)
+            notes += found
+            config, meta, edits = _resume_config(run_dir, folder, overrides or [])
+            notes += edits
+            state = load_trainer_state(folder) if folder is not None else None
             trainer = cls(config, run_dir, progress=progress, lock=lock)
+            if folder is not None:
+                load_weights(trainer.model, folder / WEIGHTS)
+                trainer.load_state_dict(state)
+                latest = read_pointer(root, LATEST)
+                if is_main and latest != folder.name:  # --from an earlier one, or a fallback
+                    removed, best_dropped = rewind_run(run_dir, folder)
+                    if best_dropped:
+                        trainer.best = None  # the next evaluation sets a new one
+                    if checkpoint not in (None, LATEST):
+                        notes.append(
+                            f"continuing from {folder.name} instead of {latest}: {LATEST} "
+                            f"names it now; removed the later checkpoints "
+                            f"{', '.join(removed) or '(none)'}"
+                            + (" and the best pointer, which named one" if best_dropped
+                               else ""))
+            trainer._restart_outputs()
         except BaseException:
             if lock is not None:
                 lock.release()
             raise
-        load_weights(trainer.model, folder / "model.safetensors")
-        trainer.load_state_dict(state)
-        if trainer.writer is not None:  # hide events of the lost steps after the checkpoint
-            trainer.writer.close()
-            trainer.writer = SummaryWriter(str(run_dir), purge_step=trainer.step + 1)
-        _truncate_metrics(run_dir / METRICS_FILE, trainer.step)
+        trainer.notes = notes
+        trainer._resumed_meta = meta
         return trainer
+
+    def _restart_outputs(self) -> None:
+        """Cut ``metrics.jsonl`` back to the current step (atomically) and hide TensorBoard
+        events after it, so no step appears twice once training goes on from here."""
+        self._stale_outputs = False
+        if self.run_dir is None:
+            return
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = SummaryWriter(str(self.run_dir), purge_step=self.step + 1)
+        _truncate_metrics(self.run_dir / METRICS_FILE, self.step)
+
+    def nothing_to_do(self) -> str | None:
+        """Why ``fit`` would train no step (``train.steps`` reached, or the time budget
+        ``train.max_time_s`` spent, e.g. on resuming a finished run), with how to give it
+        more; None when there is training left."""
+        t = self.config.train
+        where = str(self.run_dir) if self.run_dir is not None else "the run"
+        more = f"hrm-rl train --resume {self.run_dir} --set" if self.run_dir else "--set"
+        if self.step >= t.steps:
+            return (f"{where} is at step {self.step} of train.steps={t.steps}: nothing to "
+                    f"train (no step, checkpoint or metrics row written); to train longer: "
+                    f"{more} train.steps={max(2 * t.steps, self.step + 1)}")
+        if t.max_time_s is not None and self.time_fraction() >= 1.0:
+            elapsed = self.elapsed_s()
+            return (f"{where} has spent its time budget, train.max_time_s={t.max_time_s:g} "
+                    f"({elapsed:.1f} s trained over all sessions): nothing to train (no step, "
+                    f"checkpoint or metrics row written); to train longer: "
+                    f"{more} train.max_time_s={math.ceil(elapsed + t.max_time_s)}")
+        return None
 
     def fit(self) -> dict[str, Any]:
         """Train for ``train.steps`` steps (or ``train.max_time_s``), evaluating and saving.
 
+        SIGINT (Ctrl-C) and SIGTERM (in the main thread, unless ignored; SIGTERM only in a
+        single process) end the run cleanly: the step in progress finishes, is
+        checkpointed, the run lock is released and ``TrainingInterrupted`` is raised. A
+        second signal stops at once (``TrainingInterrupted`` without a checkpoint when it
+        came inside a step or a save).
+
         Returns:
-            A summary: steps, seconds, segments/s and the final evaluation.
+            A summary: steps, seconds, segments/s and the final evaluation; with nothing
+            left to train (``nothing_to_do``) the checkpoint's evaluation and a ``note``.
+
+        Raises:
+            TrainingInterrupted: on SIGINT or SIGTERM (a ``KeyboardInterrupt``).
+            NonFiniteError: the loss, a gradient or the weights became NaN or inf.
         """
         if self.run_dir is not None and (self.lock is None or not self.lock.held):
             self.lock = RunLock(self.run_dir)
         try:
-            return self._fit()
+            with self._signals_stop_training():
+                return self._fit()
         finally:  # the training ended (or failed): the folder is free for a resume
             if self.lock is not None:
                 self.lock.release()
 
+    @contextlib.contextmanager
+    def _signals_stop_training(self) -> Iterator[None]:
+        """Inside, SIGINT/SIGTERM set ``_stop_signal`` (checked between steps); a second
+        one raises ``KeyboardInterrupt``. The previous handlers come back on exit."""
+        self._stop_signal = None
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def handler(signum: int, frame: Any) -> None:
+            if self._stop_signal is not None:
+                raise KeyboardInterrupt
+            self._stop_signal = signum
+
+        previous = {}
+        # under torchrun SIGTERM is how the launcher ends the workers: keep its meaning there
+        for sig in (signal.SIGINT,) + (() if self.dist.enabled else (signal.SIGTERM,)):
+            if signal.getsignal(sig) is not signal.SIG_IGN:  # e.g. SIGINT of a nohup job
+                previous[sig] = signal.signal(sig, handler)
+        try:
+            yield
+        finally:
+            for sig, old in previous.items():
+                signal.signal(sig, old)
+
+    def _should_stop(self) -> bool:
+        """Whether a signal asked to stop (rank 0's answer on every rank)."""
+        if self.dist.enabled:
+            signum = int(distributed.broadcast_float(float(self._stop_signal or 0), self.dist,
+                                                     self.device))
+            self._stop_signal = signum or None
+        return self._stop_signal is not None
+
+    def _interrupted(self, at_once: bool = False) -> TrainingInterrupted:
+        """Checkpoint the current step (unless ``at_once`` or saved already) and describe it."""
+        folder = None
+        if self.run_dir is not None and not at_once:
+            saved = self._saved
+            folder = saved[1] if saved is not None and saved[0] == self.step else self.save()
+        return TrainingInterrupted(self.step, self._stop_signal or signal.SIGINT, folder,
+                                   self.run_dir)
+
+    def _note_eval(self, result: EvalResult) -> bool:
+        """Record ``result`` if it beats the best evaluation so far (exact accuracy under
+        Q-head halting, ties broken by cell accuracy); returns whether it did."""
+        score = (result.exact_qhalt, result.cell_acc_qhalt)
+        if self.best is not None and score <= (self.best["exact_qhalt"],
+                                               self.best["cell_acc_qhalt"]):
+            return False
+        self.best = {"step": self.step, "exact_qhalt": result.exact_qhalt,
+                     "cell_acc_qhalt": result.cell_acc_qhalt}
+        return True
+
     def _fit(self) -> dict[str, Any]:
         t = self.config.train
+        done = self.nothing_to_do()
+        if done is not None:  # e.g. a resumed run whose budget is spent: write nothing
+            return {"steps": self.step, "train_seconds": round(self.elapsed_s(), 1),
+                    "segments_per_s": 0.0, "parameters": self.model.num_parameters(),
+                    "eval": self._resumed_meta.get("eval"), "note": done}
         if self.run_dir is not None:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            (self.run_dir / "config.yaml").write_text(yaml.safe_dump(self.config.to_dict()))
+            if self._stale_outputs and self.step == 0:  # a restart of a run killed early
+                self._restart_outputs()
+            (self.run_dir / CONFIG_FILE).write_text(yaml.safe_dump(self.config.to_dict()))
         bar = tqdm(total=t.steps, initial=self.step, desc="train", unit="step",
                    disable=not self.progress)
         start = window_start = self._fit_start = time.perf_counter()
         first_step = self.step
-        while self.step < t.steps:
-            stats = self.train_step()
-            self._window_steps += 1
-            for key, value in stats.__dict__.items():
-                self._window[key] = self._window.get(key, 0.0) + value
-            bar.update(1)
-            if self.step % t.log_every == 0:
-                now = time.perf_counter()
-                means = distributed.mean_over_ranks(
-                    {k: v / self._window_steps for k, v in self._window.items()}, self.dist,
-                    self.device)
-                lr = self.optimizer.param_groups[0]["lr"]
-                self._log({f"train/{k}": v for k, v in means.items() if k != "halted"})
-                self._log({"train/lr": lr, "perf/segments_per_s":
-                           self._window_steps * t.batch_size / max(now - window_start, 1e-9)})
-                self._write_metrics({"step": self.step, **means, "lr": lr})
-                bar.set_postfix(lm=f"{means['lm_loss']:.3f}", acc=f"{means['exact_acc']:.3f}",
-                                segs=f"{means['mean_segments']:.2f}")
-                self._window, self._window_steps, window_start = {}, 0, now
-            if self.step % t.eval_every == 0 and self.dist.is_main:
-                self._log_eval(self.evaluate())
-            if self.step % t.checkpoint_every == 0:
-                self.save()
-            if self.time_fraction() >= 1.0:
-                break
-        bar.close()
-        seconds = time.perf_counter() - start
-        result = self.evaluate() if self.dist.is_main else None  # rank 0 evaluates
-        if result is not None:
-            self._log_eval(result)
-        final = result.to_dict() if result is not None else None
-        summary = {"steps": self.step, "train_seconds": round(self.elapsed_s(), 1),
-                   "segments_per_s": round((self.step - first_step) * t.batch_size
-                                           / max(seconds, 1e-9), 1),
-                   "parameters": self.model.num_parameters(), "eval": final}
-        self.save({"eval": final})
+        try:
+            while self.step < t.steps:
+                self._phase = "step"
+                stats = self.train_step()
+                self._phase = None
+                self._window_steps += 1
+                for key, value in stats.__dict__.items():
+                    self._window[key] = self._window.get(key, 0.0) + value
+                bar.update(1)
+                if self.step % t.log_every == 0:
+                    now = time.perf_counter()
+                    means = distributed.mean_over_ranks(
+                        {k: v / self._window_steps for k, v in self._window.items()},
+                        self.dist, self.device)
+                    lr = self.optimizer.param_groups[0]["lr"]
+                    self._log({f"train/{k}": v for k, v in means.items() if k != "halted"})
+                    self._log({"train/lr": lr, "perf/segments_per_s":
+                               self._window_steps * t.batch_size / max(now - window_start,
+                                                                       1e-9)})
+                    self._write_metrics({"step": self.step, **means, "lr": lr})
+                    bar.set_postfix(lm=f"{means['lm_loss']:.3f}",
+                                    acc=f"{means['exact_acc']:.3f}",
+                                    segs=f"{means['mean_segments']:.2f}")
+                    self._window, self._window_steps, window_start = {}, 0, now
+                result = None
+                if self.step % t.eval_every == 0 and self.dist.is_main:
+                    result = self.evaluate()
+                    self._log_eval(result)
+                new_best = result is not None and self._note_eval(result)
+                if self.step % t.checkpoint_every == 0 or (new_best and self.run_dir):
+                    self.save(None if result is None else {"eval": result.to_dict()},
+                              best=new_best)
+                if self._should_stop():
+                    raise self._interrupted()
+                if self.time_fraction() >= 1.0:
+                    break
+            bar.close()
+            seconds = time.perf_counter() - start
+            result = self.evaluate() if self.dist.is_main else None  # rank 0 evaluates
+            new_best = False
+            if result is not None:
+                self._log_eval(result)
+                new_best = self._note_eval(result)
+            final = result.to_dict() if result is not None else None
+            summary = {"steps": self.step, "train_seconds": round(self.elapsed_s(), 1),
+                       "segments_per_s": round((self.step - first_step) * t.batch_size
+                                               / max(seconds, 1e-9), 1),
+                       "parameters": self.model.num_parameters(), "eval": final}
+            self.save({"eval": final}, best=new_best)
+        except KeyboardInterrupt as err:  # a second signal, or one without our handler
+            if isinstance(err, TrainingInterrupted):
+                raise
+            raise self._interrupted(at_once=self._phase is not None) from None
+        finally:
+            bar.close()
         if self.run_dir is not None:
             (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
         if self.writer is not None:
@@ -540,20 +776,78 @@ def _fingerprint(puzzles: PuzzleBatch) -> str:
     return digest.hexdigest()
 
 
+def _resume_config(run_dir: Path, folder: Path | None, overrides: list[str]
+                   ) -> tuple[RunConfig, dict[str, Any], list[str]]:
+    """The config a resume of ``run_dir`` from checkpoint ``folder`` trains with, the
+    checkpoint's meta, and notes: the checkpoint's config, then the ``train`` settings edited
+    in ``config.yaml`` since (honoured, and listed in a note), then ``overrides``. Without a
+    checkpoint (``folder`` None): ``config.yaml`` with ``overrides``, for a fresh start.
+
+    Raises:
+        ConfigError: an edit outside ``train``, or of a setting the saved state's shape
+            depends on (``optimizer``, ``batch_size``, ``halt_max_steps``), naming the key and
+            where it was changed.
+        FileNotFoundError: neither a checkpoint nor ``config.yaml``.
+    """
+    yaml_path = run_dir / CONFIG_FILE
+    if folder is None:
+        if not yaml_path.is_file():
+            raise FileNotFoundError(f"no complete checkpoint in {run_dir / 'checkpoints'} and "
+                                    f"no {yaml_path}: nothing to resume; start the run again "
+                                    f"with hrm-rl train CONFIG --run-dir {run_dir}")
+        note = (f"no complete checkpoint in {run_dir / 'checkpoints'} (the run was killed "
+                f"before or while writing its first one): starting it afresh at step 0 with "
+                f"{yaml_path}")
+        return load_config(yaml_path, overrides), {}, [note]
+    saved, model_config, meta = read_checkpoint_config(folder)
+    check_architecture(folder / WEIGHTS, model_config)  # an edited config.json, named as such
+    data, notes, edited = saved.to_dict(), [], {}
+    if yaml_path.is_file():
+        changes = config_changes(saved, load_config(yaml_path))
+        fixed = [c for c in changes if not c[0].startswith("train.")]
+        if fixed:
+            raise ConfigError(
+                f"{yaml_path}: {_describe(fixed)} edited since checkpoint {folder.name}; only "
+                "train.* settings can change when resuming (model, task and data are fixed by "
+                "the checkpoint): restore them there, or start a new run")
+        for key, _, value in changes:
+            data["train"][key.split(".", 1)[1]] = value
+            edited[key.split(".", 1)[1]] = value
+        if changes:
+            notes.append(f"{yaml_path} was edited since checkpoint {folder.name}: "
+                         f"{_describe(changes)}; resuming with the edited values")
+    config = from_dict(RunConfig, apply_overrides(data, overrides))
+    config.validate()
+    for key in _SHAPE_KEYS:
+        before, now = getattr(saved.train, key), getattr(config.train, key)
+        if now != before:
+            by_set = any(item.split("=", 1)[0].strip() == f"train.{key}" for item in overrides)
+            where = (f"--set train.{key}" if by_set or key not in edited
+                     else f"{yaml_path}: train.{key}")
+            raise ConfigError(f"{where}: cannot change when resuming (the saved optimizer and "
+                              f"engine state are for {key}={before!r}); "
+                              + ("restore it there or " if not by_set else "") + "start a new run")
+    return config, meta, notes
+
+
+def _describe(changes: list[tuple[str, Any, Any]]) -> str:
+    return ", ".join(f"{key} {old!r} -> {new!r}" for key, old, new in changes)
+
+
 def _truncate_metrics(path: Path, step: int) -> None:
     """Keep the lines of ``metrics.jsonl`` up to ``step`` (drops a torn last line too)."""
     if not path.is_file():
         return
-    kept = []
-    for line in path.read_text().splitlines():
+    kept, before = [], path.read_text()
+    for line in before.splitlines():
         try:
             if json.loads(line)["step"] <= step:
                 kept.append(line)
         except (ValueError, KeyError, TypeError):
             continue
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(f"{line}\n" for line in kept))
-    os.replace(tmp, path)
+    text = "".join(f"{line}\n" for line in kept)
+    if text != before:
+        atomic_write_text(path, text)
 
 
 def make_run_dir(config: RunConfig) -> Path:

@@ -12,16 +12,34 @@ segment engine's rows and carries, the puzzle source's position); see
 ``ACTTrainer.state_dict``. ``config.json`` is always written last, so a folder with a
 ``config.json`` is complete.
 
+Beside ``latest``, a ``<run>/checkpoints/best`` pointer names the checkpoint with the best
+periodic evaluation so far (the last known good one): the rotation that keeps the two newest
+checkpoints never removes it, so a run that diverges later still has it. Load it with
+``load_checkpoint("<run>/checkpoints/best")`` (``hrm-rl eval <run>/checkpoints/best``) and
+continue from it with ``hrm-rl train --resume <run> --from best`` (``rewind_run``: the later
+checkpoints are removed). ``find_resume_checkpoint`` picks what a resume continues from,
+falling back to the newest complete checkpoint when a kill left ``latest`` missing or naming a
+torn folder.
+
+``model.safetensors`` carries the architecture it was saved for (the model config's fields
+that change what the weights compute, and their sha256) in its metadata; ``load_weights``
+refuses a ``config.json`` edited since (``H_cycles`` 2 -> 5 keeps every weight's shape, so
+only this check notices). Files without that metadata (older checkpoints) load unchecked;
+``stamp_architecture`` adds it.
+
 ``load_checkpoint`` accepts a checkpoint folder, a run folder, the ``latest`` pointer's
-folder, or the name of a checkpoint bundled with the package (see ``bundled_checkpoints``).
-Files that are missing, corrupt or do not fit their config raise ``ValueError`` (or
-``FileNotFoundError``) naming the file.
+folder, a pointer file (``<run>/checkpoints/best``), or the name of a checkpoint bundled with
+the package (see ``bundled_checkpoints``). Files that are missing, corrupt or do not fit
+their config raise ``ValueError`` (or ``FileNotFoundError``) naming the file.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -30,6 +48,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from hrm_rl.config import ConfigError, ModelConfig, RunConfig, from_dict
@@ -42,7 +61,36 @@ CONFIG = "config.json"
 TEST_PUZZLES = "test.csv"
 TRAINER_STATE = "trainer_state.pt"
 LATEST = "latest"
+BEST = "best"
+"""Pointer files in ``<run>/checkpoints``: the newest checkpoint, and the best-evaluated one."""
 _KEEP = 2
+_STEP_DIR = re.compile(r"step_(\d+)")
+ARCHITECTURE_KEY = "hrm_rl.architecture"
+FINGERPRINT_KEY = "hrm_rl.architecture_sha256"
+"""safetensors metadata keys: the canonical JSON of ``architecture(config)`` and its sha256."""
+_NOT_ARCHITECTURE = frozenset({"gradient"})  # which steps carry the gradient: training only
+
+
+def architecture(config: ModelConfig) -> dict[str, Any]:
+    """The fields of a resolved model config that change what its weights compute: every
+    field but ``gradient`` (``H_cycles``, ``L_cycles``, ``rope_theta``, ... leave the weights'
+    shapes alone, so a shape check cannot tell them apart)."""
+    return {k: v for k, v in sorted(dataclasses.asdict(config).items())
+            if k not in _NOT_ARCHITECTURE}
+
+
+def _canonical(arch: dict[str, Any]) -> str:
+    return json.dumps(arch, sort_keys=True, separators=(",", ":"))
+
+
+def architecture_fingerprint(config: ModelConfig) -> str:
+    """sha256 (hex) of the canonical JSON (sorted keys, no spaces) of ``architecture``."""
+    return hashlib.sha256(_canonical(architecture(config)).encode()).hexdigest()
+
+
+def _architecture_metadata(config: ModelConfig) -> dict[str, str]:
+    return {ARCHITECTURE_KEY: _canonical(architecture(config)),
+            FINGERPRINT_KEY: architecture_fingerprint(config)}
 
 
 @dataclass
@@ -137,7 +185,11 @@ def _fsync_write(path: Path, write) -> None:
         raise
 
 
-def _write_text(path: Path, text: str) -> None:
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Replace ``path`` by ``text`` atomically (temporary file, fsync, rename): a crash
+    leaves the old file or the new one, never a torn one."""
+    path = Path(path)
+
     def write(tmp: str) -> None:
         with open(tmp, "w") as f:
             f.write(text)
@@ -156,12 +208,14 @@ def save_checkpoint(folder: str | Path, model: RecurrentCore, config: RunConfig,
     ``trainer_state`` is given.
 
     ``config.json`` holds ``{"run": <RunConfig>, "model": <resolved ModelConfig>, "meta": ...}``
-    and is written last.
+    and is written last. The weights' safetensors metadata holds the model's
+    ``architecture`` and its fingerprint (checked by ``load_weights``).
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
-    _fsync_write(folder / WEIGHTS, lambda tmp: save_file(state, tmp))
+    metadata = _architecture_metadata(model.config)
+    _fsync_write(folder / WEIGHTS, lambda tmp: save_file(state, tmp, metadata=metadata))
     payload = {"run": config.to_dict(), "model": model.config.__dict__, "meta": meta or {}}
     if test_puzzles is not None:
         task, puzzles = test_puzzles
@@ -170,7 +224,7 @@ def save_checkpoint(folder: str | Path, model: RecurrentCore, config: RunConfig,
         _link_or_copy(Path(test_csv), folder / TEST_PUZZLES)
     if trainer_state is not None:
         _fsync_write(folder / TRAINER_STATE, lambda tmp: torch.save(trainer_state, tmp))
-    _write_text(folder / CONFIG, json.dumps(payload, indent=2, sort_keys=True))
+    atomic_write_text(folder / CONFIG, json.dumps(payload, indent=2, sort_keys=True))
     return folder
 
 
@@ -189,11 +243,16 @@ def _link_or_copy(src: Path, dst: Path) -> None:
 def save_run_checkpoint(run_dir: str | Path, step: int, model: RecurrentCore, config: RunConfig,
                         meta: dict[str, Any] | None = None,
                         test_puzzles: tuple[Task, PuzzleBatch] | None = None,
-                        trainer_state: dict[str, Any] | None = None) -> Path:
-    """Save ``<run_dir>/checkpoints/step_<step>``, point ``latest`` at it, prune old ones.
+                        trainer_state: dict[str, Any] | None = None,
+                        best: bool = False) -> Path:
+    """Save ``<run_dir>/checkpoints/step_<step>``, point ``latest`` (and with ``best``, the
+    ``best`` pointer) at it, prune old ones.
 
-    ``latest`` moves only after the new folder is complete, and older folders are removed
-    only after that, so a crash at any point leaves ``latest`` naming a loadable checkpoint.
+    ``latest`` and ``best`` move only after the new folder is complete, and other folders are
+    removed only after that, so a crash at any point leaves both naming loadable checkpoints.
+    Kept: the new folder, the ``_KEEP - 1`` newest complete ones before it and the one
+    ``best`` names. Removed: older ones, torn ones (no ``config.json``: left by a killed
+    process) and ones after ``step`` (left when a kill cut ``rewind_run`` short).
     """
     root = Path(run_dir) / "checkpoints"
     shared = None
@@ -205,11 +264,123 @@ def save_run_checkpoint(run_dir: str | Path, step: int, model: RecurrentCore, co
             _fsync_write(shared, lambda tmp: task.write_csv(tmp, puzzles))
     folder = save_checkpoint(root / f"step_{step:07d}", model, config, meta, None,
                              trainer_state, shared)
-    _write_text(root / LATEST, folder.name)
-    old = sorted(p for p in root.glob("step_*") if p.is_dir() and p != folder)
-    for stale in old[: max(len(old) - (_KEEP - 1), 0)]:
-        shutil.rmtree(stale, ignore_errors=True)
+    atomic_write_text(root / LATEST, folder.name)
+    if best:
+        atomic_write_text(root / BEST, folder.name)
+    protected = {folder.name, read_pointer(root, BEST)}
+    earlier = [p for n, p in step_folders(root) if n < step and is_complete(p)]
+    protected.update(p.name for p in earlier[len(earlier) - (_KEEP - 1):] if _KEEP > 1)
+    for _, stale in step_folders(root):
+        if stale.name not in protected:
+            shutil.rmtree(stale, ignore_errors=True)
     return folder
+
+
+def step_folders(root: str | Path) -> list[tuple[int, Path]]:
+    """``(step, folder)`` of every ``step_<N>`` folder in a run's ``checkpoints`` folder,
+    complete or not, by step."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in root.iterdir()
+             if (m := _STEP_DIR.fullmatch(p.name)) and p.is_dir()]
+    return sorted(found)
+
+
+def is_complete(folder: str | Path, resumable: bool = True) -> bool:
+    """Whether ``folder`` holds a whole checkpoint: ``config.json`` (written last) and the
+    weights, and with ``resumable`` the trainer state."""
+    folder = Path(folder)
+    names = (CONFIG, WEIGHTS, TRAINER_STATE) if resumable else (CONFIG, WEIGHTS)
+    return all((folder / name).is_file() for name in names)
+
+
+def read_pointer(root: str | Path, name: str) -> str | None:
+    """The folder name the pointer file ``root/name`` (``latest``, ``best``) holds, if any."""
+    path = Path(root) / name
+    try:
+        return path.read_text().strip() or None
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def find_resume_checkpoint(run_dir: str | Path, name: str | None = None
+                           ) -> tuple[Path | None, list[str]]:
+    """The checkpoint a resume of ``run_dir`` continues from, and notes on how it was found.
+
+    ``name`` None (or ``latest``): the folder ``latest`` names when it is complete; else (a
+    kill between writing a checkpoint and moving the pointer, or a pointer naming a torn
+    folder) the newest complete ``step_*`` folder, with a note; None when there is none (a
+    run killed before or while writing its first checkpoint). ``name`` ``best``, or a folder
+    name such as ``step_0000500``: that checkpoint.
+
+    Raises:
+        FileNotFoundError: ``name`` given but not a complete run checkpoint of ``run_dir``.
+    """
+    root = Path(run_dir) / "checkpoints"
+    if name not in (None, LATEST):
+        target = read_pointer(root, name) if name == BEST else name
+        if target is None:
+            raise FileNotFoundError(f"{root / BEST}: no best checkpoint in this run yet (it is "
+                                    "set at the first evaluation, train.eval_every)")
+        folder = root / target
+        if _STEP_DIR.fullmatch(folder.name) is None or not is_complete(folder):
+            have = ", ".join(p.name for _, p in step_folders(root) if is_complete(p)) or "none"
+            raise FileNotFoundError(f"{folder} is not a complete checkpoint of this run "
+                                    f"(complete ones: {have}; or use 'best' or 'latest')")
+        return folder, []
+    notes = []
+    latest = read_pointer(root, LATEST)
+    if latest is not None and _STEP_DIR.fullmatch(latest) and is_complete(root / latest):
+        return root / latest, notes
+    complete = [p for _, p in step_folders(root) if is_complete(p)]
+    if latest is None:
+        why = f"{root / LATEST} is missing"
+    else:
+        why = f"{root / LATEST} names {latest}, which is not a complete checkpoint"
+    if complete:
+        notes.append(f"{why} (as a kill while saving leaves it); resuming from the newest "
+                     f"complete checkpoint, {complete[-1].name}")
+        return complete[-1], notes
+    return None, notes
+
+
+def rewind_run(run_dir: str | Path, folder: str | Path) -> tuple[list[str], bool]:
+    """Make ``folder`` (a checkpoint of ``run_dir``) the run's present: point ``latest`` at
+    it, then delete the checkpoints after its step (and the ``best`` pointer first, when it
+    named one of them). Only for the holder of the run's ``RunLock``. Returns the removed
+    folder names and whether ``best`` was removed."""
+    root = Path(run_dir) / "checkpoints"
+    folder = Path(folder)
+    step = int(_STEP_DIR.fullmatch(folder.name).group(1))
+    atomic_write_text(root / LATEST, folder.name)
+    later = [p for n, p in step_folders(root) if n > step]
+    best_dropped = read_pointer(root, BEST) in {p.name for p in later}
+    if best_dropped:
+        (root / BEST).unlink()
+    for stale in later:
+        shutil.rmtree(stale, ignore_errors=True)
+    return [p.name for p in later], best_dropped
+
+
+def remove_partial_checkpoints(run_dir: str | Path) -> list[str]:
+    """Delete what a killed save left in ``<run_dir>/checkpoints``: ``step_*`` folders
+    without ``config.json`` and temporary files (``.*.tmp``, ``.*.link``), in the folder and
+    in complete checkpoints. Only for the holder of the run's ``RunLock`` (no live writer).
+    Returns the removed paths, relative to the checkpoints folder."""
+    root = Path(run_dir) / "checkpoints"
+    removed = []
+    for _, folder in step_folders(root):
+        if not (folder / CONFIG).is_file():
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder.name + "/")
+    if root.is_dir():
+        for folder in [root] + [p for _, p in step_folders(root)]:
+            for junk in folder.glob(".*"):
+                if junk.is_file() and junk.suffix in (".tmp", ".link"):
+                    junk.unlink(missing_ok=True)
+                    removed.append(str(junk.relative_to(root)))
+    return removed
 
 
 LOCK = ".lock"
@@ -259,8 +430,15 @@ class RunLock:
 
 
 def resolve_checkpoint(name_or_path: str | Path) -> Path:
-    """Turn a bundled name, checkpoint folder or run folder into a checkpoint folder."""
+    """Turn a bundled name, checkpoint folder, run folder (its ``latest``) or pointer file
+    (``<run>/checkpoints/latest`` or ``<run>/checkpoints/best``) into a checkpoint folder."""
     path = Path(name_or_path)
+    if path.name in (LATEST, BEST) and path.is_file():
+        target = path.parent / (read_pointer(path.parent, path.name) or "")
+        if not (target / CONFIG).is_file():
+            raise FileNotFoundError(f"{path} names {target.name!r}, which is not a complete "
+                                    f"checkpoint (no {CONFIG})")
+        return target
     for candidate in (path, path / "checkpoints"):
         if (candidate / CONFIG).is_file():
             return candidate
@@ -326,7 +504,62 @@ def load_weights(model: RecurrentCore, path: str | Path) -> None:
                                      ("shape (file != config)", shapes)) if items]
         raise ValueError(f"{path} does not fit the model described by its {CONFIG} "
                          f"({'; '.join(parts)}); were the weights saved from another config?")
+    check_architecture(path, model.config)
     model.load_state_dict(state)
+
+
+def check_architecture(path: str | Path, config: ModelConfig) -> None:
+    """Refuse the weights file ``path`` when the architecture fingerprint stored in it
+    differs from ``config``'s (no check for files saved before fingerprints were stored).
+
+    Raises:
+        ValueError: naming the file and each differing key with both values.
+    """
+    path = Path(path)
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            metadata = f.metadata() or {}
+    except Exception as err:
+        raise ValueError(f"{path}: unreadable weights ({type(err).__name__}: {err})") from None
+    stored = metadata.get(FINGERPRINT_KEY)
+    if stored is None or stored == architecture_fingerprint(config):
+        return
+    now = architecture(config)
+    try:
+        saved = json.loads(metadata.get(ARCHITECTURE_KEY, ""))
+    except json.JSONDecodeError:
+        saved = None
+    if isinstance(saved, dict):
+        absent = "(absent)"
+        keys = sorted(k for k in set(saved) | set(now)
+                      if (k in saved, saved.get(k)) != (k in now, now.get(k)))
+        diff = ", ".join(f"{k}={saved.get(k, absent)!r} in the weights but "
+                         f"{now.get(k, absent)!r} in {CONFIG}" for k in keys)
+    else:
+        diff = (f"fingerprint {stored[:12]} in the weights but "
+                f"{architecture_fingerprint(config)[:12]} for {CONFIG}")
+    raise ValueError(f"{path} was saved for another model architecture than its {CONFIG} "
+                     f"describes ({diff}); was {CONFIG} edited after saving? Restore those "
+                     "values: the weights compute what they were trained for only with them")
+
+
+def stamp_architecture(folder: str | Path) -> bool:
+    """Add the architecture metadata ``load_weights`` checks to the weights of a checkpoint
+    saved before it was stored (e.g. a bundled core), from its ``config.json``; the tensors
+    stay bit for bit. The file is replaced atomically. Returns False when already stamped.
+
+    Raises:
+        ValueError: the weights do not fit the config (shapes), or carry another fingerprint.
+    """
+    ckpt = load_checkpoint(folder)  # checks shapes and any stored fingerprint
+    path = ckpt.path / WEIGHTS
+    with safe_open(str(path), framework="pt") as f:
+        if FINGERPRINT_KEY in (f.metadata() or {}):
+            return False
+    tensors = load_file(path)
+    metadata = _architecture_metadata(ckpt.model.config)
+    _fsync_write(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
+    return True
 
 
 def load_trainer_state(folder: str | Path) -> dict[str, Any]:

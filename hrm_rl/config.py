@@ -336,6 +336,24 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     return data
 
 
+def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A nested config dict as ``{"train.lr": 0.001, ...}`` (dotted keys, leaves only)."""
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[prefix + key] = value
+    return flat
+
+
+def config_changes(before: RunConfig, after: RunConfig) -> list[tuple[str, Any, Any]]:
+    """``(dotted key, value before, value after)`` for every setting that differs, by key."""
+    old, new = flatten(before.to_dict()), flatten(after.to_dict())
+    return [(key, old.get(key), new.get(key)) for key in sorted(set(old) | set(new))
+            if old.get(key) != new.get(key)]
+
+
 def load_config(path: str | Path | None, overrides: list[str] | None = None) -> RunConfig:
     """Load a YAML run config (or the defaults when ``path`` is None) and apply overrides."""
     data: dict[str, Any] = {}
