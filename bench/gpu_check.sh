@@ -38,7 +38,7 @@ import json, os, time
 
 import torch
 
-from hrm_rl.agents.act_trainer import ACTTrainer
+from hrm_rl.agents.trainer import ACTTrainer
 from hrm_rl.model.flops import matmul_peak_gflops, segment_flops
 from hrm_rl.config import load_config
 

@@ -62,7 +62,7 @@ def _labelled(label: str, fn: Callable) -> Callable:
 @contextlib.contextmanager
 def _phase_labels(trainer):
     """Label the trainer's phases for the profiler (restored afterwards)."""
-    import hrm_rl.agents.act_trainer as act
+    import hrm_rl.agents.act as act
 
     saved = [(trainer.engine, "step", trainer.engine.step),
              (trainer.engine, "peek", trainer.engine.peek),

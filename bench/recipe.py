@@ -47,7 +47,7 @@ def make_variant(name: str, seconds: float, threads: int, config_dir: str | None
                  cache_dir: str, val_size: int, extra: list[str]):
     """A trainer for variant ``name`` whose evaluation set is the held-out validation part
     of its training set (``val_size`` puzzles), with a time budget of ``seconds``."""
-    from hrm_rl.agents.act_trainer import ACTTrainer
+    from hrm_rl.agents.trainer import ACTTrainer
     from hrm_rl.config import load_config
     from hrm_rl.tasks import make_task
     from hrm_rl.tasks.splits import build_splits

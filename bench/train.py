@@ -76,7 +76,7 @@ def load_bench_config(path: str | None, fallback: str, overrides: list[str]) -> 
 
 def make_trainer(config: RunConfig, n_puzzles: int = 2048):
     """An ``ACTTrainer`` (no outputs, no progress bar) on random puzzles for ``config``."""
-    from hrm_rl.agents.act_trainer import ACTTrainer
+    from hrm_rl.agents.trainer import ACTTrainer
 
     task = make_task(config.task)
     puzzles = random_puzzles(task.vocab_size, task.seq_len, n_puzzles, config.train.seed)

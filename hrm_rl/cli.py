@@ -48,7 +48,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace, info: DistInfo) -> int:
     from hrm_rl import distributed
-    from hrm_rl.agents.act_trainer import ACTTrainer, make_run_dir
+    from hrm_rl.agents.trainer import ACTTrainer, make_run_dir
     from hrm_rl.checkpoint import RunLock, remove_partial_checkpoints
     from hrm_rl.config import load_config
     from hrm_rl.tasks import make_task
@@ -147,7 +147,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     """Train a tiny core briefly, then evaluate and show the bundled 4x4 core at work."""
     import torch
 
-    from hrm_rl.agents.act_trainer import ACTTrainer
+    from hrm_rl.agents.trainer import ACTTrainer
     from hrm_rl.checkpoint import load_checkpoint
     from hrm_rl.config import load_config
     from hrm_rl.evaluation import evaluate
@@ -407,7 +407,7 @@ def main(argv: list[str] | None = None) -> int:
         args.bench_args = extra  # the benchmark's own options, parsed when it runs
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    from hrm_rl.agents.act_trainer import NonFiniteError, TrainingInterrupted
+    from hrm_rl.agents.trainer import NonFiniteError, TrainingInterrupted
     from hrm_rl.checkpoint import RunLockedError
     from hrm_rl.config import ConfigError
 

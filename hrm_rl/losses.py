@@ -1,8 +1,8 @@
-"""Token losses (softmax and the HRM reference's stablemax cross-entropy) and TRM's halt loss.
+"""Token losses: softmax and the HRM reference's stablemax cross-entropy.
 
 The token losses return per-position losses ``(batch, seq)`` with 0 at ignored positions, so
 callers choose the reduction (HRM: mean over a puzzle's supervised cells, summed over the
-batch). ``halt_bce_loss`` is TRM's halting loss: q_halt toward "the answer is right".
+batch). The halting losses are part of ACT: ``hrm_rl.agents.act.act_loss``.
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ def log_stablemax(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
 
 
 def stablemax_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Per-position stablemax cross-entropy (float64 off MPS, as in the reference).
+    """Per-position stablemax cross-entropy, computed and returned in float64 as in the
+    reference (float32 on MPS, which has no float64), so the loss it enters is float64 too.
 
     Args:
         logits: ``(batch, seq, vocab)``. labels: ``(batch, seq)`` with ``IGNORE_LABEL``.
@@ -34,7 +35,7 @@ def stablemax_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch
     logprobs = log_stablemax(logits.to(dtype), dim=-1)
     valid = labels != IGNORE_LABEL
     picked = logprobs.gather(-1, torch.where(valid, labels, 0).unsqueeze(-1)).squeeze(-1)
-    return -torch.where(valid, picked, 0).to(torch.float32)
+    return -torch.where(valid, picked, 0)
 
 
 def softmax_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -44,20 +45,3 @@ def softmax_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.T
 
 
 TOKEN_LOSSES = {"stablemax": stablemax_cross_entropy, "softmax": softmax_cross_entropy}
-
-
-def halt_bce_loss(q_halt: torch.Tensor, correct: torch.Tensor,
-                  reduction: str = "sum") -> torch.Tensor:
-    """TRM's halting loss: BCE of the ``q_halt`` logit toward exact correctness.
-
-    No continue target and no extra forward (TRM's ``no_ACT_continue``); halting is then
-    ``q_halt > 0``. HRM's ACT loss uses the same term next to its bootstrapped continue loss.
-
-    Args:
-        q_halt: ``(batch,)`` logits (float32). correct: ``(batch,)`` bool, whether each row's
-            predicted answer is exactly right (no gradient flows through it).
-        reduction: ``"sum"`` (the reference's, divided by the batch by the caller), ``"mean"``
-            or ``"none"``.
-    """
-    return F.binary_cross_entropy_with_logits(q_halt.float(), correct.to(torch.float32),
-                                              reduction=reduction)

@@ -21,7 +21,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from hrm_rl.agents.act_trainer import METRICS_FILE, ACTTrainer, TrainingInterrupted
+from hrm_rl.agents.trainer import METRICS_FILE, ACTTrainer, TrainingInterrupted
 from hrm_rl.checkpoint import (CONFIG, FINGERPRINT_KEY, TRAINER_STATE, WEIGHTS, RunLock,
                                architecture_fingerprint, load_checkpoint, load_trainer_state,
                                resolve_checkpoint, stamp_architecture)

@@ -15,7 +15,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from hrm_rl.agents.act_trainer import ACTTrainer
+from hrm_rl.agents.trainer import ACTTrainer
 from hrm_rl.config import load_config
 
 pytestmark = pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(),

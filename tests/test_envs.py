@@ -13,7 +13,7 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 import hrm_rl  # noqa: F401  (registers the envs)
-from hrm_rl.agents.act_trainer import ACTTrainer
+from hrm_rl.agents.trainer import ACTTrainer
 from hrm_rl.envs.halting import N_FEATURES, HaltingEnv, HaltingVectorEnv
 from tests.test_trainer import tiny_config
 

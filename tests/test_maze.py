@@ -329,7 +329,7 @@ def test_decode_render_and_cell_colors():
 
 
 def test_act_trainer_runs_on_mazes(tmp_path):
-    from hrm_rl.agents.act_trainer import ACTTrainer
+    from hrm_rl.agents.trainer import ACTTrainer
 
     config = load_config(None, [
         "task.name=maze", "task.size=7", "model.hidden_size=32", "model.num_heads=2",

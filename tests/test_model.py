@@ -144,6 +144,28 @@ def test_stablemax_is_a_distribution():
     torch.testing.assert_close(p.sum(-1), torch.ones(4, dtype=torch.float64))
 
 
+def test_stablemax_loss_is_float64_as_in_the_reference():
+    """The reference casts logits to float64 and returns float64 per-token losses, so its
+    ACT loss (which adds the float32 Q losses) is float64 as well."""
+    from hrm_rl.agents.act import act_loss
+    from hrm_rl.model import SegmentOutput
+
+    logits = torch.randn(3, 4, 6)
+    labels = torch.tensor([[1, 2, 3, -100], [0, 5, 4, 1], [2, 2, 2, 2]])
+    loss = stablemax_cross_entropy(logits, labels)
+    assert loss.dtype == torch.float64
+    s = torch.where(logits.double() < 0, 1 / (1 - logits.double()), logits.double() + 1)
+    logp = torch.log(s / s.sum(-1, keepdim=True))
+    want = -logp.gather(-1, labels.clamp_min(0)[..., None])[..., 0]
+    torch.testing.assert_close(loss, torch.where(labels >= 0, want, 0.0), rtol=0, atol=1e-12)
+    out = SegmentOutput(logits=logits, q_halt=torch.zeros(3), q_continue=torch.zeros(3),
+                        carry=None, h_state=torch.zeros(3, 8))
+    total, _ = act_loss(out, labels, torch.zeros(3, dtype=torch.bool), None, "stablemax", 0.5)
+    assert total.dtype == torch.float64
+    assert act_loss(out, labels, torch.zeros(3, dtype=torch.bool), None, "softmax",
+                    0.5)[0].dtype == torch.float32
+
+
 @pytest.mark.parametrize("seq", [16, 40, 41])
 def test_attention_matmul_path_matches_sdpa(seq):
     from hrm_rl.model.layers import SHORT_ATTENTION_MAX_LEN, Attention, _short_cpu_inference

@@ -25,7 +25,7 @@ from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from hrm_rl.agents.act_trainer import METRICS_FILE, ACTTrainer, NonFiniteError
+from hrm_rl.agents.trainer import METRICS_FILE, ACTTrainer, NonFiniteError
 from hrm_rl.checkpoint import (CONFIG, WEIGHTS, load_checkpoint, load_trainer_state,
                                resolve_checkpoint)
 from hrm_rl.cli import main
@@ -447,7 +447,7 @@ def test_sigkill_then_resume_loses_at_most_one_interval_and_matches(data_dir, tm
 
 
 def _poison_loss_from(monkeypatch, trainer: ACTTrainer, step: int) -> None:
-    import hrm_rl.agents.act_trainer as module
+    import hrm_rl.agents.act as module
 
     real = module.act_loss
 
@@ -1154,7 +1154,7 @@ def test_a_lock_left_by_a_killed_process_is_not_in_the_way(tmp_path):
 
 
 def test_default_run_names_are_unique_and_halt_train_keeps_a_model(tmp_path, capsys):
-    from hrm_rl.agents.act_trainer import make_run_dir
+    from hrm_rl.agents.trainer import make_run_dir
 
     config = load_config(None, [])
     assert make_run_dir(config).name.endswith(f"-{os.getpid()}")

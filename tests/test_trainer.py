@@ -9,7 +9,7 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from hrm_rl.agents.act_trainer import ACTTrainer, act_loss
+from hrm_rl.agents import ACTTrainer, act_loss
 from hrm_rl.checkpoint import load_checkpoint
 from hrm_rl.cli import main
 from hrm_rl.config import load_config

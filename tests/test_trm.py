@@ -9,11 +9,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from hrm_rl.agents.act import act_loss
 from hrm_rl.checkpoint import load_checkpoint, save_checkpoint
 from hrm_rl.config import ConfigError, ModelConfig, RunConfig, TaskConfig, load_config
 from hrm_rl.data import ShuffledSource
 from hrm_rl.ema import EMA
-from hrm_rl.losses import halt_bce_loss
 from hrm_rl.model import HRM, TRM, build_model
 from hrm_rl.segment_engine import SegmentEngine
 from hrm_rl.tasks import make_task
@@ -229,18 +229,18 @@ def test_last_recursion_memory_is_flat_in_H_cycles_and_grows_with_L_cycles(kind)
 
 # --- halting loss ---------------------------------------------------------------------------
 
-def test_halt_bce_loss_trains_q_halt_toward_correctness_only():
+def test_trms_halt_loss_trains_q_halt_toward_correctness_only():
     model = TRM(tiny_trm_config())
-    out, _, _ = _segment(model)
+    out, labels, _ = _segment(model)
     correct = torch.tensor([True, False])
-    loss = halt_bce_loss(out.q_halt, correct)
-    torch.testing.assert_close(
-        loss, F.binary_cross_entropy_with_logits(out.q_halt, correct.float(), reduction="sum"))
+    loss, parts = act_loss(out, labels, correct, None, "softmax", 0.5)  # no continue target
+    torch.testing.assert_close(parts["q_halt_loss"], F.binary_cross_entropy_with_logits(
+        out.q_halt, correct.float(), reduction="sum").detach())
+    assert parts["q_continue_loss"] == 0
+    torch.testing.assert_close(loss, (parts["lm_loss"] + 0.5 * parts["q_halt_loss"]) / 2)
     loss.backward()
     assert model.q_head.weight.grad[1].abs().sum() == 0  # the unused continue row
     assert model.q_head.bias.grad[0] != 0 and model.q_head.bias.grad[1] == 0
-    assert model.lm_head.weight.grad is None  # no LM term
-    assert halt_bce_loss(out.q_halt, correct, "none").shape == (2,)
 
 
 # --- EMA ------------------------------------------------------------------------------------

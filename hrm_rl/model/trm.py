@@ -24,8 +24,8 @@ Two variants of the network's token mixing:
 
 Heads: the LM head reads ``z_H`` at the puzzle positions; the halting head reads ``z_H`` at
 position 0 (the first prefix position). TRM trains only ``q_halt`` (BCE toward "the answer
-is exactly right", ``hrm_rl.losses.halt_bce_loss``) and halts when ``q_halt > 0``. To keep
-HRM's interface, ``q_continue`` is returned as ``-q_halt`` *detached*: the rule
+is exactly right": ``hrm_rl.agents.act.act_loss`` without a continue target) and halts when
+``q_halt > 0``. To keep HRM's interface, ``q_continue`` is returned as ``-q_halt`` *detached*: the rule
 ``q_halt > q_continue`` used by the evaluation, the environments and the Q-head policy then
 means exactly ``q_halt > 0``, and a continue loss computed on it sends no gradient anywhere.
 """

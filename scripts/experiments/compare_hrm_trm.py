@@ -41,7 +41,7 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
 def run_variant(name: str, seconds: float, threads: int, config_dir: str | None,
                 cache_dir: str, extra: list[str]) -> dict[str, Any]:
     """Train one variant for ``seconds`` and evaluate it."""
-    from hrm_rl.agents.act_trainer import ACTTrainer
+    from hrm_rl.agents.trainer import ACTTrainer
     from hrm_rl.config import load_config
 
     config_name, overrides = VARIANTS[name]

@@ -1,17 +1,9 @@
-"""The custom agent: trains the Q-head jointly with the supervised recurrent core, as HRM does.
+"""The trainer: runs ACT (``hrm_rl.agents.act``) step after step and manages the run.
 
-One training step is one segment for a batch of puzzles (the segment engine):
-
-1. Rows that halted last step get fresh puzzles and the initial carry; all rows run one
-   segment (1-step gradient inside; the carry between segments is detached: deep supervision).
-2. Loss = LM cross-entropy (mean over a puzzle's cells, summed over rows)
-   + ``q_loss_weight`` * (BCE(q_halt, "whole answer correct")
-   + BCE(q_continue, sigmoid of the bootstrapped next-segment value)), divided by the batch.
-   The bootstrap target is ``q_halt`` of the next segment at the last allowed segment and
-   ``max(q_halt, q_continue)`` of the next segment otherwise (one extra no-grad forward).
-3. A row halts when ``q_halt > q_continue`` or at ``halt_max_steps``, but never before its
-   minimum: with probability ``halt_exploration_prob`` an episode draws a minimum uniformly
-   from ``2..halt_max_steps`` (exploration), otherwise 1.
+One training step is one segment for a batch of puzzles: the segment engine runs it,
+``act.segment_loss`` gives the ACT loss (the algorithm, readable top to bottom, is in
+``hrm_rl.agents.act``), and the trainer back-propagates, clips, steps the optimiser and the
+weight average. Everything else here is run management.
 
 ``ACTTrainer.fit`` wraps that in a loop with a progress bar, periodic evaluation (accuracy after
 each segment and under Q-head halting), checkpoints, TensorBoard scalars and ``metrics.jsonl``
@@ -48,19 +40,19 @@ import signal
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 import yaml
 from torch.utils.tensorboard import SummaryWriter
 from tqdm.auto import tqdm
 
 from hrm_rl import distributed
+from hrm_rl.agents import act
+from hrm_rl.agents.act import StepStats
 from hrm_rl.checkpoint import (LATEST, WEIGHTS, RunLock, atomic_write_text, check_architecture,
                                find_resume_checkpoint, load_trainer_state, load_weights,
                                read_checkpoint_config, read_pointer, remove_partial_checkpoints,
@@ -70,12 +62,11 @@ from hrm_rl.config import (ConfigError, RunConfig, apply_overrides, config_chang
 from hrm_rl.data import ShuffledSource
 from hrm_rl.device import autocast, resolve_device
 from hrm_rl.evaluation import EvalResult, evaluate
-from hrm_rl.losses import TOKEN_LOSSES
 from hrm_rl.ema import EMA
-from hrm_rl.model import SegmentOutput, build_model
+from hrm_rl.model import build_model
 from hrm_rl.optim import lr_at, make_optimizer
 from hrm_rl.segment_engine import SegmentEngine
-from hrm_rl.tasks import IGNORE_LABEL, PuzzleBatch, Task, make_task
+from hrm_rl.tasks import PuzzleBatch, Task, make_task
 from hrm_rl.tasks.splits import build_splits
 
 
@@ -133,50 +124,6 @@ class TrainingInterrupted(KeyboardInterrupt):
                     + (f"the latest checkpoint is {latest}; {resume}" if latest else
                        f"no checkpoint yet, so {resume} starts it afresh"))
         super().__init__(text)
-
-
-@dataclass
-class StepStats:
-    """Scalars of one training step (losses per puzzle; accuracy over rows that halted)."""
-
-    lm_loss: float
-    q_halt_loss: float
-    q_continue_loss: float
-    halted: int
-    exact_acc: float
-    mean_segments: float
-    q_halt_accuracy: float
-
-
-def act_loss(out: SegmentOutput, labels: torch.Tensor, correct: torch.Tensor,
-             target_q_continue: torch.Tensor | None, token_loss: str,
-             q_loss_weight: float) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """The HRM ACT loss of one segment, averaged over the batch.
-
-    Args:
-        out: the segment's outputs (``logits (batch, seq, vocab)``, ``q_halt``/``q_continue``
-            ``(batch,)``).
-        labels: ``(batch, seq)`` targets with ``IGNORE_LABEL``.
-        correct: ``(batch,)`` bool, whether each predicted answer is exactly right.
-        target_q_continue: ``(batch,)`` probabilities, or None to skip the continue loss.
-        token_loss: ``"stablemax"`` or ``"softmax"``.
-        q_loss_weight: weight of the two Q losses.
-
-    Returns:
-        The scalar loss and its parts (each summed over rows, detached).
-    """
-    batch = labels.shape[0]
-    per_token = TOKEN_LOSSES[token_loss](out.logits, labels)
-    cells = (labels != IGNORE_LABEL).sum(-1).clamp_min(1)
-    lm = (per_token.sum(-1) / cells).sum()
-    q_halt = F.binary_cross_entropy_with_logits(out.q_halt, correct.float(), reduction="sum")
-    q_cont = torch.zeros((), device=labels.device)
-    if target_q_continue is not None:
-        q_cont = F.binary_cross_entropy_with_logits(out.q_continue, target_q_continue,
-                                                    reduction="sum")
-    loss = (lm + q_loss_weight * (q_halt + q_cont)) / batch
-    return loss, {"lm_loss": lm.detach(), "q_halt_loss": q_halt.detach(),
-                  "q_continue_loss": q_cont.detach()}
 
 
 class ACTTrainer:
@@ -273,12 +220,9 @@ class ACTTrainer:
         """Minimum segments for ``n`` rows of this rank; drawn for the rows of all ranks
         (same seed everywhere) and sliced, so a multi-rank run draws what one process would."""
         t = self.config.train
-        n_all = n * self.dist.world_size
-        explore = torch.rand(n_all, device=self.device) < t.halt_exploration_prob
-        high = max(t.halt_max_steps, 2)
-        drawn = torch.randint(2, high + 1, (n_all,), device=self.device)
-        return distributed.shard_slice(torch.where(explore & (t.halt_max_steps > 1), drawn, 1),
-                                       self.dist)
+        drawn = act.draw_min_segments(n * self.dist.world_size, t.halt_max_steps,
+                                      t.halt_exploration_prob, self.device)
+        return distributed.shard_slice(drawn, self.dist)
 
     def train_step(self) -> StepStats:
         """One segment on the batch, one optimiser step."""
@@ -290,19 +234,9 @@ class ACTTrainer:
         self.model.train()
         with self._precision():
             step = self.engine.step()
-        out, labels, segments, halted = step.out, step.labels, step.segments, step.finished
-        with torch.no_grad():
-            correct = self.task.is_correct(out.logits.argmax(-1), labels)
-            target = None
-            if t.halt_max_steps > 1 and self.halt_loss == "q_learning":
-                # HRM: bootstrap q_continue from the next segment
-                with self._precision():
-                    nxt = self.engine.peek()
-                is_last = segments >= t.halt_max_steps
-                target = torch.sigmoid(torch.where(is_last, nxt.q_halt,
-                                                   torch.maximum(nxt.q_halt, nxt.q_continue)))
-        with self._precision():
-            loss, parts = act_loss(out, labels, correct, target, t.loss, t.q_loss_weight)
+        loss, stats = act.segment_loss(step, self.engine.peek, self.task, t.halt_max_steps,
+                                       self.halt_loss == "q_learning", t.loss,
+                                       t.q_loss_weight, self._precision)
         if not torch.isfinite(loss):
             self._fault("loss", f" ({loss.item()})")
         self.optimizer.zero_grad(set_to_none=True)
@@ -320,17 +254,7 @@ class ACTTrainer:
         if self.ema is not None:
             self.ema.update(self.model)
         self.step += 1
-        n_halted = int(halted.sum())
-        batch = self.batch_size
-        return StepStats(
-            lm_loss=parts["lm_loss"].item() / batch,
-            q_halt_loss=parts["q_halt_loss"].item() / batch,
-            q_continue_loss=parts["q_continue_loss"].item() / batch,
-            halted=n_halted,
-            exact_acc=(correct & halted).sum().item() / max(n_halted, 1),
-            mean_segments=segments[halted].float().sum().item() / max(n_halted, 1),
-            q_halt_accuracy=((out.q_halt >= 0) == correct).float().mean().item(),
-        )
+        return stats
 
     def train_for(self, seconds: float) -> int:
         """Run ``train_step`` for about ``seconds`` (at least one step), counting the time
