@@ -626,10 +626,15 @@ class ACTTrainer:
             if self._stale_outputs and self.step == 0:  # a restart of a run killed early
                 self._restart_outputs()
             (self.run_dir / CONFIG_FILE).write_text(yaml.safe_dump(self.config.to_dict()))
-        bar = tqdm(total=t.steps, initial=self.step, desc="train", unit="step",
-                   disable=not self.progress)
         start = window_start = self._fit_start = time.perf_counter()
         first_step = self.step
+        # a time-budgeted run counts seconds of its budget (steps would read 0/100000)
+        timed = t.max_time_s is not None
+        bar = tqdm(total=int(math.ceil(t.max_time_s)) if timed else t.steps,
+                   initial=int(self.elapsed_s()) if timed else self.step, desc="train",
+                   unit="s" if timed else "step", disable=not self.progress,
+                   bar_format=("{l_bar}{bar}| {n_fmt}/{total_fmt} s of budget "
+                               "[{elapsed}<{remaining}{postfix}]") if timed else None)
         try:
             while self.step < t.steps:
                 self._phase = "step"
@@ -638,7 +643,7 @@ class ACTTrainer:
                 self._window_steps += 1
                 for key, value in stats.__dict__.items():
                     self._window[key] = self._window.get(key, 0.0) + value
-                bar.update(1)
+                bar.update(min(int(self.elapsed_s()), bar.total) - bar.n if timed else 1)
                 if self.step % t.log_every == 0:
                     now = time.perf_counter()
                     means = distributed.mean_over_ranks(
@@ -650,7 +655,7 @@ class ACTTrainer:
                                self._window_steps * t.batch_size / max(now - window_start,
                                                                        1e-9)})
                     self._write_metrics({"step": self.step, **means, "lr": lr})
-                    bar.set_postfix(lm=f"{means['lm_loss']:.3f}",
+                    bar.set_postfix(step=self.step, lm=f"{means['lm_loss']:.3f}",
                                     acc=f"{means['exact_acc']:.3f}",
                                     segs=f"{means['mean_segments']:.2f}")
                     self._window, self._window_steps, window_start = {}, 0, now

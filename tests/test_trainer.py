@@ -135,3 +135,12 @@ def test_eval_cli_on_the_bundled_core_with_zero_blanks(tmp_path, capsys):
     out = json.loads(capsys.readouterr().out)
     assert out["n"] == 50 and len(out["exact_by_segment"]) == 8
     assert out["exact_by_segment"][-1] > out["exact_by_segment"][0]
+
+
+def test_a_time_budgeted_run_shows_its_budget_in_the_progress_bar(tmp_path, capsys):
+    config = tiny_config(tmp_path, "train.max_time_s=1.5", "train.steps=100000",
+                         "train.eval_size=8", "train.log_every=1")
+    ACTTrainer(config, run_dir=None, progress=True).fit()
+    err = capsys.readouterr().err
+    assert "/2 s of budget" in err and "/100000" not in err  # seconds, not 0/100000 steps
+    assert "step=" in err  # the step count moves to the postfix
