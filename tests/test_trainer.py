@@ -13,6 +13,7 @@ from hrm_rl.agents import ACTTrainer, act_loss
 from hrm_rl.checkpoint import load_checkpoint
 from hrm_rl.cli import main
 from hrm_rl.config import load_config
+from hrm_rl.evaluation import evaluate
 from hrm_rl.model import SegmentOutput
 
 TINY = ["task.size=4", "model.hidden_size=32", "model.num_heads=2", "model.H_layers=1",
@@ -85,9 +86,12 @@ def test_eval_cli_prints_json(trained_run, tmp_path, capsys):
     assert main(["eval", str(trainer.run_dir), "--data", str(csv), "--max-segments", "3",
                  "--no-progress"]) == 0
     out = json.loads(capsys.readouterr().out)
+    ckpt = load_checkpoint(trainer.run_dir)
+    want = evaluate(ckpt.model, ckpt.task, trainer.test_set.take(slice(0, 20)), 3).to_dict()
     assert out["n"] == 20 and len(out["exact_by_segment"]) == 3
-    for key in ("exact_qhalt", "mean_segments_qhalt", "cell_acc_qhalt"):
-        assert 0 <= out[key] <= 3
+    for key in ("exact_by_segment", "exact_qhalt", "mean_segments_qhalt", "cell_acc_qhalt"):
+        assert out[key] == pytest.approx(want[key])  # the CLI prints what evaluate() measures
+    assert 1 <= out["mean_segments_qhalt"] <= 3 and sum(out["segments_qhalt_histogram"]) == 20
 
 
 def test_eval_cli_reports_a_missing_checkpoint(tmp_path, capsys):
