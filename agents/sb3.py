@@ -14,6 +14,12 @@ SB3 conventions it follows: ``terminal_observation`` and ``TimeLimit.truncated``
 info of every row whose episode ended (the returned observation is already the next
 puzzle's), ``is_success`` there too so SB3 logs ``rollout/success_rate``, ``reset_infos``,
 ``seed``. Infos are sparse: rows whose episode did not end get an empty dict.
+
+``get_attr``/``env_method`` reach the one underlying env and give one entry per selected
+index: per-row values (arrays or tensors with one row per env, tuples of one entry per
+env, dicts of those) are cut to that index's row, shared values are repeated.
+``action_masks()`` (and ``env_method("action_masks")``) gives the ``(num_envs, 2)`` masks
+sb3-contrib's ``MaskablePPO`` asks for.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ import torch
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.vec_env import VecEnv
 from stable_baselines3.common.vec_env.base_vec_env import VecEnvIndices, VecEnvStepReturn
+from gymnasium.vector import AutoresetMode
 
 from hrm_rl.envs.halting import HaltingVectorEnv
 
@@ -38,16 +45,22 @@ class HaltingSB3VecEnv(VecEnv):
     """SB3 ``VecEnv`` over one ``HaltingVectorEnv`` (all rows share one model forward).
 
     Args:
-        env: the batched halting env (e.g. from ``gym.make_vec(..., num_envs=N)``).
+        env: the batched halting env (e.g. from ``gym.make_vec(..., num_envs=N)``), in
+            same-step autoreset mode (SB3's ``VecEnv`` contract).
 
     Attribute access (``get_attr``/``set_attr``/``env_method``) reaches the one underlying
-    env, so values are the same for every index; ``set_attr`` on a subset of rows is refused.
+    env: per-row values are cut to each selected row, shared ones repeated; ``set_attr`` on
+    a subset of rows is refused for shared settings and writes those rows of per-row arrays.
     """
 
     def __init__(self, env: HaltingVectorEnv) -> None:
         env = env.unwrapped if hasattr(env, "unwrapped") else env
         if not isinstance(env, HaltingVectorEnv):
             raise TypeError(f"HaltingSB3VecEnv wraps a HaltingVectorEnv, got {type(env).__name__}")
+        if env.autoreset_mode is not AutoresetMode.SAME_STEP:
+            raise ValueError("SB3's VecEnv resets rows in the step that ends them: build the "
+                             "env with autoreset_mode=AutoresetMode.SAME_STEP (the default), "
+                             f"not {env.autoreset_mode}")
         self.venv = env
         super().__init__(env.num_envs, env.single_observation_space, env.single_action_space)
         self._actions: np.ndarray | None = None
@@ -58,8 +71,8 @@ class HaltingSB3VecEnv(VecEnv):
         """Reset every row; the seed from ``seed()`` (its first entry) applies once."""
         seed = self._seeds[0]
         if any(self._options):
-            raise ValueError("the halting envs take no reset options; got "
-                             f"{self._options[0]!r}")
+            raise ValueError("the batched halting env takes no per-env reset options through "
+                             f"SB3; got {self._options[0]!r}")
         obs, infos = self.venv.reset(seed=seed)
         self._reset_seeds()
         self._reset_options()
@@ -101,20 +114,39 @@ class HaltingSB3VecEnv(VecEnv):
         raise AttributeError(f"the halting env has no attribute {name!r}")
 
     def get_attr(self, attr_name: str, indices: VecEnvIndices = None) -> list[Any]:
+        """The attribute for each of ``indices``: its row of a per-row value, else the
+        value itself."""
         value = self._lookup(attr_name)
-        return [value for _ in self._get_indices(indices)]
+        return [_row(value, i, self.num_envs) for i in self._get_indices(indices)]
 
     def set_attr(self, attr_name: str, value: Any, indices: VecEnvIndices = None) -> None:
-        if len(list(self._get_indices(indices))) != self.num_envs:
-            raise ValueError("the halting env's rows share one configuration; set_attr "
-                             "applies to all rows only")
+        """Set the ``indices`` rows of a per-row array attribute to ``value``, or a shared
+        setting (``step_cost``, ...: all rows only)."""
+        rows = list(self._get_indices(indices))
         owner = self.venv.core if hasattr(self.venv.core, attr_name) else self.venv
+        current = getattr(owner, attr_name, None)
+        if isinstance(current, (np.ndarray, torch.Tensor)) and _per_row(current, self.num_envs):
+            updated = current.clone() if isinstance(current, torch.Tensor) else current.copy()
+            updated[rows] = (torch.as_tensor(value, dtype=updated.dtype, device=updated.device)
+                             if isinstance(updated, torch.Tensor) else value)
+            setattr(owner, attr_name, updated)
+            return
+        if sorted(set(rows)) != list(range(self.num_envs)):
+            raise ValueError(f"{attr_name!r} is one setting shared by the halting env's rows; "
+                             "set_attr applies to all rows only")
         setattr(owner, attr_name, value)
 
     def env_method(self, method_name: str, *method_args, indices: VecEnvIndices = None,
                    **method_kwargs) -> list[Any]:
+        """Call the method once on the batched env; one result per index (its row of a
+        per-row result, e.g. ``env_method("action_masks", indices=[1])`` is ``[masks[1]]``)."""
         result = self._lookup(method_name)(*method_args, **method_kwargs)
-        return [result for _ in self._get_indices(indices)]
+        return [_row(result, i, self.num_envs) for i in self._get_indices(indices)]
+
+    def action_masks(self) -> np.ndarray:
+        """``(num_envs, 2)`` bool: the actions that mean something for each row now
+        (``HaltingVectorEnv.action_masks``), for sb3-contrib's ``MaskablePPO``."""
+        return self.venv.action_masks()
 
     def env_is_wrapped(self, wrapper_class: type[gym.Wrapper],
                        indices: VecEnvIndices = None) -> list[bool]:
@@ -125,6 +157,27 @@ class HaltingSB3VecEnv(VecEnv):
         if self.venv.render_mode != "rgb_array":
             return [None] * self.num_envs
         return list(self.venv.render())
+
+
+def _per_row(value: Any, n: int) -> bool:
+    """Whether ``value`` holds one entry per env row (arrays/tensors with ``n`` rows,
+    tuples of ``n`` entries, non-empty dicts of such values)."""
+    if isinstance(value, (np.ndarray, torch.Tensor)):
+        return value.ndim >= 1 and value.shape[0] == n
+    if isinstance(value, tuple):
+        return len(value) == n
+    if isinstance(value, dict):
+        return bool(value) and all(_per_row(v, n) for v in value.values())
+    return False
+
+
+def _row(value: Any, i: int, n: int) -> Any:
+    """Row ``i`` of a per-row ``value`` (see ``_per_row``), else ``value`` itself."""
+    if not _per_row(value, n):
+        return value
+    if isinstance(value, dict):
+        return {key: _row(v, i, n) for key, v in value.items()}
+    return value[i]
 
 
 def _item(value: Any) -> Any:

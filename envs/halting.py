@@ -1,7 +1,8 @@
 """The halting MDP: one HRM segment per step; the action is continue or halt.
 
 ``HaltingEnv`` is one puzzle per episode; ``HaltingVectorEnv`` runs ``num_envs`` puzzles on
-the segment engine with one batched forward per step and same-step autoreset. Both share
+the segment engine with one batched forward per step and Gymnasium's three autoreset modes
+(``autoreset_mode=``: same-step, the default, next-step or disabled). Both share
 ``_HaltingCore`` (checkpoint, puzzle source, observations, rewards).
 
 Episode: ``reset`` draws a puzzle and runs its first segment. Action ``0`` = continue (run
@@ -27,7 +28,9 @@ Observation (``obs_mode``):
 * ``"dict"``: ``{"features": Box(9,), "latent": Box(hidden,)}``.
 
 ``info``: ``prediction`` (decoded answer, e.g. digits), ``is_success`` (exactly correct),
-``cell_accuracy``, ``segments`` (used so far).
+``cell_accuracy``, ``segments`` (used so far): numpy values (``np.bool_``, ``np.float64``,
+``np.int64``), the vector env's arrays with one entry per row and a ``_key`` mask beside
+every key, as Gymnasium's vector envs give them.
 
 Recorded rollouts (``rollouts=FILE``, see ``hrm_rl.envs.rollouts``): the env replays a
 core's recorded segments instead of running it (no model is loaded; ``split`` is the
@@ -58,6 +61,7 @@ from hrm_rl.data import ShuffledSource
 from hrm_rl.device import resolve_device
 from hrm_rl.model import SegmentOutput
 from hrm_rl.segment_engine import SegmentEngine, SegmentStep
+from hrm_rl.tasks.base import PuzzleBatch
 from hrm_rl.envs.rendering import render_rgb
 from hrm_rl.envs.rollouts import RecordedSegments, Recording, ReplayEngine, load_rollouts
 
@@ -175,11 +179,11 @@ class _HaltingCore:
                                      device=self.device)
         self.last: dict[str, torch.Tensor] = {}
 
-    def _new_engine(self, rng: np.random.Generator, restart_at_cap: bool
+    def _new_engine(self, source: ShuffledSource | RowSeededSource, restart_at_cap: bool
                     ) -> SegmentEngine | ReplayEngine:
-        """The episode's engine: the cap is its, and the vector env restarts rows at the
-        cap in the same step (same-step autoreset); a policy's halt is the ``halt`` mask."""
-        source = ShuffledSource(self.puzzles, rng)
+        """The episode's engine over ``source``: the cap is its, and the vector env in
+        same-step mode restarts rows at the cap in the same step; a policy's halt is the
+        ``halt`` mask, an episode that ended without a restart is held (``hold``)."""
         if self.recording is not None:
             return ReplayEngine(self.recording, source, self.num_envs, self.max_segments,
                                 restart_at_cap)
@@ -236,11 +240,23 @@ class _HaltingCore:
                 self.last[key] = self.last[key].index_put((rows,), value)
             self.prev_pred = self.prev_pred.index_put((rows,), state["pred"])
 
+    def _require_reset(self) -> None:
+        if not self.last:
+            raise RuntimeError("the env has not been reset: call reset() first")
+
     def pay(self) -> torch.Tensor:
         """``(n,)`` what halting now would pay (before step costs)."""
+        self._require_reset()
         return self.last["correct"].float() if self.reward == "exact" else self.last["cell"]
 
+    def at_cap(self) -> np.ndarray:
+        """``(n,)`` bool, rows whose puzzle has run ``max_segments`` segments (they end on
+        the next step whatever the action)."""
+        self._require_reset()
+        return (self.engine.segments >= self.max_segments).cpu().numpy()
+
     def observations(self, index: np.ndarray | slice = slice(None)) -> Any:
+        self._require_reset()
         feats = self.last["features"][index].cpu().numpy().copy()  # fresh arrays every call
         if self.obs_mode == "features":
             return feats
@@ -250,6 +266,7 @@ class _HaltingCore:
         return {"features": feats, "latent": latent}
 
     def infos(self, index: np.ndarray | slice = slice(None)) -> dict[str, np.ndarray]:
+        self._require_reset()
         return {
             "prediction": self.task.decode(self.last["pred"][index]),
             "is_success": self.last["correct"][index].cpu().numpy().copy(),
@@ -258,6 +275,7 @@ class _HaltingCore:
         }
 
     def render(self, row: int, mode: str) -> str | np.ndarray:
+        self._require_reset()
         inputs = self.engine.inputs[row].cpu().numpy()
         pred = self.last["pred"][row].cpu().numpy()
         labels = self.engine.labels[row].cpu().numpy()
@@ -279,17 +297,76 @@ def step_rewards(halt: np.ndarray, pay: np.ndarray, step_cost: float,
     return base + np.where(halt, pay.astype(np.float64), 0.0)
 
 
+class RowSeededSource:
+    """The vector env's puzzles: one shared shuffled stream, except for rows given a seed of
+    their own (``reset(seed=[...])``), which draw from their own stream.
+
+    With no row of its own it hands out exactly what ``ShuffledSource(puzzles, rng)`` does.
+    A row seeded with ``s`` gets the puzzles a one-row env reset with ``seed=s`` gets.
+
+    Args:
+        puzzles: the split.
+        rng: the shared stream's generator (the env's ``np_random``).
+        row_rngs: row index -> that row's own generator.
+    """
+
+    def __init__(self, puzzles: PuzzleBatch, rng: np.random.Generator,
+                 row_rngs: dict[int, np.random.Generator] | None = None) -> None:
+        self.puzzles = puzzles
+        self.shared = ShuffledSource(puzzles, rng)
+        self.own: dict[int, ShuffledSource] = {}
+        for row, row_rng in (row_rngs or {}).items():
+            self.seed_row(row, row_rng)
+
+    def seed_shared(self, rng: np.random.Generator) -> None:
+        """Restart the shared stream on ``rng``."""
+        self.shared = ShuffledSource(self.puzzles, rng)
+
+    def seed_row(self, row: int, rng: np.random.Generator | None) -> None:
+        """Give ``row`` its own stream on ``rng`` (None: back to the shared stream)."""
+        if rng is None:
+            self.own.pop(row, None)
+        else:
+            self.own[row] = ShuffledSource(self.puzzles, rng)
+
+    def draw(self, n: int) -> PuzzleBatch:
+        """``n`` puzzles from the shared stream (``PuzzleSource``)."""
+        return self.shared.draw(n)
+
+    def draw_indices_for(self, rows: np.ndarray) -> np.ndarray:
+        """The positions in ``puzzles`` of the next puzzle of each of ``rows``, in order."""
+        rows = np.asarray(rows, dtype=np.int64)
+        if not self.own:
+            return self.shared.draw_indices(len(rows))
+        mine = np.array([int(r) in self.own for r in rows], dtype=bool)
+        index = np.zeros(len(rows), dtype=np.int64)
+        index[~mine] = self.shared.draw_indices(int((~mine).sum()))
+        for j in np.flatnonzero(mine):
+            index[j] = self.own[int(rows[j])].draw_indices(1)[0]
+        return index
+
+    def draw_for(self, rows: np.ndarray) -> PuzzleBatch:
+        """The next puzzle of each of ``rows``, in order (the segment engine asks this)."""
+        return self.puzzles.take(self.draw_indices_for(rows))
+
+
 def _is_int(value: Any) -> bool:
     """An integer (Python or numpy), but not a bool."""
     return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
 
 
-def _check_actions(actions: Any, n: int) -> np.ndarray:
-    """``actions`` as ``(n,)`` int64 in {0, 1}, or a ValueError saying what was wrong."""
+def _check_actions(actions: Any, n: int, batched: bool = False) -> np.ndarray:
+    """``actions`` as ``(n,)`` int64 in {0, 1}, or a ValueError saying what was wrong.
+
+    ``batched`` (the vector env): a scalar is a TypeError, as in Gymnasium's vector envs,
+    even for one row; otherwise a scalar is the one row's action."""
     try:
         a = np.asarray(actions)
     except (TypeError, ValueError, OverflowError):  # ragged nesting, odd objects
         a = np.asarray(None)
+    if a.shape == () and batched and a.dtype.kind in "biuf":
+        raise TypeError(f"a vector env steps on a batch of actions, shape ({n},); got the "
+                        f"scalar {actions!r} (pass np.full({n}, {actions!r}))")
     if a.shape == () and n == 1:
         a = a.reshape(1)
     ok = a.shape == (n,) and a.dtype.kind in "biuf"
@@ -323,20 +400,32 @@ class HaltingEnv(gym.Env):
         return self.core.observations(0)
 
     def _info(self) -> dict[str, Any]:
-        info = self.core.infos(0)
-        return {"prediction": info["prediction"], "is_success": bool(info["is_success"]),
-                "cell_accuracy": float(info["cell_accuracy"]), "segments": int(info["segments"])}
+        # numpy values of the vector env's dtypes (np.bool_, np.float64, np.int64)
+        return {key: value[0] for key, value in self.core.infos(slice(0, 1)).items()}
 
-    def reset(self, *, seed: int | None = None, options: dict | None = None):
+    def action_masks(self) -> np.ndarray:
+        """``(2,)`` bool, the actions that mean something now (sb3-contrib's MaskablePPO
+        reads this): halting always; continuing unless the puzzle is at the cap, where the
+        env halts whatever the action."""
+        return np.array([not bool(self.core.at_cap()[0]), True])
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None
+              ) -> tuple[Any, dict[str, Any]]:
+        """Draw a puzzle and run its first segment; ``options`` must be empty or None."""
+        if options:
+            raise ValueError(f"unknown reset option(s) {_names(options)}; HaltingEnv takes none")
         super().reset(seed=seed)
-        self.core.engine = self.core._new_engine(self.np_random, restart_at_cap=False)
+        self.core.engine = self.core._new_engine(ShuffledSource(self.core.puzzles,
+                                                                self.np_random),
+                                                 restart_at_cap=False)
         with torch.inference_mode():
             self._last_step = self.core.engine.step()
             self.core.record_step(self._last_step)
         self._done = False
         return self._obs(), self._info()
 
-    def step(self, action: Any):
+    def step(self, action: Any) -> tuple[Any, float, bool, bool, dict[str, Any]]:
+        """Continue (0: run one more segment) or halt (1); see the module docstring."""
         if self._done:
             raise RuntimeError("the episode has ended: call reset() before step()")
         # A puzzle that reached the cap (possible right after reset when max_segments=1)
@@ -367,13 +456,54 @@ class HaltingEnv(gym.Env):
 HaltingEnv.__doc__ = "One puzzle per episode, one HRM segment per step.\n" + __doc__
 
 
+def _names(options: dict) -> str:
+    return ", ".join(repr(key) for key in sorted(options, key=str))
+
+
+def _autoreset_mode(value: AutoresetMode | str) -> AutoresetMode:
+    """``value`` as an ``AutoresetMode`` (the enum, its value ``"SameStep"``/``"NextStep"``/
+    ``"Disabled"`` or its name, any case), or a ValueError listing them."""
+    if isinstance(value, AutoresetMode):
+        return value
+    if isinstance(value, str):
+        for mode in AutoresetMode:
+            if value.lower() in (mode.value.lower(), mode.name.lower()):
+                return mode
+    raise ValueError(f"autoreset_mode must be a gymnasium.vector.AutoresetMode or one of "
+                     f"{[m.value for m in AutoresetMode]}, got {value!r}")
+
+
 class HaltingVectorEnv(VectorEnv):
     """``num_envs`` halting episodes with one batched segment forward per step.
 
-    Same-step autoreset: a row that ends its episode returns the first observation of its
-    next puzzle, with the terminal observation and info in ``infos["final_obs"]`` and
-    ``infos["final_info"]`` (masks ``_final_obs``/``_final_info``). See ``HaltingEnv`` for
-    the observation layout and reward.
+    Each row is a ``HaltingEnv`` episode after episode (same observations, rewards and
+    infos); the rows share one segment engine, so every step (and every reset) is one
+    batched forward over all rows. See ``HaltingEnv`` for the observation layout and reward.
+
+    Autoreset (``autoreset_mode``, also ``metadata["autoreset_mode"]``), as Gymnasium's
+    ``SyncVectorEnv`` defines the modes:
+
+    * ``SAME_STEP`` (the default): a row that ends its episode returns the first observation
+      of its next puzzle (that puzzle's first segment ran in the same forward), with the
+      terminal observation and info in ``infos["final_obs"]`` and ``infos["final_info"]``
+      (masks ``_final_obs``/``_final_info``).
+    * ``NEXT_STEP``: a row that ends returns its terminal observation and info; on the next
+      ``step`` it ignores its action, starts its next puzzle, and returns that first
+      observation with reward 0 and ``terminated``/``truncated`` False.
+    * ``DISABLED``: rows that end stay ended until ``reset(options={"reset_mask": mask})``
+      restarts them; stepping while a row is ended is an error.
+
+    A row whose episode ends and does not restart in that step sits the forward out
+    (``SegmentEngine.step(hold=...)``), so it keeps its puzzle and carry.
+
+    ``reset(seed=...)``: an int seeds the env's one generator, from which every row draws
+    its puzzles (the same puzzles for the same seed); a list of ``num_envs`` ints or None
+    gives each row with an int its own puzzle stream (the puzzles a one-row env reset with
+    that seed gets), rows with None keep theirs. ``options={"reset_mask": mask}`` (bool
+    ``(num_envs,)``) restarts only those rows (a seed then applies to them: an int reseeds
+    the shared generator, list entries seed those rows); the infos then cover those rows.
+
+    Infos carry a ``_key`` bool mask beside every key (the rows that report it).
     """
 
     metadata = {"render_modes": ["ansi", "rgb_array"], "render_fps": 2,
@@ -383,10 +513,13 @@ class HaltingVectorEnv(VectorEnv):
                  split: str | None = None, max_segments: int | None = None,
                  step_cost: float = 0.01, reward: str = "exact", obs_mode: str = "features",
                  device: str = "cpu", render_mode: str | None = None,
-                 rollouts: str | Path | None = None) -> None:
+                 rollouts: str | Path | None = None,
+                 autoreset_mode: AutoresetMode | str = AutoresetMode.SAME_STEP) -> None:
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or "
                              f"None, got {render_mode!r}")
+        self.autoreset_mode = _autoreset_mode(autoreset_mode)
+        self.metadata = {**type(self).metadata, "autoreset_mode": self.autoreset_mode}
         self.core = _HaltingCore(num_envs, checkpoint, split, max_segments, step_cost, reward,
                                  obs_mode, device, rollouts)
         self.num_envs = num_envs
@@ -397,26 +530,142 @@ class HaltingVectorEnv(VectorEnv):
                                                               num_envs)
         self.action_space = gym.vector.utils.batch_space(self.single_action_space, num_envs)
         self._np_random = None
+        self._row_rngs: dict[int, np.random.Generator] = {}
+        self._autoreset = np.zeros(num_envs, dtype=bool)  # ended, not restarted yet
         self._started = False
 
-    def reset(self, *, seed: int | None = None, options: dict | None = None):
-        if seed is not None or self._np_random is None:  # np_random_seed reads the seed back
-            self._np_random, self._np_random_seed = gym.utils.seeding.np_random(seed)
-        self.core.engine = self.core._new_engine(self._np_random, restart_at_cap=True)
-        with torch.inference_mode():
-            self._last_step = self.core.engine.step()
-            self.core.record_step(self._last_step)
-        self._started = True
-        return self.core.observations(), self.core.infos()
+    # reset ---------------------------------------------------------------------------------
+    def reset(self, *, seed: int | list[int | None] | None = None,
+              options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
+        """Start every row's next puzzle (or the ``reset_mask`` rows'); see the class
+        docstring for ``seed`` and ``options``.
 
-    def step(self, actions: Any):
+        Raises:
+            ValueError: a seed list of the wrong length, unknown option keys, a bad
+                ``reset_mask`` shape or an all-False one; TypeError: a ``reset_mask`` that
+                is not a bool numpy array, a seed that is not an int, list or None.
+            RuntimeError: a ``reset_mask`` that leaves rows out before the first reset.
+        """
+        options = {} if options is None else dict(options)
+        reset_mask = options.pop("reset_mask", None)
+        if options:
+            raise ValueError(f"unknown reset option(s) {_names(options)}; the halting vector "
+                             "env takes only 'reset_mask'")
+        seed = self._check_seed(seed)
+        if reset_mask is not None:
+            mask = self._check_mask(reset_mask)
+            if self._started:
+                return self._reset_rows(mask, seed)
+            if not mask.all():
+                raise RuntimeError("reset(options={'reset_mask': ...}) restarts some rows of a "
+                                   "started env; call reset() once first")
+        return self._reset_all(seed)
+
+    def _check_seed(self, seed: Any) -> int | list[int | None] | None:
+        if seed is None or _is_int(seed):
+            return None if seed is None else int(seed)
+        if isinstance(seed, (list, tuple, np.ndarray)):
+            seeds = list(seed)
+            if len(seeds) != self.num_envs:
+                raise ValueError(f"a list of seeds needs one per env: num_envs={self.num_envs}, "
+                                 f"got {len(seeds)}")
+            bad = [s for s in seeds if s is not None and not _is_int(s)]
+            if bad:
+                raise TypeError(f"seeds must be ints or None, got {bad[0]!r}")
+            return [None if s is None else int(s) for s in seeds]
+        raise TypeError(f"seed must be None, an int or a list of num_envs ints or None, "
+                        f"got {seed!r}")
+
+    def _check_mask(self, mask: Any) -> np.ndarray:
+        """Gymnasium's ``reset_mask`` rules (as ``SyncVectorEnv`` checks them)."""
+        if not isinstance(mask, np.ndarray):
+            raise TypeError(f"options['reset_mask'] must be a numpy array, got {type(mask)}")
+        if mask.shape != (self.num_envs,):
+            raise ValueError(f"options['reset_mask'] must have shape ({self.num_envs},), "
+                             f"got {mask.shape}")
+        if mask.dtype != np.bool_:
+            raise TypeError(f"options['reset_mask'] must have dtype bool, got {mask.dtype}")
+        if not mask.any():
+            raise ValueError("options['reset_mask'] must have at least one True entry")
+        return mask.copy()
+
+    def _reset_all(self, seed: int | list[int | None] | None) -> tuple[Any, dict[str, Any]]:
+        seeding = gym.utils.seeding
+        if isinstance(seed, list):
+            if self._np_random is None:
+                self._np_random, self._np_random_seed = seeding.np_random()
+            for row, row_seed in enumerate(seed):
+                if row_seed is not None:
+                    self._row_rngs[row] = seeding.np_random(row_seed)[0]
+        else:
+            if seed is not None or self._np_random is None:  # np_random_seed reads it back
+                self._np_random, self._np_random_seed = seeding.np_random(seed)
+            if seed is not None:  # one seed for the env: every row draws from it
+                self._row_rngs = {}
+        core = self.core
+        source = RowSeededSource(core.puzzles, self._np_random, self._row_rngs)
+        core.engine = core._new_engine(
+            source, restart_at_cap=self.autoreset_mode is AutoresetMode.SAME_STEP)
+        with torch.inference_mode():
+            core.record_step(core.engine.step())
+        self._started = True
+        self._autoreset[:] = False
+        return core.observations(), self._infos(np.ones(self.num_envs, dtype=bool))
+
+    def _reset_rows(self, mask: np.ndarray, seed: int | list[int | None] | None
+                    ) -> tuple[Any, dict[str, Any]]:
+        """Restart the ``mask`` rows only: new puzzles and their first segment; the other
+        rows sit the forward out and keep their state."""
+        core, seeding = self.core, gym.utils.seeding
+        source: RowSeededSource = core.engine.source
+        rows = np.flatnonzero(mask)
+        if seed is not None and not isinstance(seed, list):
+            self._np_random, self._np_random_seed = seeding.np_random(seed)
+            source.seed_shared(self._np_random)
+            for row in rows:  # these rows draw from the reseeded shared stream
+                self._row_rngs.pop(int(row), None)
+                source.seed_row(int(row), None)
+        elif isinstance(seed, list):
+            for row in rows:
+                if seed[row] is not None:
+                    rng = self._row_rngs[int(row)] = seeding.np_random(seed[row])[0]
+                    source.seed_row(int(row), rng)
+        self._autoreset[mask] = False
+        restart = torch.from_numpy(mask).to(core.device)
+        with torch.inference_mode():
+            step = core.engine.step(halt=restart, hold=~restart)
+            self._record_rows(step, mask)
+        return core.observations(), self._infos(mask)
+
+    # step ----------------------------------------------------------------------------------
+    def step(self, actions: Any) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray,
+                                          dict[str, Any]]:
+        """One decision per row (``(num_envs,)`` of 0 = continue, 1 = halt), one batched
+        segment forward; returns ``(obs, rewards, terminated, truncated, infos)``.
+
+        Raises:
+            RuntimeError: before ``reset()``; in ``DISABLED`` mode, while a row has ended
+                and was not reset with ``reset_mask``.
+            TypeError: a scalar action; ValueError: actions of the wrong shape or values.
+        """
         if not self._started:
             raise RuntimeError("call reset() before step()")
+        halt = _check_actions(actions, self.num_envs, batched=True).astype(bool)
+        if self.autoreset_mode is AutoresetMode.SAME_STEP:
+            return self._step_same(halt)
+        if self.autoreset_mode is AutoresetMode.DISABLED and self._autoreset.any():
+            raise RuntimeError(
+                f"rows {np.flatnonzero(self._autoreset).tolist()} have ended their episodes "
+                "and autoreset_mode is DISABLED: restart them with reset(options={'reset_mask'"
+                ": terminated | truncated}) before stepping")
+        return self._step_next(halt)
+
+    def _step_same(self, halt: np.ndarray) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray,
+                                                    dict[str, Any]]:
         core, n = self.core, self.num_envs
         # Rows whose puzzle reached the cap without restarting (max_segments=1 right after a
         # refill) end now whatever the action.
-        forced = (self._last_step.finished & ~self._last_step.restarted).cpu().numpy()
-        halt_np = _check_actions(actions, n).astype(bool) | forced
+        halt_np = halt | core.at_cap()
         rewards = step_rewards(halt_np, core.pay().cpu().numpy(), core.step_cost)
         done = halt_np.copy()
         final_obs = np.full(n, None, dtype=object)
@@ -425,7 +674,6 @@ class HaltingVectorEnv(VectorEnv):
             self._put_final(final_obs, final_info, np.flatnonzero(halt_np))
         with torch.inference_mode():
             step = core.engine.step(torch.from_numpy(halt_np).to(core.device))
-            self._last_step = step
             core.record_step(step)
             restarted = step.restarted.cpu().numpy()
             if restarted.any():  # the cap: pay and show the terminal segment, then the new one
@@ -436,11 +684,61 @@ class HaltingVectorEnv(VectorEnv):
                 core.record(step.first, rows=torch.from_numpy(idx).to(core.device),
                             fresh=torch.ones(len(idx), dtype=torch.bool, device=core.device))
                 done |= restarted
-        infos: dict[str, Any] = core.infos()
+        infos = self._infos(np.ones(n, dtype=bool))
         if done.any():
             infos["final_obs"], infos["_final_obs"] = final_obs, done.copy()
             infos["final_info"], infos["_final_info"] = final_info, done.copy()
         return (core.observations(), rewards, done, np.zeros(n, dtype=bool), infos)
+
+    def _step_next(self, halt: np.ndarray) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray,
+                                                    dict[str, Any]]:
+        """``NEXT_STEP`` and ``DISABLED``: rows that end keep their terminal segment (held
+        out of this step's forward); rows that ended last step (``NEXT_STEP``) restart."""
+        core, n = self.core, self.num_envs
+        restarting = self._autoreset.copy()  # all False under DISABLED (checked by step)
+        ending = (halt | core.at_cap()) & ~restarting  # the cap ends a row whatever it chose
+        rewards = step_rewards(ending, core.pay().cpu().numpy(), core.step_cost)
+        rewards[restarting] = 0.0
+        with torch.inference_mode():
+            step = core.engine.step(halt=torch.from_numpy(restarting).to(core.device),
+                                    hold=torch.from_numpy(ending).to(core.device))
+            ran = ~ending
+            self._record_rows(step, ran)
+            # a continuing row whose segment reached the cap ends with it
+            capped = step.finished.cpu().numpy() & ran & ~restarting
+            if capped.any():
+                rewards += step_rewards(capped, core.pay().cpu().numpy(), core.step_cost,
+                                        charge=False) - capped * core.step_cost
+        terminated = ending | capped
+        self._autoreset = terminated.copy()
+        return (core.observations(), rewards, terminated, np.zeros(n, dtype=bool),
+                self._infos(np.ones(n, dtype=bool)))
+
+    # helpers -------------------------------------------------------------------------------
+    def _record_rows(self, step: SegmentStep, rows: np.ndarray) -> None:
+        """``record`` the segment ``step`` ran on the ``rows`` (bool) rows only."""
+        core = self.core
+        if rows.all():
+            core.record_step(step)
+            return
+        idx = np.flatnonzero(rows)
+        if len(idx) == 0:
+            return
+        index = torch.from_numpy(idx).to(core.device)
+        out = step.out.take(idx) if isinstance(step.out, RecordedSegments) else step.out.take(index)
+        core.record(out, rows=index, fresh=step.started[index])
+
+    def _infos(self, rows: np.ndarray) -> dict[str, Any]:
+        """The rows' infos with Gymnasium's ``_key`` masks; rows outside ``rows`` report
+        nothing (zeros, mask False), as after a ``reset_mask`` reset."""
+        infos: dict[str, Any] = {}
+        every = bool(rows.all())
+        for key, value in self.core.infos().items():
+            if not every:
+                value = np.where(rows.reshape(-1, *[1] * (value.ndim - 1)), value,
+                                 np.zeros_like(value))
+            infos[key], infos["_" + key] = value, rows.copy()
+        return infos
 
     def _put_final(self, final_obs: np.ndarray, final_info: dict, idx: np.ndarray) -> None:
         obs = self.core.observations(idx)
@@ -454,7 +752,19 @@ class HaltingVectorEnv(VectorEnv):
             final_info[key][idx] = value
             final_info["_" + key][idx] = True
 
+    def action_masks(self) -> np.ndarray:
+        """``(num_envs, 2)`` bool, the actions that mean something for each row now
+        (sb3-contrib's MaskablePPO reads this): halting always; continuing unless the
+        row's puzzle is at the cap (the env halts it whatever the action). Rows that restart
+        on this step (``NEXT_STEP``) ignore their action: both are allowed."""
+        if not self._started:
+            raise RuntimeError("call reset() before action_masks()")
+        masks = np.ones((self.num_envs, 2), dtype=bool)
+        masks[:, 0] = ~(self.core.at_cap() & ~self._autoreset)
+        return masks
+
     def render(self) -> tuple | None:
+        """Each row's frame (``render_mode`` ``"ansi"``: text, ``"rgb_array"``: image)."""
         if self.render_mode is None:
             gym.logger.warn("render() called without a render_mode")
             return None

@@ -211,11 +211,14 @@ class RecordedSegments:
 
 
 class ReplayEngine(SegmentEngine):
-    """The segment engine's episode (``step(halt) -> SegmentStep``: the cap, the same-step
-    restart at the cap, refills) with each segment served from a recording, no model."""
+    """The segment engine's episode (``step(halt, hold) -> SegmentStep``: the cap, the
+    same-step restart at the cap, refills, held rows) with each segment served from a
+    recording, no model."""
 
     def __init__(self, recording: Recording, source: ShuffledSource, batch_size: int,
                  max_segments: int | None = None, restart_at_cap: bool = False) -> None:
+        """``source`` hands out puzzle positions: ``draw_indices(k)``, or
+        ``draw_indices_for(rows)`` when it has one (per-row streams)."""
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.recording, self.source, self.batch_size = recording, source, batch_size
@@ -232,7 +235,8 @@ class ReplayEngine(SegmentEngine):
         self._fresh = True
 
     def _draw_into(self, rows: np.ndarray) -> None:
-        drawn = self.source.draw_indices(len(rows))
+        draw_for = getattr(self.source, "draw_indices_for", None)  # per-row puzzle streams
+        drawn = draw_for(rows) if draw_for is not None else self.source.draw_indices(len(rows))
         self.index[rows] = drawn
         batch = self.recording.puzzles.take(drawn)
         index = torch.from_numpy(rows)
@@ -248,17 +252,19 @@ class ReplayEngine(SegmentEngine):
             self.segments = self.segments.masked_fill(rows, 0)
         return index
 
-    def _forward(self) -> RecordedSegments:
-        self.segments = self.segments + 1
+    def _forward(self, advance: torch.Tensor | None = None) -> RecordedSegments:
+        """Every row's next recorded segment; rows not in ``advance`` (when given) stay
+        where they are (their entry repeats their current segment, which the env ignores)."""
+        self.segments = self.segments + (1 if advance is None else advance.long())
         reached = self.segments.numpy()
         if reached.max() > self.recording.max_segments:
             raise RuntimeError(f"{self.recording.path} holds {self.recording.max_segments} "
                                "segments per puzzle; a row asked for more")
         return RecordedSegments(self.recording, self.index.copy(), reached.copy())
 
-    def _forward_restarting(self, restart: torch.Tensor
+    def _forward_restarting(self, restart: torch.Tensor, advance: torch.Tensor | None = None
                             ) -> tuple[RecordedSegments, RecordedSegments]:
-        out = self._forward()
+        out = self._forward(advance)
         index = restart.nonzero().squeeze(-1).numpy()
         self._draw_into(index)
         self.segments = self.segments.masked_fill(restart, 1)

@@ -283,3 +283,61 @@ def test_max_segments_one_ends_every_episode_after_its_one_segment():
         assert (info["final_info"]["segments"] == 1).all()
         assert all(venv.single_observation_space.contains(o) for o in info["final_obs"])
         assert (info["segments"] == 1).all()
+
+
+def test_single_env_infos_are_numpy_values_of_the_vector_envs_dtypes():
+    env = HaltingEnv(split="test")
+    _, info = env.reset(seed=0)
+    _, _, _, _, step_info = env.step(0)
+    venv = HaltingVectorEnv(2, split="test")
+    _, vinfo = venv.reset(seed=0)
+    for each in (info, step_info):
+        assert set(each) == {"prediction", "is_success", "cell_accuracy", "segments"}
+        assert type(each["is_success"]) is np.bool_
+        assert type(each["cell_accuracy"]) is np.float64
+        assert type(each["segments"]) is np.int64
+        assert isinstance(each["prediction"], np.ndarray)
+        for key, value in each.items():
+            assert np.asarray(value).dtype == vinfo[key].dtype
+            assert np.shape(value) == vinfo[key].shape[1:]
+    assert step_info["segments"] == 2
+
+
+def test_everything_that_reads_the_episode_before_reset_is_a_clear_runtime_error():
+    venv = HaltingVectorEnv(2, split="test", render_mode="ansi")
+    env = HaltingEnv(split="test", render_mode="ansi")
+    for call in (venv.core.pay, venv.core.at_cap, venv.core.observations, venv.core.infos,
+                 venv.action_masks, venv.render, env.render, env.action_masks,
+                 lambda: venv.step(np.zeros(2, dtype=np.int64)), lambda: env.step(0)):
+        with pytest.raises(RuntimeError, match="reset"):
+            call()
+    venv.reset(seed=0)
+    assert venv.core.pay().shape == (2,) and len(venv.render()) == 2
+
+
+def test_action_masks_allow_halting_always_and_continuing_below_the_cap():
+    venv = HaltingVectorEnv(3, split="test", max_segments=2)
+    venv.reset(seed=0)
+    masks = venv.action_masks()
+    assert masks.shape == (3, 2) and masks.dtype == np.bool_ and masks.all()
+    one = HaltingVectorEnv(3, split="test", max_segments=1)  # every row sits at the cap
+    one.reset(seed=0)
+    assert one.action_masks().tolist() == [[False, True]] * 3
+    single = HaltingEnv(split="test", max_segments=1)
+    single.reset(seed=0)
+    assert single.action_masks().tolist() == [False, True]
+    single = HaltingEnv(split="test")
+    single.reset(seed=0)
+    assert single.action_masks().tolist() == [True, True]
+
+
+def test_vector_reset_takes_per_row_seeds_and_names_unknown_options():
+    venv = HaltingVectorEnv(3, split="test")
+    with pytest.raises(ValueError, match="num_envs=3, got 2"):
+        venv.reset(seed=[0, 1])
+    with pytest.raises(ValueError, match="'max_segments'"):
+        venv.reset(options={"max_segments": 2})
+    obs, info = venv.reset(seed=[0, 1, 2])
+    assert obs.shape == (3, N_FEATURES) and info["_segments"].all()
+    with pytest.raises(TypeError, match="batch of actions"):
+        venv.step(0)

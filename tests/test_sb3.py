@@ -283,3 +283,37 @@ def test_vector_env_keeps_its_seed():
     state = venv.np_random.bit_generator.state
     assert venv.np_random_seed == 42
     assert venv.np_random.bit_generator.state == state  # reading the seed replaced nothing
+
+
+def test_attribute_access_honours_indices_and_cuts_per_row_values():
+    import torch
+
+    venv = _vec(6)
+    with pytest.raises(RuntimeError, match="reset"):
+        venv.env_method("pay")
+    venv.reset()
+    assert venv.get_attr("max_segments", indices=[0, 2]) == [8, 8]
+    assert venv.get_attr("step_cost", indices=4) == [0.01]
+    masks = venv.action_masks()
+    assert masks.shape == (6, 2) and masks.dtype == np.bool_
+    one = venv.env_method("action_masks", indices=[1])
+    assert len(one) == 1 and np.array_equal(one[0], masks[1])
+    assert np.array_equal(np.stack(venv.env_method("action_masks")), masks)  # sb3-contrib's way
+    pay = venv.venv.core.pay()
+    rows = venv.env_method("pay", indices=[1, 3])
+    assert len(rows) == 2 and [float(r) for r in rows] == [float(pay[1]), float(pay[3])]
+    info = venv.env_method("infos", indices=[5])[0]
+    assert info["segments"] == 1 and info["prediction"].shape == (16,)
+    assert venv.get_attr("prev_pred", indices=[2])[0].shape == (16,)
+    venv.set_attr("prev_pred", torch.zeros(16, dtype=torch.long), indices=[2])  # per-row array
+    assert venv.get_attr("prev_pred", indices=2)[0].sum() == 0
+    assert venv.get_attr("prev_pred", indices=3)[0].sum() > 0  # other rows untouched
+    assert venv.has_attr("action_masks") and not venv.has_attr("no_such_thing")
+
+
+def test_adapter_needs_same_step_autoreset():
+    from gymnasium.vector import AutoresetMode
+
+    for mode in (AutoresetMode.NEXT_STEP, AutoresetMode.DISABLED):
+        with pytest.raises(ValueError, match="SAME_STEP"):
+            make_sb3_vec_env(ENV, num_envs=2, autoreset_mode=mode)
