@@ -21,7 +21,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from hrm_rl.envs.halting import HaltingVectorEnv
+from hrm_rl.envs.halting import HaltingVectorEnv, parse_autoreset_mode
 from hrm_rl.agents.policies import FixedSegmentsPolicy, ThresholdPolicy
 from hrm_rl.evaluation import bootstrap_ci, oracle_halt_at
 
@@ -86,6 +86,11 @@ def record_trace(env_id: str = "HRM-Sudoku-v0", n: int | None = None, seed: int 
     (``checkpoint``, ``step_cost``, ``max_segments``, ...).
     """
     env_kwargs = {**env_kwargs, "split": split}
+    mode = env_kwargs.pop("autoreset_mode", None)
+    if mode is not None and parse_autoreset_mode(mode) is not gym.vector.AutoresetMode.SAME_STEP:
+        raise ValueError(f"autoreset_mode={mode!r}: a halting trace runs every puzzle to the "
+                         "cap in one episode, so it takes no autoreset mode (leave it out; "
+                         "the policies are scored on the trace, not on a live env)")
     import hrm_rl  # noqa: F401  (registers the envs)
 
     probe = gym.make_vec(env_id, num_envs=1, vectorization_mode="vector_entry_point",

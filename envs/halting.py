@@ -460,7 +460,7 @@ def _names(options: dict) -> str:
     return ", ".join(repr(key) for key in sorted(options, key=str))
 
 
-def _autoreset_mode(value: AutoresetMode | str) -> AutoresetMode:
+def parse_autoreset_mode(value: AutoresetMode | str) -> AutoresetMode:
     """``value`` as an ``AutoresetMode`` (the enum, its value ``"SameStep"``/``"NextStep"``/
     ``"Disabled"`` or its name, any case), or a ValueError listing them."""
     if isinstance(value, AutoresetMode):
@@ -518,7 +518,7 @@ class HaltingVectorEnv(VectorEnv):
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or "
                              f"None, got {render_mode!r}")
-        self.autoreset_mode = _autoreset_mode(autoreset_mode)
+        self.autoreset_mode = parse_autoreset_mode(autoreset_mode)
         self.metadata = {**type(self).metadata, "autoreset_mode": self.autoreset_mode}
         self.core = _HaltingCore(num_envs, checkpoint, split, max_segments, step_cost, reward,
                                  obs_mode, device, rollouts)

@@ -317,3 +317,9 @@ def test_adapter_needs_same_step_autoreset():
     for mode in (AutoresetMode.NEXT_STEP, AutoresetMode.DISABLED):
         with pytest.raises(ValueError, match="SAME_STEP"):
             make_sb3_vec_env(ENV, num_envs=2, autoreset_mode=mode)
+
+
+def test_a_trace_refuses_an_autoreset_mode_other_than_same_step():
+    with pytest.raises(ValueError, match="autoreset_mode='NextStep'"):
+        record_trace(n=4, autoreset_mode="NextStep")
+    assert record_trace(n=4, autoreset_mode="SameStep").correct.shape[0] == 4
