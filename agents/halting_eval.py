@@ -160,6 +160,42 @@ def result_at(trace: HaltingTrace, halt_at: np.ndarray, name: str) -> PolicyResu
         reward_ci=bootstrap_ci(reward))
 
 
+def interquartile_mean(values: np.ndarray) -> float:
+    """The mean of the middle half of ``values``: ``floor(n / 4)`` cut from each end, as
+    ``scipy.stats.trim_mean(values, 0.25)`` and rliable's IQM compute it."""
+    values = np.sort(np.asarray(values, dtype=np.float64).ravel())
+    if values.size == 0:
+        raise ValueError("the interquartile mean of no values is undefined")
+    cut = values.size // 4
+    return float(values[cut:values.size - cut].mean())
+
+
+def aggregate_seeds(results: list[PolicyResult], name: str, seed: int = 0,
+                    resamples: int = 2000) -> PolicyResult:
+    """One row for a policy trained with several seeds, scored on the same trace: the
+    interquartile mean over seeds of each figure, and a 95% percentile bootstrap interval
+    that resamples seeds (the run-to-run spread, which a single seed's interval over puzzles
+    does not show). As rliable recommends for a handful of runs."""
+    if len(results) < 2:
+        raise ValueError(f"aggregating seeds needs at least 2 results, got {len(results)}")
+    if len({r.episodes for r in results}) != 1:
+        raise ValueError("the seeds' results were scored on traces of different sizes")
+    rng = np.random.default_rng(seed)
+    picks = rng.integers(0, len(results), (resamples, len(results)))
+
+    def figure(attr: str) -> tuple[float, tuple[float, float]]:
+        values = np.array([getattr(r, attr) for r in results], dtype=np.float64)
+        boot = [interquartile_mean(values[row]) for row in picks]
+        lo, hi = np.percentile(boot, [2.5, 97.5])
+        return interquartile_mean(values), (float(lo), float(hi))
+
+    (acc, acc_ci), (seg, seg_ci), (rew, rew_ci) = (figure(a) for a in
+                                                    ("accuracy", "mean_segments", "mean_reward"))
+    return PolicyResult(policy=name, accuracy=acc, cell_accuracy=interquartile_mean(
+        [r.cell_accuracy for r in results]), mean_segments=seg, mean_reward=rew,
+        episodes=results[0].episodes, accuracy_ci=acc_ci, segments_ci=seg_ci, reward_ci=rew_ci)
+
+
 def oracle_on_trace(trace: HaltingTrace) -> PolicyResult:
     """The oracle's row: halt at the first right answer, or after one segment where no
     segment is right (``hrm_rl.evaluation.oracle_halt_at``). It reads the targets, so it

@@ -47,6 +47,7 @@ CSV in the task's format. Train halting policies on ``train``, choose their sett
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +57,8 @@ import torch
 from gymnasium import spaces
 from gymnasium.vector import AutoresetMode, VectorEnv
 
-from hrm_rl.checkpoint import load_checkpoint, read_checkpoint_config, resolve_checkpoint
+from hrm_rl.checkpoint import (WEIGHTS, load_checkpoint, read_checkpoint_config,
+                               resolve_checkpoint)
 from hrm_rl.data import ShuffledSource
 from hrm_rl.device import resolve_device
 from hrm_rl.model import SegmentOutput
@@ -122,8 +124,26 @@ def segment_state(task, out: SegmentOutput, labels: torch.Tensor, segments: torc
             "cell": task.cell_accuracy(pred, labels), "segments": segments}
 
 
+_SHARED: dict[tuple, Any] = {}
+
+
+def _shared(kind: str, path: Path, device: torch.device, load: Callable[[], Any]) -> Any:
+    """One loaded core (or recording) per file, version and device in a process. The envs
+    only read it (inference), so ``n`` single envs in one process (SB3's ``make_vec_env``,
+    rl-zoo3, ``SyncVectorEnv``) hold one copy of the weights, not ``n``. Keyed by the file's
+    size and modification time, so a rewritten file loads afresh."""
+    stat = path.stat()
+    key = (kind, str(path.resolve()), stat.st_mtime_ns, stat.st_size, str(device))
+    if key not in _SHARED:
+        _SHARED[key] = load()
+    return _SHARED[key]
+
+
 class _HaltingCore:
-    """Checkpoint, puzzles, engine and the observation/reward maps shared by both envs."""
+    """Checkpoint, puzzles, engine and the observation/reward maps shared by both envs.
+
+    The loaded core or recording is shared by every env of the process that uses the same
+    file (``_shared``): do not train ``env.core.model`` in place."""
 
     def __init__(self, num_envs: int, checkpoint: str | Path, split: str | None,
                  max_segments: int | None, step_cost: float, reward: str, obs_mode: str,
@@ -144,7 +164,10 @@ class _HaltingCore:
         self.recording: Recording | None = None
         if rollouts is not None:  # replay: no model, the recording's task and puzzles
             self.device = torch.device("cpu")
-            rec = self.recording = load_rollouts(rollouts)
+            path = Path(rollouts)
+            rec = self.recording = (_shared("rollouts", path, self.device,
+                                            lambda: load_rollouts(path))
+                                    if path.is_file() else load_rollouts(path))
             if split is not None and str(split) != rec.identity["split"]:
                 raise ValueError(f"{rec.path} was recorded on split {rec.identity['split']!r}, "
                                  f"not {str(split)!r}; leave split unset with rollouts=")
@@ -160,7 +183,9 @@ class _HaltingCore:
             default_max = cap
         else:
             self.device = resolve_device(device)
-            ckpt = load_checkpoint(checkpoint, self.device)
+            folder = resolve_checkpoint(checkpoint)
+            ckpt = _shared("checkpoint", folder / WEIGHTS, self.device,
+                           lambda: load_checkpoint(folder, self.device))
             self.task, self.model = ckpt.task, ckpt.model
             default_max = cap = ckpt.config.train.halt_max_steps
             self.split = "train" if split is None else str(split)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -138,3 +140,19 @@ def test_rollouts_record_cli(tmp_path, capsys):
     assert exit_.value.code == 2
     assert main(["rollouts", "record", "sudoku4", "--episodes", "999999", "--out",
                  str(out), "--no-progress"]) == 2
+
+
+def test_envs_of_one_process_share_one_loaded_core_or_recording(recorded, tmp_path):
+    """n single envs (rl-zoo3, make_vec_env) hold one copy of the weights, not n; a
+    rewritten file loads afresh."""
+    _, npz = recorded["HRM-Sudoku-v0"]
+    a, b = HaltingEnv("sudoku4"), HaltingEnv("sudoku4", split="test")
+    assert a.core.model is b.core.model
+    r1, r2 = HaltingEnv(rollouts=npz), HaltingEnv(rollouts=npz)
+    assert r1.core.recording is r2.core.recording and r1.core.model is None
+    copy = tmp_path / "copy.npz"
+    copy.write_bytes(Path(npz).read_bytes())
+    assert HaltingEnv(rollouts=copy).core.recording is not r1.core.recording
+    r1.reset(seed=3), r2.reset(seed=3)
+    r1.step(0)  # shared data, yet each env has its own episode
+    assert r1.core.engine.segments.tolist() == [2] and r2.core.engine.segments.tolist() == [1]

@@ -323,3 +323,28 @@ def test_a_trace_refuses_an_autoreset_mode_other_than_same_step():
     with pytest.raises(ValueError, match="autoreset_mode='NextStep'"):
         record_trace(n=4, autoreset_mode="NextStep")
     assert record_trace(n=4, autoreset_mode="SameStep").correct.shape[0] == 4
+
+
+def test_interquartile_mean_trims_a_quarter_from_each_end():
+    from hrm_rl.agents.halting_eval import interquartile_mean
+
+    assert interquartile_mean([4, 1, 3, 2]) == 2.5  # (2 + 3) / 2
+    assert interquartile_mean([100, 1, 2, 3, 4, 5, 6, -100]) == pytest.approx(3.5)
+    assert interquartile_mean([1, 2, 30]) == pytest.approx(11)  # 3 values: nothing cut
+    with pytest.raises(ValueError):
+        interquartile_mean([])
+
+
+def test_seeds_aggregate_to_their_iqm_with_an_interval_over_seeds():
+    from hrm_rl.agents.halting_eval import PolicyResult, aggregate_seeds
+
+    runs = [PolicyResult(f"ppo:s{i}", acc, acc, seg, acc - 0.01 * seg, 1000)
+            for i, (acc, seg) in enumerate([(0.90, 2.0), (0.95, 2.5), (0.97, 3.0), (0.20, 1.0)])]
+    row = aggregate_seeds(runs, "ppo (4 seeds)")
+    assert row.policy == "ppo (4 seeds)" and row.episodes == 1000
+    assert row.accuracy == pytest.approx((0.90 + 0.95) / 2)  # the outliers 0.20, 0.97 cut
+    assert row.mean_segments == pytest.approx((2.0 + 2.5) / 2)
+    lo, hi = row.accuracy_ci
+    assert 0.2 <= lo < row.accuracy < hi <= 0.97  # resampling seeds shows the spread
+    with pytest.raises(ValueError, match="at least 2"):
+        aggregate_seeds(runs[:1], "one")
