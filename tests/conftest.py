@@ -1,14 +1,18 @@
-"""Shared fixtures: tiny cores that run in milliseconds on a CPU."""
+"""Shared fixtures: tiny cores that run in milliseconds on a CPU, and the tiny training run
+the reliability tests share (``TINY_RUN``)."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import pytest
 import torch
+import yaml
 
-from hrm_rl.config import ModelConfig
+from hrm_rl.config import ModelConfig, RunConfig, load_config
 from hrm_rl.model import HRM, SegmentOutput
 from hrm_rl.tasks.base import PuzzleBatch
 
@@ -50,3 +54,44 @@ def saved_activation_bytes(segment: Callable[[], SegmentOutput]) -> int:
         out = segment()
     out.logits.sum().backward()
     return saved
+
+
+# A tiny, fast, deterministic run: hidden 32, 1+1 layers, batch 16, 4x4 puzzles.
+TINY_RUN = ["task.size=4", "model.hidden_size=32", "model.num_heads=2", "model.H_layers=1",
+            "model.L_layers=1", "model.H_cycles=1", "model.L_cycles=2", "model.expansion=2",
+            "model.pos_encodings=learned", "train.batch_size=16", "train.lr=1e-3",
+            "train.weight_decay=0.1", "train.lr_warmup_steps=5", "train.halt_max_steps=4",
+            "train.eval_every=1000", "train.eval_size=16", "train.log_every=1",
+            "train.threads=1", "train.loss=softmax", "train.device=cpu",
+            "data.train_size=200", "data.test_size=16", "data.max_givens=6",
+            "data.split_by=exact"]
+
+
+def tiny_run_config(cache_dir: Path, *extra: str) -> RunConfig:
+    """``TINY_RUN`` with its puzzles cached in ``cache_dir``, then ``extra`` overrides."""
+    return load_config(None, TINY_RUN + [f"data.cache_dir={cache_dir}", *extra])
+
+
+def tiny_yaml(path: Path, *sets: str) -> Path:
+    """The tiny run's config with ``sets`` as a YAML file (for the command line)."""
+    path.write_text(yaml.safe_dump(load_config(None, [*TINY_RUN, *sets]).to_dict()))
+    return path
+
+
+def metrics(run_dir: Path) -> list[dict]:
+    """The rows of a run's ``metrics.jsonl``."""
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory) -> Path:
+    """One cache of the tiny run's generated puzzles for the whole session."""
+    return tmp_path_factory.mktemp("tiny-run-data")
+
+
+@pytest.fixture(autouse=True)
+def _restore_threads():
+    """The tiny run pins torch to one thread; give the next test the session's count."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)

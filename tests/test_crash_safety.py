@@ -1,7 +1,7 @@
 """Crash safety and resume semantics (issue #17, items 6-8): a kill during the first
 checkpoint write, torn ``latest`` pointers, metrics without duplicate steps, the last-known-good
 checkpoint, resuming a finished run, Ctrl-C / SIGTERM, EMA and config edits on resume, and the
-architecture fingerprint of the weights. Tiny configs (see ``test_reliability.TINY``)."""
+architecture fingerprint of the weights. Tiny configs (``conftest.TINY_RUN``)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -26,28 +27,14 @@ from hrm_rl.checkpoint import (CONFIG, FINGERPRINT_KEY, TRAINER_STATE, WEIGHTS, 
                                architecture_fingerprint, load_checkpoint, load_trainer_state,
                                resolve_checkpoint, stamp_architecture)
 from hrm_rl.cli import main
+from hrm_rl.config import load_config
 from hrm_rl.evaluation import EvalResult
-from test_reliability import REPO, TINY, metrics, tiny_yaml
+
+from conftest import TINY_RUN as TINY, metrics, tiny_run_config as tiny, tiny_yaml
+
+REPO = Path(__file__).resolve().parent.parent
 
 STEPS, EVERY = 8, 4  # the shared run: checkpoints at steps 4 and 8
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    return tmp_path_factory.mktemp("crash-data")
-
-
-def tiny(data_dir, *extra):
-    from hrm_rl.config import load_config
-
-    return load_config(None, TINY + [f"data.cache_dir={data_dir}", *extra])
-
-
-@pytest.fixture(autouse=True)
-def _restore_threads():
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
@@ -491,3 +478,136 @@ def test_checkpoints_without_a_fingerprint_load_and_can_be_stamped(tmp_path):
     with pytest.raises(ValueError, match=f"H_cycles={hc} in the weights but {hc + 3}"):
         load_checkpoint(folder)
     assert not (folder / TRAINER_STATE).exists()
+
+
+# --- kill -9 and resume -------------------------------------------------------------------
+
+def test_resume_in_process_continues_identically(data_dir, tmp_path):
+    ref = ACTTrainer(tiny(data_dir, "train.steps=16", "train.checkpoint_every=5",
+                          "train.log_every=3"), tmp_path / "ref", progress=False)
+    ref.fit()
+    # Stop at step 10: the checkpoint there holds an open logging window (10 % 3 != 0).
+    part = ACTTrainer(tiny(data_dir, "train.steps=10", "train.checkpoint_every=5",
+                           "train.log_every=3"), tmp_path / "part", progress=False)
+    part.fit()
+    resumed = ACTTrainer.resume(tmp_path / "part", ["train.steps=16"], progress=False)
+    assert resumed.step == 10 and resumed._window_steps == 1
+    resumed.fit()
+    assert metrics(tmp_path / "part") == metrics(tmp_path / "ref")  # bit-identical
+    for a, b in zip(ref.model.parameters(), resumed.model.parameters()):
+        assert torch.equal(a, b)
+
+
+def test_time_budget_counts_earlier_sessions(data_dir, tmp_path):
+    cfg = tiny(data_dir, "train.steps=4", "train.checkpoint_every=2",
+               "train.max_time_s=1000", "train.lr_min_ratio=0.1")
+    trainer = ACTTrainer(cfg, tmp_path / "run", progress=False)
+    trainer.fit()
+    saved = load_trainer_state(resolve_checkpoint(tmp_path / "run"))["elapsed_s"]
+    assert saved > 0
+    resumed = ACTTrainer.resume(tmp_path / "run", progress=False)
+    assert resumed.elapsed_s() == pytest.approx(saved)
+    assert resumed.time_fraction() == pytest.approx(saved / 1000)
+
+
+def _start_train(args: list[str], cwd: Path) -> subprocess.Popen:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    return subprocess.Popen([sys.executable, "-m", "hrm_rl.cli", "train", *args,
+                             "--no-progress"], cwd=cwd, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def test_sigkill_then_resume_loses_at_most_one_interval_and_matches(data_dir, tmp_path):
+    steps, every = 60, 10
+    sets = [*TINY, f"data.cache_dir={data_dir}", f"train.steps={steps}",
+            f"train.checkpoint_every={every}"]
+    t0 = time.perf_counter()
+    reference = ACTTrainer(load_config(None, sets), tmp_path / "ref", progress=False)
+    reference.fit()
+    expected = metrics(tmp_path / "ref")
+    t_ref = time.perf_counter() - t0
+
+    run = tmp_path / "killed"
+    proc = _start_train([str(tiny_yaml(tmp_path / "tiny.yaml", *sets[len(TINY):])),
+                         "--run-dir", str(run)], tmp_path)
+    latest = run / "checkpoints" / "latest"
+    deadline = time.monotonic() + 120
+    def progressed() -> bool:  # a checkpoint exists and some steps after it are done
+        return latest.exists() and len((run / METRICS_FILE).read_text().splitlines()) > 14
+
+    while not progressed() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert proc.poll() is None, f"training ended before it could be killed: {proc.stderr.read()}"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    t_killed = time.perf_counter() - t0
+    assert proc.returncode == -signal.SIGKILL
+
+    # No corrupt file: every complete checkpoint loads, weights and trainer state.
+    folders = [p for p in (run / "checkpoints").glob("step_*") if (p / CONFIG).is_file()]
+    assert folders
+    for folder in folders:
+        load_checkpoint(folder)
+        load_trainer_state(folder)
+    done = metrics(run)[-1]["step"]  # steps whose figures reached the disk before the kill
+    saved = load_trainer_state(resolve_checkpoint(run))["step"]
+    assert 0 <= done - saved <= every, "more than one checkpoint interval lost"
+    assert metrics(run)[:saved] == expected[:saved]
+
+    resumed = _start_train(["--resume", str(run)], tmp_path)
+    out, err = resumed.communicate(timeout=120)
+    assert resumed.returncode == 0, err
+    assert f"resuming {run} at step {saved}" in err and json.loads(out)["steps"] == steps
+    t_total = time.perf_counter() - t0
+
+    assert metrics(run) == expected  # the same loss curve, bit for bit
+    acc = EventAccumulator(str(run))
+    acc.Reload()
+    tb = acc.Scalars("train/lm_loss")
+    assert [e.step for e in tb] == list(range(1, steps + 1))  # lost steps purged, no repeats
+    np.testing.assert_allclose([e.value for e in tb], [m["lm_loss"] for m in expected],
+                               rtol=1e-6)
+    print(f"\nkill/resume timings: reference {t_ref:.1f} s, killed at {t_killed:.1f} s "
+          f"(step {done}, checkpoint {saved}), resumed run done at {t_total:.1f} s")
+
+
+# --- one live process per run folder ---------------------------------------------------
+
+def test_a_run_folder_takes_one_live_process(tmp_path, data_dir, capsys):
+    from hrm_rl.checkpoint import RunLock, RunLockedError
+
+    run = tmp_path / "run"
+    first = ACTTrainer(tiny(data_dir, "train.steps=2"), run, progress=False)
+    with pytest.raises(RunLockedError, match=f"pid {os.getpid()}"):
+        ACTTrainer(tiny(data_dir, "train.steps=2"), run, progress=False)
+    first.lock.release()
+    RunLock(run).release()  # free again once the holder let go
+
+
+def test_a_lock_left_by_a_killed_process_is_not_in_the_way(tmp_path):
+    from hrm_rl.checkpoint import RunLock
+
+    run = tmp_path / "run"
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time\n"
+                               "from hrm_rl.checkpoint import RunLock\n"
+                               f"lock = RunLock({str(run)!r}); print('held', flush=True); "
+                               "time.sleep(60)"], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    from hrm_rl.checkpoint import RunLockedError
+    with pytest.raises(RunLockedError):
+        RunLock(run)
+    holder.kill()
+    holder.wait()
+    RunLock(run).release()  # the kernel dropped the dead holder's lock
+
+
+def test_default_run_names_are_unique_and_halt_train_keeps_a_model(tmp_path, capsys):
+    from hrm_rl.agents.trainer import make_run_dir
+
+    config = load_config(None, [])
+    assert make_run_dir(config).name.endswith(f"-{os.getpid()}")
+    (tmp_path / "model.zip").write_bytes(b"kept")
+    assert main(["halt", "train", "--run-dir", str(tmp_path), "--timesteps", "8",
+                 "--no-eval", "--no-progress"]) == 2
+    assert "already holds a trained model.zip" in capsys.readouterr().err
+    assert (tmp_path / "model.zip").read_bytes() == b"kept"

@@ -16,6 +16,8 @@ from hrm_rl.config import load_config
 from hrm_rl.evaluation import evaluate
 from hrm_rl.model import SegmentOutput
 
+from conftest import tiny_run_config
+
 TINY = ["task.size=4", "model.hidden_size=32", "model.num_heads=2", "model.H_layers=1",
         "model.L_layers=1", "model.H_cycles=1", "model.L_cycles=2",
         "model.pos_encodings=learned", "train.batch_size=32", "train.steps=80",
@@ -148,3 +150,13 @@ def test_a_time_budgeted_run_shows_its_budget_in_the_progress_bar(tmp_path, caps
     err = capsys.readouterr().err
     assert "/2 s of budget" in err and "/100000" not in err  # seconds, not 0/100000 steps
     assert "step=" in err  # the step count moves to the postfix
+
+
+def test_same_seed_same_training_losses(data_dir):
+    def losses(seed):
+        trainer = ACTTrainer(tiny_run_config(data_dir, f"train.seed={seed}"), None, progress=False)
+        return [trainer.train_step() for _ in range(6)]
+
+    first = losses(0)
+    assert losses(0) == first
+    assert losses(1) != first

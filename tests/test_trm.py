@@ -13,7 +13,6 @@ from hrm_rl.agents.act import act_loss
 from hrm_rl.checkpoint import load_checkpoint, save_checkpoint
 from hrm_rl.config import ConfigError, ModelConfig, RunConfig, TaskConfig, load_config
 from hrm_rl.data import ShuffledSource
-from hrm_rl.ema import EMA
 from hrm_rl.model import HRM, TRM, build_model
 from hrm_rl.segment_engine import SegmentEngine
 from hrm_rl.tasks import make_task
@@ -243,83 +242,10 @@ def test_trms_halt_loss_trains_q_halt_toward_correctness_only():
     assert model.q_head.bias.grad[0] != 0 and model.q_head.bias.grad[1] == 0
 
 
-# --- EMA ------------------------------------------------------------------------------------
-
 def _perturb(model, scale: float = 0.1) -> None:
     with torch.no_grad():
         for p in model.parameters():
             p.add_(scale * torch.randn_like(p))
-
-
-def test_ema_averages_and_swaps_weights_for_evaluation():
-    torch.manual_seed(0)
-    model = TRM(tiny_trm_config())
-    ema = EMA(model, decay=0.9)
-    for _ in range(5):
-        _perturb(model)
-        ema.update(model)
-    raw = {n: p.detach().clone() for n, p in model.named_parameters()}
-    assert ema.num_updates == 5
-    assert all(not torch.equal(ema.shadow[n], raw[n]) for n in raw if raw[n].std() > 0)
-    out_raw, _, _ = _segment(model)
-    with ema.swapped(model):
-        for n, p in model.named_parameters():
-            assert torch.equal(p, ema.shadow[n])
-        out_ema, _, _ = _segment(model)
-    assert not torch.equal(out_raw.logits, out_ema.logits)
-    for n, p in model.named_parameters():  # restored
-        assert torch.equal(p, raw[n])
-    with pytest.raises(RuntimeError), ema.swapped(model):  # restored after an error too
-        raise RuntimeError("eval failed")
-    assert all(torch.equal(p, raw[n]) for n, p in model.named_parameters())
-    ema.copy_to(model)
-    assert all(torch.equal(p, ema.shadow[n]) for n, p in model.named_parameters())
-
-
-def test_ema_update_is_the_exponential_average():
-    model = torch.nn.Linear(2, 1, bias=False)
-    with torch.no_grad():
-        model.weight.fill_(1.0)
-    ema = EMA(model, decay=0.75, warmup=False)
-    with torch.no_grad():
-        model.weight.fill_(5.0)
-    ema.update(model)
-    torch.testing.assert_close(ema.shadow["weight"], torch.full((1, 2), 2.0))
-
-
-def test_ema_warmup_forgets_the_start_then_reaches_the_decay():
-    model = torch.nn.Linear(1, 1, bias=False)
-    with torch.no_grad():
-        model.weight.fill_(0.0)
-    ema, plain = EMA(model, decay=0.999), EMA(model, decay=0.999, warmup=False)
-    with torch.no_grad():
-        model.weight.fill_(1.0)
-    for _ in range(600):
-        ema.update(model), plain.update(model)
-    # the untrained start keeps (1 - 1/10) * prod (1 + n)/(10 + n) ~ 0 vs 0.999**600 = 0.55
-    assert ema.shadow["weight"].item() > 0.999
-    assert abs(plain.shadow["weight"].item() - (1 - 0.999**600)) < 1e-4
-    ema.num_updates = 10_000  # long after the warm-up, the configured decay applies
-    with torch.no_grad():
-        ema.shadow["weight"].fill_(0.0)
-    ema.update(model)
-    torch.testing.assert_close(ema.shadow["weight"], torch.full((1, 1), 0.001))
-
-
-def test_ema_state_dict_round_trips_and_rejects_another_model():
-    torch.manual_seed(0)
-    model = TRM(tiny_trm_config())
-    ema = EMA(model)
-    _perturb(model)
-    ema.update(model)
-    fresh = EMA(TRM(tiny_trm_config()), decay=0.5)
-    fresh.load_state_dict(ema.state_dict())
-    assert fresh.decay == ema.decay and fresh.num_updates == 1
-    assert all(torch.equal(fresh.shadow[n], ema.shadow[n]) for n in ema.shadow)
-    with pytest.raises(ValueError, match="EMA"):
-        EMA(HRM(tiny_model_config())).load_state_dict(ema.state_dict())
-    with pytest.raises(ValueError, match="decay"):
-        EMA(model, decay=1.0)
 
 
 # --- with the rest of the core --------------------------------------------------------------
