@@ -462,12 +462,15 @@ def test_an_edited_config_json_is_refused_naming_the_key(run8, tmp_path, capsys)
 
 
 def test_checkpoints_without_a_fingerprint_load_and_can_be_stamped(tmp_path):
-    for name in ("sudoku4", "maze6"):  # bundled, saved before fingerprints
+    from safetensors.torch import save_file
+
+    for name in ("sudoku4", "maze6"):  # bundled: stamped
         with safe_open(str(resolve_checkpoint(name) / WEIGHTS), framework="pt") as f:
-            assert FINGERPRINT_KEY not in (f.metadata() or {})
-        load_checkpoint(name)
-    folder = tmp_path / "sudoku4"
+            assert FINGERPRINT_KEY in (f.metadata() or {})
+    folder = tmp_path / "sudoku4"  # as saved before fingerprints: no metadata
     shutil.copytree(resolve_checkpoint("sudoku4"), folder)
+    save_file(load_file(folder / WEIGHTS), folder / WEIGHTS)
+    load_checkpoint(folder)  # loads unchecked
     assert stamp_architecture(folder) and not stamp_architecture(folder)
     original = load_file(resolve_checkpoint("sudoku4") / WEIGHTS)
     stamped = load_file(folder / WEIGHTS)
