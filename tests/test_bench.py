@@ -60,6 +60,7 @@ def test_bench_train_cli_prints_json(tmp_path, capsys):
     assert out["matmul_peak_gflops"]["fp32"]["gflops"] > 0
 
 
+@pytest.mark.slow
 def test_env_roofline_puts_the_batched_env_below_the_matmul_peak():
     from hrm_rl.bench.env import batched_env, roofline
 

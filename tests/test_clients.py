@@ -23,6 +23,8 @@ from hrm_rl.agents.sb3 import make_sb3_vec_env
 from hrm_rl.envs.halting import FEATURE_NAMES
 
 ENV = "HRM-Sudoku-v0"
+pytestmark = pytest.mark.slow  # the clients lane of CI (installed with HRM_RL_CLIENTS=1)
+
 ROOT = Path(__file__).resolve().parent.parent
 SEG = FEATURE_NAMES.index("segment")
 

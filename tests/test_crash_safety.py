@@ -267,6 +267,7 @@ def test_resuming_a_run_that_reached_its_steps_trains_nothing(run8, tmp_path, ca
 # ================================================================= 6e Ctrl-C and SIGTERM
 
 
+@pytest.mark.slow
 def test_ctrl_c_saves_the_current_step_and_exits_130_without_a_traceback(data_dir, tmp_path):
     run = tmp_path / "run"
     cfg = config_file(tmp_path, data_dir, "train.steps=100000", "train.checkpoint_every=100000",
@@ -520,6 +521,7 @@ def _start_train(args: list[str], cwd: Path) -> subprocess.Popen:
                             stderr=subprocess.PIPE, text=True)
 
 
+@pytest.mark.slow
 def test_sigkill_then_resume_loses_at_most_one_interval_and_matches(data_dir, tmp_path):
     steps, every = 60, 10
     sets = [*TINY, f"data.cache_dir={data_dir}", f"train.steps={steps}",

@@ -90,6 +90,7 @@ def test_loss_matches_a_single_process_with_the_global_batch(runs):
         torch.testing.assert_close(ranks[0]["weights"][name], value, rtol=1e-3, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_torchrun_cli_writes_one_run_folder(tmp_path):
     """``torchrun -m hrm_rl.cli train`` end to end: rank 0 prints the summary and writes the
     run folder; the group is torn down cleanly (exit code 0)."""

@@ -88,6 +88,7 @@ def test_ema_state_dict_round_trips_and_rejects_another_model():
         EMA(model, decay=1.0)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["hrm", "trm"])
 def test_ema_checkpoint_holds_the_averaged_weights_and_resume_matches(kind, data_dir, tmp_path):
     """With EMA the checkpoint (what envs and eval load) holds the averaged weights; a

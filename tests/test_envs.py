@@ -189,6 +189,7 @@ def test_registration_single_and_vector(ckpt):
     venv.step(np.zeros(8, dtype=np.int64))
 
 
+@pytest.mark.slow
 def test_module_prefixed_id_needs_no_prior_import(ckpt):
     code = ("import gymnasium as gym; "
             f"env = gym.make('hrm_rl:HRM-Sudoku-v0', checkpoint={ckpt!r}); "

@@ -573,6 +573,7 @@ def test_fuzz_single_env_random_actions(envs, seed, actions):
             ret = 0.0
 
 
+@pytest.mark.slow
 @settings(max_examples=20, deadline=None)
 @given(seed=st.integers(0, 2**31 - 1),
        actions=st.lists(st.lists(st.integers(0, 1), min_size=3, max_size=3), max_size=20))

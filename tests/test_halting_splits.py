@@ -31,6 +31,7 @@ def test_shipped_splits_are_disjoint_up_to_symmetry(core):
     assert len(ckpt.puzzles("val")) == base.HALTING_SPLIT_SIZES["val"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("core", ["sudoku4", "maze6"])
 def test_shipped_splits_are_what_the_generator_gives(core, monkeypatch):
     """The CSVs beside the weights are the generated splits (so a run folder, which has no

@@ -198,6 +198,7 @@ def test_trace_oracle_is_an_upper_bound(trace):
         assert oracle.accuracy >= fixed.accuracy and oracle.mean_reward >= fixed.mean_reward
 
 
+@pytest.mark.slow
 def test_halt_cli_writes_tensorboard_tags(tmp_path, capsys):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 

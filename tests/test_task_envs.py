@@ -64,6 +64,7 @@ def test_checkers_pass_on_the_sudoku6_core(obs_mode):
         sb3_check_env(env, warn=True)
 
 
+@pytest.mark.slow
 def test_bundled_trm_core_drives_the_sudoku_env_and_thinking_pays():
     """The same env and checkers on the bundled TRM core (issue G); on its held-out puzzles
     the answer after 8 segments is clearly better than after one, so halting is a decision."""

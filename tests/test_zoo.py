@@ -164,6 +164,7 @@ def test_core_report_matches_evaluate_on_sudoku4():
     assert "| sudoku4 |" in format_zoo([report]) and "givens" in format_difficulty([report])
 
 
+@pytest.mark.slow
 def test_cores_cli_prints_the_tables(capsys, monkeypatch, tmp_path):
     assert main(["cores", "arc-tiny", "--no-progress", "--plots", str(tmp_path)]) == 0
     out = capsys.readouterr().out
