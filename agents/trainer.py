@@ -64,7 +64,7 @@ from hrm_rl.device import autocast, resolve_device
 from hrm_rl.evaluation import EvalResult, evaluate
 from hrm_rl.ema import EMA
 from hrm_rl.model import build_model
-from hrm_rl.optim import lr_at, make_optimizer
+from hrm_rl.optim import SignSGD, lr_at, make_optimizer
 from hrm_rl.segment_engine import SegmentEngine
 from hrm_rl.tasks import PuzzleBatch, Task, make_task
 from hrm_rl.tasks.splits import build_splits
@@ -168,7 +168,8 @@ class ACTTrainer:
         self.engine = SegmentEngine(self.forward_model, rows_source, self.batch_size,
                                     self.device, max_segments=tcfg.halt_max_steps,
                                     auto_halt=True, min_segments=self._draw_min_segments,
-                                    halts=self.model.halts)
+                                    halts=self.model.halts,
+                                    redraw_min_segments=tcfg.halt_exploration == "per_segment")
         self.engine.min_segments = self._draw_min_segments(self.batch_size)
         self.step = 0
         self._fit_start: float | None = None
@@ -209,9 +210,23 @@ class ACTTrainer:
         return self._elapsed_before + now
 
     def _make_optimizer(self) -> torch.optim.Optimizer:
+        """The main optimiser; the puzzle-embedding table goes to ``self.emb_optimizer``
+        (sign-SGD, as the reference) unless ``train.puzzle_emb_optimizer`` is ``main``."""
         t = self.config.train
-        return make_optimizer(t.optimizer, self.model.parameters(), t.lr, (t.beta1, t.beta2),
-                              t.weight_decay)
+        emb = getattr(self.model, "puzzle_emb", None)
+        self.emb_optimizer = None
+        params = list(self.model.parameters())
+        if emb is not None and t.puzzle_emb_optimizer == "sign_sgd":
+            params = [p for p in params if p is not emb]
+            self.emb_optimizer = SignSGD([emb], lr=self._emb_lr(),
+                                         weight_decay=t.weight_decay
+                                         if t.puzzle_emb_weight_decay is None
+                                         else t.puzzle_emb_weight_decay)
+        return make_optimizer(t.optimizer, params, t.lr, (t.beta1, t.beta2), t.weight_decay)
+
+    def _emb_lr(self) -> float:
+        t = self.config.train
+        return t.lr if t.puzzle_emb_lr is None else t.puzzle_emb_lr
 
     def _precision(self):
         return autocast(self.device, self.config.train.precision)
@@ -231,6 +246,10 @@ class ACTTrainer:
                    self.time_fraction())
         for group in self.optimizer.param_groups:
             group["lr"] = lr
+        if self.emb_optimizer is not None:  # the same schedule from its own base lr
+            for group in self.emb_optimizer.param_groups:
+                group["lr"] = lr_at(self.step, self._emb_lr(), t.lr_warmup_steps, t.steps,
+                                    t.lr_min_ratio, self.time_fraction())
         self.model.train()
         with self._precision():
             step = self.engine.step()
@@ -240,6 +259,8 @@ class ACTTrainer:
         if not torch.isfinite(loss):
             self._fault("loss", f" ({loss.item()})")
         self.optimizer.zero_grad(set_to_none=True)
+        if self.emb_optimizer is not None:
+            self.emb_optimizer.zero_grad(set_to_none=True)
         loss.backward()
         grads = [p.grad for p in self.model.parameters() if p.grad is not None]
         grad_norm = torch.linalg.vector_norm(
@@ -251,6 +272,8 @@ class ACTTrainer:
         if t.grad_clip:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.grad_clip)
         self.optimizer.step()
+        if self.emb_optimizer is not None:
+            self.emb_optimizer.step()
         if self.ema is not None:
             self.ema.update(self.model)
         self.step += 1
@@ -727,12 +750,12 @@ def _resume_config(run_dir: Path, folder: Path | None, overrides: list[str]
         note = (f"no complete checkpoint in {run_dir / 'checkpoints'} (the run was killed "
                 f"before or while writing its first one): starting it afresh at step 0 with "
                 f"{yaml_path}")
-        return load_config(yaml_path, overrides), {}, [note]
+        return load_config(yaml_path, overrides, saved=True), {}, [note]
     saved, model_config, meta = read_checkpoint_config(folder)
     check_architecture(folder / WEIGHTS, model_config)  # an edited config.json, named as such
     data, notes, edited = saved.to_dict(), [], {}
     if yaml_path.is_file():
-        changes = config_changes(saved, load_config(yaml_path))
+        changes = config_changes(saved, load_config(yaml_path, saved=True))
         fixed = [c for c in changes if not c[0].startswith("train.")]
         if fixed:
             raise ConfigError(

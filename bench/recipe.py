@@ -13,9 +13,10 @@ cell accuracy at the cap); the summary gives each variant's time to reach ``--ta
 
 Default variants (on ``configs/sudoku6-small.yaml``; ``trm`` on ``sudoku6-trm-small.yaml``):
 base, lr 5e-4, 500 warm-up steps, weight decay 1.0, stablemax, no augmentation, batch 64,
-1-step gradient, TRM-MLP, TRM-MLP with 16 scratch prefix positions, TRM with attention.
+1-step gradient, the references' exploration rule (minimum segments redrawn every segment),
+TRM-MLP, TRM-MLP with 16 scratch prefix positions, TRM with attention.
 
-    hrm-rl bench recipe --seconds 900 --threads 1     # 11 variants x 15 min ~ 2.9 h
+    hrm-rl bench recipe --seconds 900 --threads 1     # 12 variants x 15 min ~ 3.1 h
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "no-augment": (BASE, ["data.augment=false"]),
     "batch64": (BASE, ["train.batch_size=64"]),
     "one_step": (BASE, ["model.gradient=one_step"]),
+    "explore-per-segment": (BASE, ["train.halt_exploration=per_segment"]),
     "trm-mlp_t": (TRM, []),
     "trm-mlp_t-scratch16": (TRM, ["model.puzzle_emb_len=16"]),
     "trm-attention": (TRM, ["model.mlp_t=false", "model.pos_encodings=learned"]),

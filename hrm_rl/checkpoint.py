@@ -51,7 +51,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from hrm_rl.config import ConfigError, ModelConfig, RunConfig, from_dict
+from hrm_rl.config import ConfigError, ModelConfig, RunConfig, from_dict, with_saved_defaults
 from hrm_rl.model import RecurrentCore, build_model
 from hrm_rl.tasks import PuzzleBatch, Task, make_task
 from hrm_rl.tasks.base import HALTING_SPLITS
@@ -474,7 +474,7 @@ def read_checkpoint_config(folder: str | Path) -> tuple[RunConfig, ModelConfig, 
     if not isinstance(payload, dict) or not {"run", "model"} <= set(payload):
         raise ValueError(f"{path}: expected a JSON object with keys 'run' and 'model'")
     try:
-        config = from_dict(RunConfig, payload["run"])
+        config = from_dict(RunConfig, with_saved_defaults(payload["run"]))
         model_cfg = from_dict(type(config.model), payload["model"], "model.")
     except ConfigError as err:
         raise ConfigError(f"{path}: {err}") from None

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -68,7 +69,13 @@ class ModelConfig:
     num_puzzle_ids: int = 0
 
     def fit_to(self, task: Any) -> ModelConfig:
-        """Take ``vocab_size``, ``seq_len`` and ``num_puzzle_ids`` from ``task``; returns self."""
+        """Take ``vocab_size``, ``seq_len`` and ``num_puzzle_ids`` from ``task``; returns self.
+        A value set to something else than 0 or the task's is a ``ConfigError``."""
+        for name in ("vocab_size", "seq_len", "num_puzzle_ids"):
+            given, wanted = getattr(self, name), getattr(task, name)
+            _require(given in (0, wanted), f"model.{name}",
+                     f"{given} does not match task {getattr(task, 'name', '?')} ({wanted}); "
+                     "leave it 0, it comes from the task")
         self.vocab_size, self.seq_len = task.vocab_size, task.seq_len
         self.num_puzzle_ids = task.num_puzzle_ids
         return self
@@ -83,21 +90,40 @@ class ModelConfig:
     def validate(self) -> None:
         _require(self.kind in ("hrm", "trm"), "model.kind",
                  f"must be 'hrm' or 'trm', got {self.kind!r}")
+        for name, top in (("hidden_size", 65536), ("num_heads", 65536), ("H_layers", 1024),
+                          ("L_layers", 1024), ("H_cycles", 1024), ("L_cycles", 1024)):
+            value = getattr(self, name)
+            _require(1 <= value <= top, f"model.{name}", f"must be in [1, {top}], got {value}")
         _require(self.hidden_size % self.num_heads == 0, "model.hidden_size",
                  f"{self.hidden_size} is not divisible by model.num_heads={self.num_heads}")
-        _require((self.hidden_size // self.num_heads) % 2 == 0, "model.num_heads",
-                 "head dimension must be even for RoPE")
+        _require(self.pos_encodings != "rope" or (self.hidden_size // self.num_heads) % 2 == 0,
+                 "model.hidden_size/model.num_heads",
+                 f"the head dimension {self.hidden_size}/{self.num_heads} must be even for "
+                 "RoPE (or set model.pos_encodings=learned or none)")
         _require(self.pos_encodings in ("rope", "learned", "none"), "model.pos_encodings",
                  f"must be 'rope', 'learned' or 'none', got {self.pos_encodings!r}")
         _require(self.gradient in ("auto", "one_step", "last_recursion", "bptt"), "model.gradient",
                  "must be 'auto', 'one_step', 'last_recursion' or 'bptt', "
                  f"got {self.gradient!r}")
-        for name in ("H_layers", "L_layers", "H_cycles", "L_cycles", "hidden_size", "num_heads"):
-            _require(getattr(self, name) >= 1, f"model.{name}", "must be >= 1")
-        _require(math.isfinite(self.expansion) and self.expansion > 0, "model.expansion",
-                 f"must be a number > 0 (the SwiGLU width over hidden_size), got {self.expansion}")
-        _require(self.puzzle_emb_ndim >= 0 and self.puzzle_emb_len >= 0, "model.puzzle_emb_len",
-                 "puzzle_emb_ndim and puzzle_emb_len must be >= 0")
+        _require(math.isfinite(self.expansion) and 0 < self.expansion <= 64, "model.expansion",
+                 f"must be a number in (0, 64] (the SwiGLU width over hidden_size), "
+                 f"got {self.expansion}")
+        _require(round(self.expansion * self.hidden_size * 2 / 3) >= 1, "model.expansion",
+                 f"{self.expansion} x hidden_size={self.hidden_size} leaves a SwiGLU of width "
+                 "0; raise it")
+        _require(0 <= self.puzzle_emb_ndim <= 2**20, "model.puzzle_emb_ndim",
+                 f"must be in [0, {2**20}], got {self.puzzle_emb_ndim}")
+        _require(0 <= self.puzzle_emb_len <= 4096, "model.puzzle_emb_len",
+                 f"must be in [0, 4096] (0 = automatic), got {self.puzzle_emb_len}")
+        _require(math.isfinite(self.rope_theta) and self.rope_theta >= 1, "model.rope_theta",
+                 f"must be a finite number >= 1 (the RoPE base, e.g. 10000), got {self.rope_theta}")
+        _require(math.isfinite(self.rms_norm_eps) and 0 < self.rms_norm_eps < 1,
+                 "model.rms_norm_eps", f"must be a number in (0, 1) (e.g. 1e-5), "
+                 f"got {self.rms_norm_eps}")
+        for name in ("vocab_size", "seq_len", "num_puzzle_ids"):
+            _require(getattr(self, name) >= 0, f"model.{name}",
+                     f"must be 0 (taken from the task) or the task's value, got "
+                     f"{getattr(self, name)}")
         if self.kind != "trm":
             _require(not self.mlp_t, "model.mlp_t", "only model.kind=trm has an mlp_t variant")
             _require(self.puzzle_emb_len == 0, "model.puzzle_emb_len",
@@ -107,10 +133,11 @@ class ModelConfig:
             _require(self.puzzle_emb_len * self.hidden_size >= self.puzzle_emb_ndim,
                      "model.puzzle_emb_len",
                      f"{self.puzzle_emb_len} positions of {self.hidden_size} cannot hold "
-                     f"puzzle_emb_ndim={self.puzzle_emb_ndim}; raise it or set 0 (automatic)")
+                     f"model.puzzle_emb_ndim={self.puzzle_emb_ndim}; raise it or set 0 "
+                     "(automatic)")
         if self.mlp_t:
             _require(self.pos_encodings != "rope", "model.pos_encodings",
-                     "mlp_t has no attention to rotate; set model.pos_encodings=none")
+                     "model.mlp_t has no attention to rotate; set model.pos_encodings=none")
 
 
 @dataclass
@@ -169,6 +196,13 @@ class TrainConfig:
     correctness only, no extra forward) or ``auto`` (q_learning for HRM, bce for TRM).
     ``ema_decay``: keep an exponential moving average of the weights (TRM uses 0.999);
     evaluation, checkpoints and so the envs use the averaged weights. None = off.
+    ``halt_exploration``: when a row's minimum segments are drawn (see
+    ``hrm_rl.agents.act``): ``per_segment`` redraws every row's minimum at every segment, as
+    the HRM and TRM references do; ``per_episode`` draws it once when a row starts a puzzle.
+    ``puzzle_emb_optimizer``: how the puzzle-embedding table (``model.puzzle_emb_ndim`` > 0)
+    learns: ``sign_sgd`` as the reference (sign of the gradient, decoupled weight decay, only
+    the rows the batch used; ``puzzle_emb_lr`` / ``puzzle_emb_weight_decay``, None = ``lr`` /
+    ``weight_decay``, on the same schedule) or ``main`` (with the other weights).
     """
 
     batch_size: int = 256
@@ -185,7 +219,11 @@ class TrainConfig:
     q_loss_weight: float = 0.5
     halt_max_steps: int = 8
     halt_exploration_prob: float = 0.1
+    halt_exploration: str = "per_segment"
     halt_loss: str = "auto"
+    puzzle_emb_optimizer: str = "sign_sgd"
+    puzzle_emb_lr: float | None = None
+    puzzle_emb_weight_decay: float | None = None
     ema_decay: float | None = None
     grad_clip: float | None = None
     precision: str = "fp32"
@@ -211,11 +249,30 @@ class TrainConfig:
                  "must be in [0, 1]")
         _require(self.halt_loss in ("auto", "q_learning", "bce"), "train.halt_loss",
                  f"must be 'auto', 'q_learning' or 'bce', got {self.halt_loss!r}")
+        _require(self.halt_exploration in ("per_segment", "per_episode"),
+                 "train.halt_exploration",
+                 f"must be 'per_segment' or 'per_episode', got {self.halt_exploration!r}")
+        _require(self.puzzle_emb_optimizer in ("sign_sgd", "main"), "train.puzzle_emb_optimizer",
+                 f"must be 'sign_sgd' or 'main', got {self.puzzle_emb_optimizer!r}")
+        for key in ("puzzle_emb_lr", "puzzle_emb_weight_decay"):
+            value = getattr(self, key)
+            _require(value is None or (math.isfinite(value) and value >= 0), f"train.{key}",
+                     f"must be a finite number >= 0 or null, got {value!r}")
         _require(self.ema_decay is None or 0.0 <= self.ema_decay < 1.0, "train.ema_decay",
                  f"must be None or in [0, 1), got {self.ema_decay!r}")
         for name in ("batch_size", "steps", "eval_every", "checkpoint_every", "log_every",
                      "eval_size", "eval_batch_size"):
             _require(getattr(self, name) >= 1, f"train.{name}", "must be >= 1")
+        for name in ("batch_size", "eval_batch_size"):
+            _require(getattr(self, name) <= 2**20, f"train.{name}",
+                     f"must be at most {2**20} rows, got {getattr(self, name)}")
+        _require(self.halt_max_steps <= 1024, "train.halt_max_steps",
+                 f"must be in [1, 1024], got {self.halt_max_steps}")
+        _require(self.lr_warmup_steps >= 0, "train.lr_warmup_steps",
+                 f"must be >= 0 (0 = no warm-up), got {self.lr_warmup_steps}")
+        _require(0 <= self.seed < 2**63, "train.seed", f"must be in [0, 2**63), got {self.seed}")
+        _require(re.fullmatch(r"auto|cpu|mps|cuda(:\d{1,4})?", self.device) is not None,
+                 "train.device", f"must be auto, cpu, cuda, cuda:N or mps, got {self.device!r}")
         _require(math.isfinite(self.lr) and self.lr > 0, "train.lr", f"must be > 0, got {self.lr}")
         _require(0.0 <= self.lr_min_ratio <= 1.0, "train.lr_min_ratio",
                  f"must be in [0, 1] (the final lr over train.lr), got {self.lr_min_ratio}")
@@ -230,8 +287,9 @@ class TrainConfig:
                                              and self.max_time_s > 0),
                  "train.max_time_s", f"must be null (no limit) or seconds > 0, "
                  f"got {self.max_time_s}")
-        _require(self.threads is None or self.threads >= 0, "train.threads",
-                 f"must be null or 0 (torch's default) or a count >= 1, got {self.threads}")
+        _require(self.threads is None or 0 <= self.threads <= 1024, "train.threads",
+                 f"must be null or 0 (torch's default) or a count in [1, 1024], "
+                 f"got {self.threads}")
         _require(math.isfinite(self.q_loss_weight) and self.q_loss_weight >= 0,
                  "train.q_loss_weight", f"must be >= 0, got {self.q_loss_weight}")
 
@@ -260,6 +318,57 @@ class RunConfig:
                  f"must be 'orbit' or 'exact', got {self.data.split_by!r}")
         _require(self.data.layout in ("hard", "mix"), "data.layout",
                  f"must be 'hard' or 'mix', got {self.data.layout!r}")
+        self._validate_task_and_data()
+
+    def _validate_task_and_data(self) -> None:
+        """Ranges of ``task.*`` and ``data.*`` checked before any puzzle is generated."""
+        task, data = self.task, self.data
+        _require(task.name in ("sudoku", "maze", "arc"), "task.name",
+                 f"must be 'sudoku', 'maze' or 'arc', got {task.name!r}")
+        if task.name == "sudoku":
+            _require(task.size in (4, 6, 9), "task.size",
+                     f"Sudoku comes in sizes 4, 6 and 9, got {task.size}")
+        if task.name == "maze":
+            _require(4 <= task.size <= 64, "task.size",
+                     f"a maze side must be in [4, 64] (Maze-Hard: 30), got {task.size}")
+        _require(task.dataset in ("arc1", "arc2"), "task.dataset",
+                 f"must be 'arc1' or 'arc2' (ARC's bundled corpora; task.data_dir replaces "
+                 f"them), got {task.dataset!r}")
+        for name in ("augmentations", "max_tasks"):
+            _require(getattr(task, name) >= 0, f"task.{name}",
+                     f"must be >= 0, got {getattr(task, name)}")
+        for name in ("train_path", "test_path", "cache_dir"):
+            _require(getattr(data, name) is None or getattr(data, name).strip() != "",
+                     f"data.{name}", "is an empty string: name a path"
+                     + (" or use null (generate the split)" if name != "cache_dir" else ""))
+        _require(task.data_dir is None or task.data_dir.strip() != "", "task.data_dir",
+                 "is an empty string: name a folder or use null (the bundled corpus)")
+        for name in ("train_size", "test_size"):
+            _require(getattr(data, name) >= 1, f"data.{name}",
+                     f"must be >= 1 puzzle, got {getattr(data, name)}")
+        _require(data.min_difficulty >= 0, "data.min_difficulty",
+                 f"must be >= 0 (0 = no minimum), got {data.min_difficulty}")
+        _require(0 <= data.seed < 2**63, "data.seed", f"must be in [0, 2**63), got {data.seed}")
+        for name in ("max_givens", "min_givens"):
+            value = getattr(data, name)
+            _require(value is None or value >= 0, f"data.{name}",
+                     f"must be null (no limit) or >= 0, got {value}")
+        if task.name == "sudoku":
+            cells = task.size * task.size
+            # the fewest givens any uniquely solvable puzzle has (4x4: 4, 6x6: 8, 9x9: 17)
+            fewest = {4: 4, 6: 8, 9: 17}[task.size]
+            if data.max_givens is not None:
+                _require(data.max_givens >= fewest, "data.max_givens",
+                         f"{data.max_givens} is infeasible with task.size={task.size}: no "
+                         f"{task.size}x{task.size} Sudoku with a unique solution has fewer "
+                         f"than {fewest} givens")
+            if data.min_givens is not None:
+                _require(data.min_givens <= cells, "data.min_givens",
+                         f"must be at most the {cells} cells of a task.size={task.size} "
+                         f"Sudoku, got {data.min_givens}")
+            if data.max_givens is not None and data.min_givens is not None:
+                _require(data.min_givens <= data.max_givens, "data.min_givens",
+                         f"{data.min_givens} is above data.max_givens={data.max_givens}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -307,6 +416,8 @@ def _coerce(hint: Any, value: Any, key: str) -> Any:
                 errors.append(str(err))
         raise ConfigError(errors[0] if errors else f"{key}: invalid value {value!r}")
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        if abs(value) >= 2**1023:
+            raise ConfigError(f"{key}: {value} is out of range (a 64-bit float)")
         return float(value)
     if hint is float and isinstance(value, str):  # YAML 1.1 reads "3e-4" as a string
         try:
@@ -314,6 +425,8 @@ def _coerce(hint: Any, value: Any, key: str) -> Any:
         except ValueError:
             pass
     if hint in (int, float, str, bool):
+        if hint is int and isinstance(value, int) and not -2**63 <= value < 2**63:
+            raise ConfigError(f"{key}: {value} is out of range (a 64-bit integer)")
         if isinstance(value, hint) and not (hint is int and isinstance(value, bool)):
             return value
         raise ConfigError(f"{key}: expected {hint.__name__}, got {value!r} ({type(value).__name__})")
@@ -332,7 +445,12 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
                 raise ConfigError(f"override {item!r}: {part} is not a section")
-        node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else None
+        try:
+            node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError as err:
+            problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+            raise ConfigError(f"{dotted.strip()}: the value {raw!r} is not a YAML scalar, list "
+                              f"or mapping ({problem}); quote strings") from None
     return data
 
 
@@ -354,8 +472,30 @@ def config_changes(before: RunConfig, after: RunConfig) -> list[tuple[str, Any, 
             if old.get(key) != new.get(key)]
 
 
-def load_config(path: str | Path | None, overrides: list[str] | None = None) -> RunConfig:
-    """Load a YAML run config (or the defaults when ``path`` is None) and apply overrides."""
+SAVED_DEFAULTS: dict[str, Any] = {"train.halt_exploration": "per_episode",
+                                  "train.puzzle_emb_optimizer": "main"}
+"""Settings whose default changed after runs had saved configs without them: a saved config
+(a run's ``config.yaml``, a checkpoint's ``config.json``) that lacks one keeps the value it
+trained with, so resuming an older run continues it unchanged."""
+
+
+def with_saved_defaults(data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` (a saved run config as a nested dict) with ``SAVED_DEFAULTS`` filled in where
+    absent (a copy; the input is left alone)."""
+    data = {key: dict(value) if isinstance(value, dict) else value for key, value in data.items()}
+    for dotted, value in SAVED_DEFAULTS.items():
+        section, key = dotted.split(".")
+        if isinstance(data.setdefault(section, {}), dict):
+            data[section].setdefault(key, value)
+    return data
+
+
+def load_config(path: str | Path | None, overrides: list[str] | None = None,
+                saved: bool = False) -> RunConfig:
+    """Load a YAML run config (or the defaults when ``path`` is None) and apply overrides.
+
+    ``saved``: ``path`` is a config a run saved (its ``config.yaml``), read with
+    ``with_saved_defaults``."""
     data: dict[str, Any] = {}
     if path is not None:
         path = Path(path)
@@ -368,7 +508,7 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
                               "for the paper-scale defaults")
         if not isinstance(loaded, dict):
             raise ConfigError(f"{path}: top level must be a mapping")
-        data = loaded
+        data = with_saved_defaults(loaded) if saved else loaded
     data = apply_overrides(data, overrides or [])
     try:
         cfg = from_dict(RunConfig, data)

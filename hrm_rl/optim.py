@@ -46,6 +46,36 @@ class AdamATan2(torch.optim.Optimizer):
         return loss
 
 
+class SignSGD(torch.optim.Optimizer):
+    """Sign-SGD with decoupled weight decay on the rows of an embedding table that a step
+    used, as the HRM reference trains its puzzle embedding: for every row whose gradient is
+    not all zero (the puzzle identifiers of the batch), ``row <- row * (1 - lr * wd) -
+    lr * sign(grad)``; the other rows are left exactly as they are (no decay). Stateless.
+    """
+
+    def __init__(self, params: Iterable[torch.nn.Parameter], lr: float = 1e-2,
+                 weight_decay: float = 0.0) -> None:
+        if lr < 0 or weight_decay < 0:
+            raise ValueError(f"lr and weight_decay must be >= 0, got {lr}, {weight_decay}")
+        super().__init__(params, dict(lr=lr, weight_decay=weight_decay))
+
+    @torch.no_grad()
+    def step(self, closure=None):  # noqa: D102 - torch.optim.Optimizer.step
+        loss = closure() if closure is not None else None
+        for group in self.param_groups:
+            lr, wd = group["lr"], group["weight_decay"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                grad = p.grad.reshape(p.shape[0], -1) if p.dim() > 0 else p.grad.reshape(1, 1)
+                rows = grad.ne(0).any(1).nonzero().squeeze(-1)
+                if rows.numel() == 0:
+                    continue
+                table = p.view(p.shape[0], -1) if p.dim() > 0 else p.view(1, 1)
+                table[rows] = table[rows] * (1 - lr * wd) - lr * torch.sign(grad[rows])
+        return loss
+
+
 def make_optimizer(name: str, params: Iterable[torch.nn.Parameter], lr: float,
                    betas: tuple[float, float], weight_decay: float) -> torch.optim.Optimizer:
     """``"adamw"`` (torch.optim.AdamW) or ``"adam_atan2"`` (``AdamATan2``)."""

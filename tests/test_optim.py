@@ -41,4 +41,58 @@ def test_schedule_warms_up_then_follows_the_time_budget():
 def test_params_cli_prints_the_paper_count(capsys):
     config = Path(__file__).parent.parent / "configs" / "sudoku9-extreme.yaml"
     assert main(["params", str(config)]) == 0
+    assert capsys.readouterr().out.strip() == (  # + one 512-d puzzle embedding, as HRM's
+        "27,275,778 (27,275,266 without the puzzle-embedding table, as the reference counts)")
+    assert main(["params", str(config), "--set", "model.puzzle_emb_ndim=0"]) == 0
     assert capsys.readouterr().out.strip() == "27,275,266"
+
+
+def test_sign_sgd_updates_only_the_rows_a_step_used():
+    from hrm_rl.optim import SignSGD
+
+    table = torch.nn.Parameter(torch.ones(4, 3))
+    opt = SignSGD([table], lr=0.1, weight_decay=0.5)
+    table.grad = torch.tensor([[0.0, 0.0, 0.0], [2.0, -3.0, 0.0], [0.0, 0.0, 0.0],
+                               [1e-9, 0.0, 0.0]])
+    opt.step()
+    want = torch.ones(4, 3)
+    want[1] = 1 * (1 - 0.1 * 0.5) - 0.1 * torch.tensor([1.0, -1.0, 0.0])
+    want[3] = 1 * (1 - 0.1 * 0.5) - 0.1 * torch.tensor([1.0, 0.0, 0.0])
+    torch.testing.assert_close(table.detach(), want)  # rows 0 and 2: no decay, no step
+
+
+def test_the_paper_sudoku_config_has_a_prefix_position_and_a_sign_sgd_embedding(tmp_path):
+    """configs/sudoku9-extreme.yaml as the reference: one zero-initialised 512-d puzzle
+    embedding at prefix position 0 (which the Q-head reads), learned by sign-SGD at its own
+    lr and weight decay, outside the main optimiser."""
+    from hrm_rl.agents import ACTTrainer
+    from hrm_rl.config import load_config
+    from hrm_rl.model import build_model
+    from hrm_rl.optim import SignSGD
+    from hrm_rl.tasks import make_task
+
+    paper = load_config(Path(__file__).parent.parent / "configs" / "sudoku9-extreme.yaml")
+    assert paper.model.puzzle_emb_ndim == paper.model.hidden_size == 512
+    assert (paper.train.puzzle_emb_optimizer, paper.train.puzzle_emb_lr,
+            paper.train.puzzle_emb_weight_decay) == ("sign_sgd", 7e-5, 1.0)
+    model = build_model(paper.model.fit_to(make_task(paper.task)))
+    assert model.prefix_len == 1 and model.initial_carry(1).z_H.shape[1] == 81 + 1
+    assert model.puzzle_emb.shape == (1, 512) and not model.puzzle_emb.any()
+    # the same shape, tiny: the table learns by sign-SGD, by exactly lr on its first step
+    tiny = ["task.size=4", "model.hidden_size=32", "model.num_heads=2", "model.H_layers=1",
+            "model.L_layers=1", "model.puzzle_emb_ndim=32", "train.batch_size=8",
+            "train.lr=1e-3", "train.lr_warmup_steps=0", "train.puzzle_emb_lr=0.5",
+            "train.halt_max_steps=2", "data.train_size=40", "data.test_size=8",
+            "data.max_givens=6", "data.split_by=exact", f"data.cache_dir={tmp_path}"]
+    trainer = ACTTrainer(load_config(None, tiny), run_dir=None, progress=False)
+    emb = trainer.model.puzzle_emb
+    assert isinstance(trainer.emb_optimizer, SignSGD)
+    assert all(p is not emb for g in trainer.optimizer.param_groups for p in g["params"])
+    trainer.train_step()
+    moved = emb.detach().abs()
+    assert moved.max() == pytest.approx(0.5) and set(moved.unique().tolist()) <= {0.0, 0.5}
+    main_only = ACTTrainer(load_config(None, [*tiny, "train.puzzle_emb_optimizer=main"]),
+                           run_dir=None, progress=False)
+    assert main_only.emb_optimizer is None
+    assert any(p is main_only.model.puzzle_emb
+               for g in main_only.optimizer.param_groups for p in g["params"])

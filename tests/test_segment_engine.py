@@ -191,3 +191,42 @@ def test_source_reshuffles_each_epoch():
     assert sorted(map(tuple, first.tolist())) == sorted(map(tuple, second.tolist()))
     state = source.rng.bit_generator.state
     assert len(source.draw(0)) == 0 and source.rng.bit_generator.state == state
+
+
+class AlwaysHalt(StubCore):
+    """A core whose Q-head always says halt: an episode lasts exactly its minimum."""
+
+    def __call__(self, carry, inputs, puzzle_ids):
+        out = super().__call__(carry, inputs, puzzle_ids)
+        return SegmentOutput(out.carry, out.logits, torch.ones_like(out.q_halt),
+                             torch.zeros_like(out.q_continue), out.h_state)
+
+
+@pytest.mark.parametrize("redraw", [False, True], ids=["per_episode", "per_segment"])
+def test_exploration_rules_give_their_segment_statistics(redraw):
+    """Under an always-halt Q-head the episode length is the exploration rule's: drawn once
+    per episode, P(L=1) = 1-p and P(L=k) = p/(K-1) for k = 2..K; redrawn every segment (the
+    references' rule), P(halt at s | reached s) = (1-p) + p(s-1)/(K-1)."""
+    from hrm_rl.agents.act import draw_min_segments
+
+    p, cap, batch = 0.5, 4, 512
+    torch.manual_seed(0)
+    engine, _ = _engine(AlwaysHalt(), n_puzzles=64, batch=batch, max_segments=cap,
+                        auto_halt=True, redraw_min_segments=redraw,
+                        min_segments=lambda n: draw_min_segments(n, cap, p))
+    engine.min_segments = draw_min_segments(batch, cap, p)
+    lengths = []
+    for _ in range(300):
+        step = engine.step()
+        lengths += step.segments[step.finished].tolist()
+    freq = np.bincount(lengths, minlength=cap + 1)[1:] / len(lengths)
+    if redraw:
+        reach, want = 1.0, []
+        for s in range(1, cap + 1):
+            hazard = 1.0 if s == cap else (1 - p) + p * (s - 1) / (cap - 1)
+            want.append(reach * hazard)
+            reach *= 1 - hazard
+    else:
+        want = [1 - p] + [p / (cap - 1)] * (cap - 1)
+    np.testing.assert_allclose(freq, want, atol=0.02)
+    assert len(lengths) > 50_000
