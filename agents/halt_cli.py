@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from datetime import datetime
@@ -25,7 +26,7 @@ from typing import Any
 
 import yaml
 
-from hrm_rl.cli_types import positive_int
+from hrm_rl.cli_types import int_in, positive_int, seed_int
 
 _ALGO_DEFAULTS: dict[str, dict[str, Any]] = {
     # Rollouts of num_envs x n_steps; episodes last a few steps, so short rollouts suffice.
@@ -48,7 +49,14 @@ def parse_kwargs(items: list[str], what: str) -> dict[str, Any]:
             key, sep, raw = part.partition("=")
             if not sep or not key.strip():
                 raise ValueError(f"{what}: {part!r} must look like key=value")
-            out[key.strip()] = yaml.safe_load(raw)
+            if key.strip() in out:
+                raise ValueError(f"{what}: {key.strip()} is given twice")
+            try:
+                out[key.strip()] = yaml.safe_load(raw)
+            except yaml.YAMLError as err:
+                problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+                raise ValueError(f"{what}: {key.strip()}={raw!r} is not a YAML value "
+                                 f"({problem}); quote strings") from None
     return out
 
 
@@ -83,6 +91,10 @@ def _check_keys(kwargs: dict[str, Any], fn: Any, flag: str, skip: tuple[str, ...
                          f"{', '.join(valid)}")
 
 
+def _shown(kwargs: dict[str, Any]) -> str:
+    return ",".join(f"{k}={v}" for k, v in kwargs.items())
+
+
 def _run_dir(base: str, algo: str) -> Path:
     import os
 
@@ -105,7 +117,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     env_kwargs = env_kwargs_with_split(args)
     print(f"training on split {args.split!r}; final comparison on 'val'", file=sys.stderr)
-    algo_kwargs = {**_ALGO_DEFAULTS[args.algo], **parse_kwargs(args.algo_kwargs, "--algo-kwargs")}
+    given = parse_kwargs(args.algo_kwargs, "--algo-kwargs")
+    algo_kwargs = {**_ALGO_DEFAULTS[args.algo], **given}
+    for key, value in algo_kwargs.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"--algo-kwargs: {key}={value} is not a finite number")
     _check_keys(algo_kwargs, getattr(sb3, args.algo.upper()).__init__, "--algo-kwargs",
                 skip=("self", "policy", "env", "seed", "verbose", "device", "tensorboard_log"))
     run_dir = Path(args.run_dir) if args.run_dir else _run_dir(args.out_dir, args.algo)
@@ -119,9 +135,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     venv = VecMonitor(make_sb3_vec_env(args.env, args.num_envs, **env_kwargs))
     venv.seed(args.seed)
     policy = "MultiInputPolicy" if env_kwargs.get("obs_mode") == "dict" else "MlpPolicy"
-    model = getattr(sb3, args.algo.upper())(policy, venv, seed=args.seed, verbose=0,
-                                             device="cpu", tensorboard_log=str(run_dir),
-                                             **algo_kwargs)
+    try:
+        model = getattr(sb3, args.algo.upper())(policy, venv, seed=args.seed, verbose=0,
+                                                 device="cpu", tensorboard_log=str(run_dir),
+                                                 **algo_kwargs)
+    except (AssertionError, TypeError, ValueError) as err:  # SB3's checks of its options
+        lock.release()
+        raise ValueError(f"--algo-kwargs {_shown(given) or '(defaults)'}: {args.algo} "
+                         f"refuses the options: {err}") from None
     print(f"run folder: {run_dir}  (tensorboard --logdir {run_dir})", file=sys.stderr)
     start = time.perf_counter()
     model.learn(args.timesteps, callback=HaltingMetricsCallback(), tb_log_name=args.algo,
@@ -156,21 +177,25 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     from hrm_rl.agents.halting_eval import (evaluate_on_trace, family_curves, format_table,
                                             oracle_on_trace, record_trace, write_pareto)
-    from hrm_rl.agents.policies import parse_policy
+    from hrm_rl.agents.policies import FixedSegmentsPolicy, parse_policy
 
     env_kwargs = env_kwargs_with_split(args)
     print(f"scoring on split {args.split!r}", file=sys.stderr)
     specs = [s for s in args.policies.split(",") if s.strip()]
     if not specs:
         raise ValueError("--policies is empty")
-    trace = record_trace(args.env, n=args.episodes, seed=args.seed, **env_kwargs)
+    try:
+        trace = record_trace(args.env, n=args.episodes, seed=args.seed, **env_kwargs)
+    except ValueError as err:
+        if str(err).startswith("n must be in"):  # --episodes beyond the split
+            raise ValueError(f"--episodes: {err}") from None
+        raise
     oracle = [s.strip().lower() == "oracle" for s in specs]
-    for spec in specs:
-        kind, _, arg = spec.strip().partition(":")
-        if kind.lower() == "fixed" and arg.strip().isdigit() and int(arg) > trace.max_segments:
-            raise ValueError(f"policy {spec.strip()!r}: k exceeds the env's max_segments="
-                             f"{trace.max_segments} (pass --env-kwargs max_segments=K)")
     policies = {s.strip(): parse_policy(s, args.seed) for s, o in zip(specs, oracle) if not o}
+    for spec, policy in policies.items():
+        if isinstance(policy, FixedSegmentsPolicy) and policy.k > trace.max_segments:
+            raise ValueError(f"policy {spec!r}: k exceeds the env's max_segments="
+                             f"{trace.max_segments} (pass --env-kwargs max_segments=K)")
     results = [oracle_on_trace(trace) if o else evaluate_on_trace(policies[s.strip()], trace,
                                                                    s.strip())
                for s, o in zip(specs, oracle)]
@@ -240,15 +265,15 @@ def _add_subcommands(hsub: argparse._SubParsersAction) -> None:
     p.add_argument("--algo", choices=tuple(_ALGO_DEFAULTS), default="ppo")
     p.add_argument("--timesteps", type=positive_int, default=200_000,
                    help="env steps, all rows summed")
-    p.add_argument("--num-envs", type=positive_int, default=256)
+    p.add_argument("--num-envs", type=int_in(1, 65536), default=256)
     p.add_argument("--split", default="train",
                    help="puzzles to train on: train (default), val, test or a CSV path")
-    p.add_argument("--env-kwargs", nargs="*", default=[], metavar="KEY=VALUE",
-                   help="env options, e.g. step_cost=0.01 max_segments=8")
-    p.add_argument("--algo-kwargs", nargs="*", default=[], metavar="KEY=VALUE",
-                   help="SB3 constructor options, e.g. learning_rate=3e-4")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads")
+    p.add_argument("--env-kwargs", nargs="*", action="extend", default=[], metavar="KEY=VALUE",
+                   help="env options, e.g. step_cost=0.01 max_segments=8 (repeatable)")
+    p.add_argument("--algo-kwargs", nargs="*", action="extend", default=[], metavar="KEY=VALUE",
+                   help="SB3 constructor options, e.g. learning_rate=3e-4 (repeatable)")
+    p.add_argument("--seed", type=seed_int, default=0)
+    p.add_argument("--threads", type=int_in(1, 1024), default=None, help="torch CPU threads")
     p.add_argument("--out-dir", default="runs")
     p.add_argument("--run-dir", help="output folder (default runs/halt-<algo>-<timestamp>)")
     p.add_argument("--no-eval", action="store_true", help="skip the final comparison")
@@ -263,10 +288,11 @@ def _add_subcommands(hsub: argparse._SubParsersAction) -> None:
                         "ppo:PATH, a2c:PATH, dqn:PATH")
     p.add_argument("--split", default="test",
                    help="puzzles to score on: test (default), val, train or a CSV path")
-    p.add_argument("--env-kwargs", nargs="*", default=[], metavar="KEY=VALUE")
+    p.add_argument("--env-kwargs", nargs="*", action="extend", default=[], metavar="KEY=VALUE",
+                   help="env options, e.g. step_cost=0.01 max_segments=8 (repeatable)")
     p.add_argument("--episodes", type=positive_int, default=None,
                    help="puzzles to score (default: the whole split, each once)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed_int, default=0)
     p.add_argument("--out-dir", help="where pareto.png and TensorBoard events go")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=cmd_eval)

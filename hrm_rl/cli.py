@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from hrm_rl.cli_types import positive_int
+from hrm_rl.cli_types import int_in, positive_int, segment_count
 
 if TYPE_CHECKING:
     from hrm_rl.distributed import DistInfo
@@ -81,8 +81,8 @@ def _train(args: argparse.Namespace, info: DistInfo) -> int:
         if info.is_main:  # only debris of a killed first save: start afresh over it
             remove_partial_checkpoints(run_dir)
         with distributed.main_first(info):  # rank 0 generates the data cache, the rest read it
-            splits = build_splits(make_task(config.task), config.data,
-                                  progress=info.is_main and not args.no_progress)
+            splits = _build_splits(build_splits, make_task(config.task), config.data,
+                                   progress=info.is_main and not args.no_progress)
         trainer = ACTTrainer(config, run_dir, progress=not args.no_progress, splits=splits,
                              lock=lock)
         for note in trainer.notes:
@@ -100,6 +100,21 @@ def _train(args: argparse.Namespace, info: DistInfo) -> int:
     return 0
 
 
+def _build_splits(build_splits, task, data, progress: bool):
+    """``build_splits``, with a generator's refusal (constraints it cannot meet) naming the
+    ``data.*`` keys it was generating under."""
+    try:
+        return build_splits(task, data, progress=progress)
+    except ValueError as err:
+        if (data.train_path and data.test_path) or any(
+                path and str(path) in str(err) for path in (data.train_path, data.test_path)):
+            raise  # an error of a file read: it names the file
+        keys = ", ".join(f"data.{k}={getattr(data, k)}" for k in
+                         ("train_size", "test_size", "max_givens", "min_givens",
+                          "min_difficulty", "split_by"))
+        raise ValueError(f"{err} (generating {task.name} puzzles with {keys})") from None
+
+
 def _resumable(run_dir: Path) -> bool:
     """Whether ``run_dir`` holds a run ``--resume`` can continue: a complete checkpoint, or
     checkpoints beside the ``config.yaml`` that a fresh start from it would use."""
@@ -115,7 +130,10 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from hrm_rl.device import autocast, resolve_device
     from hrm_rl.evaluation import evaluate
 
-    device = resolve_device(args.device)
+    try:
+        device = resolve_device(args.device)
+    except ValueError as err:
+        raise ValueError(f"--device: {err}") from None
     ckpt = load_checkpoint(args.checkpoint, device)
     if args.check_unique and not ckpt.task.checks_uniqueness:
         raise ValueError(f"--check-unique is not available for task {ckpt.task.name}")
@@ -139,7 +157,11 @@ def _cmd_params(args: argparse.Namespace) -> int:
 
     config = load_config(args.config, args.set)
     task = make_task(config.task)
-    print(f"{build_model(config.model.fit_to(task)).num_parameters():,}")
+    model = build_model(config.model.fit_to(task))
+    total, core = model.num_parameters(), model.num_parameters(include_puzzle_emb=False)
+    # the reference counts its puzzle embedding (a buffer there) out: print both
+    print(f"{total:,}" if total == core else
+          f"{total:,} ({core:,} without the puzzle-embedding table, as the reference counts)")
     return 0
 
 
@@ -152,6 +174,9 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from hrm_rl.config import load_config
     from hrm_rl.evaluation import evaluate
 
+    if not (np.isfinite(args.train_seconds) and args.train_seconds > 0):
+        raise ValueError(f"--train-seconds must be a number of seconds > 0, got "
+                         f"{args.train_seconds}")
     torch.set_num_threads(args.threads)
     print(f"== 1. training a tiny 4x4 Sudoku core from scratch for {args.train_seconds:.0f} s")
     # configs/sudoku4-tiny.yaml's recipe (2x2 cycles of 1+1 layers, last-recursion gradient,
@@ -226,7 +251,10 @@ def _cmd_cores(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     names = args.cores or bundled_core_names()
-    costs = tuple(float(c) for c in args.step_costs.split(",") if c.strip())
+    try:
+        costs = tuple(float(c) for c in args.step_costs.split(",") if c.strip())
+    except ValueError:
+        costs = ()
     if not costs or any(not 0 <= c <= 1 for c in costs):
         raise ValueError(f"--step-costs must be numbers in [0, 1], got {args.step_costs!r}")
     reports = []
@@ -274,7 +302,9 @@ _BENCHES = {"train": "training segments/s, FLOPs per segment and MFU (fp32, bf16
             "env": "segments/s of the halting environments",
             "profile": "where a tiny-config training step spends its time (torch.profiler)",
             "recipe": "time-to-accuracy of recipe variants on 6x6 Sudoku, on a validation "
-                      "split (not in 'all': hours)"}
+                      "split (not in 'all': hours)",
+            "reference": "speed and float64 equality vs a local reference HRM (--reference-dir)",
+            "clients": "env steps/s of the RL clients of the README's Works-with table"}
 
 
 def _bench_parser(name: str):
@@ -330,7 +360,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("checkpoint", help="checkpoint folder, run folder (its latest), "
                                       "RUN/checkpoints/best, or bundled name (sudoku4)")
     p.add_argument("--data", required=True, help="CSV file in the task's format")
-    p.add_argument("--max-segments", type=positive_int,
+    p.add_argument("--max-segments", type=segment_count,
                    help="segments to run (default: the config's)")
     p.add_argument("--batch-size", type=positive_int, default=512)
     p.add_argument("--limit", type=positive_int, help="use only the first N puzzles")
@@ -370,7 +400,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("checkpoint", help="checkpoint folder, run folder, or bundled name")
     r.add_argument("--split", default="train", help="train (default), val, test or a CSV path")
     r.add_argument("--episodes", type=positive_int, help="only the first N puzzles of the split")
-    r.add_argument("--max-segments", type=positive_int,
+    r.add_argument("--max-segments", type=segment_count,
                    help="segments per puzzle (default: the core's training cap)")
     r.add_argument("--latent", action="store_true", help="also keep H's state (obs_mode latent)")
     r.add_argument("--out", required=True, help="the .npz file to write")
@@ -382,7 +412,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="a small end-to-end run on the CPU (about two minutes)")
     p.add_argument("--train-seconds", type=float, default=60.0)
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--threads", type=int_in(1, 1024), default=2)
     p.add_argument("--cache-dir", default="data")
     p.set_defaults(func=_cmd_demo)
 
@@ -392,7 +422,8 @@ def build_parser() -> argparse.ArgumentParser:
         b = bench.add_parser(name, help=help_text, add_help=False)
         b.set_defaults(func=_cmd_bench)
     b = bench.add_parser("all", help="train, memory and env with their defaults, one JSON")
-    b.add_argument("--threads", type=int, default=2, help="torch threads (0: torch's)")
+    b.add_argument("--threads", type=int_in(0, 1024), default=2,
+                   help="torch threads (0: torch's)")
     b.set_defaults(func=_cmd_bench)
     return parser
 
@@ -425,6 +456,22 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"hrm-rl {args.command}: interrupted", file=sys.stderr)
         return 130
+    except OSError as err:  # a path that cannot be written or read (permissions, a file in
+        # the way, a full disk): the message names it; FileNotFoundError is handled above
+        where = f": {err.filename}" if err.filename else ""
+        print(f"hrm-rl {args.command}: error: {err.strerror or err}{where}", file=sys.stderr)
+        return 2
+    except (MemoryError, RuntimeError) as err:  # an allocation the machine cannot make
+        text = str(err) or type(err).__name__
+        if not isinstance(err, MemoryError) and not any(
+                s in text for s in ("can't allocate memory", "out of memory",
+                                    "not enough memory")):
+            raise
+        print(f"hrm-rl {args.command}: error: out of memory ({text.splitlines()[0]}); lower "
+              "the batch size (train.batch_size, train.eval_batch_size, --batch-size, "
+              "--num-envs), the model size (model.hidden_size, model.*_layers) or the "
+              "segments (--max-segments)", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
