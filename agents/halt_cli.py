@@ -10,7 +10,9 @@
 progress bar, saves ``model.zip`` and finishes by scoring the trained policy against the
 Q-head and the fixed-k policies on the ``val`` puzzles (never on test). ``eval`` scores on
 the ``test`` puzzles by default, prints a table (or ``--json``) and writes ``pareto.png`` plus
-the same figure as a TensorBoard image. Both print the split they used.
+the same figure as a TensorBoard image. Both print the split they used. An SB3 model given
+by a glob (``ppo:runs/halt-ppo-seed*/model.zip``, one policy trained with several seeds) adds
+a row per file and one over them: the interquartile mean with a 95% interval over seeds.
 """
 
 from __future__ import annotations
@@ -175,8 +177,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from hrm_rl.agents.halting_eval import (evaluate_on_trace, family_curves, format_table,
-                                            oracle_on_trace, record_trace, write_pareto)
+    from hrm_rl.agents.halting_eval import (aggregate_seeds, evaluate_on_trace, family_curves,
+                                            format_table, oracle_on_trace, record_trace,
+                                            write_pareto)
     from hrm_rl.agents.policies import FixedSegmentsPolicy, parse_policy
 
     env_kwargs = env_kwargs_with_split(args)
@@ -190,6 +193,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         if str(err).startswith("n must be in"):  # --episodes beyond the split
             raise ValueError(f"--episodes: {err}") from None
         raise
+    specs, seed_groups = _expand_seed_globs(specs)
     oracle = [s.strip().lower() == "oracle" for s in specs]
     policies = {s.strip(): parse_policy(s, args.seed) for s, o in zip(specs, oracle) if not o}
     for spec, policy in policies.items():
@@ -199,6 +203,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     results = [oracle_on_trace(trace) if o else evaluate_on_trace(policies[s.strip()], trace,
                                                                    s.strip())
                for s, o in zip(specs, oracle)]
+    for pattern, members in seed_groups.items():  # one row over the seeds, after theirs
+        rows = [r for r in results if r.policy in members]
+        results.append(aggregate_seeds(rows, f"{pattern} (IQM of {len(rows)} seeds)"))
     curves = family_curves(trace)
     out_dir = Path(args.out_dir) if args.out_dir else Path("runs") / \
         f"halt-eval-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
@@ -223,6 +230,32 @@ def cmd_eval(args: argparse.Namespace) -> int:
         print(f"\nPareto plot: {png}   difficulty and scaling: {difficulty_png}   "
               f"TensorBoard: tensorboard --logdir {out_dir}")
     return 0
+
+
+def _expand_seed_globs(specs: list[str]) -> tuple[list[str], dict[str, list[str]]]:
+    """Specs with SB3 models given by a glob (``ppo:runs/halt-ppo-seed*/model.zip``: one
+    policy trained with several seeds) replaced by one spec per matching file, and
+    ``{pattern spec: [member specs]}`` for the patterns that matched two or more files (their
+    rows are aggregated over seeds as rliable recommends: the interquartile mean, with an
+    interval that resamples seeds)."""
+    import glob
+
+    from hrm_rl.agents.policies import SB3_ALGOS
+
+    out, groups = [], {}
+    for spec in specs:
+        kind, _, path = spec.strip().partition(":")
+        if kind.lower() not in SB3_ALGOS or not any(c in path for c in "*?["):
+            out.append(spec)
+            continue
+        matches = sorted(glob.glob(path))
+        if not matches:
+            raise ValueError(f"policy {spec.strip()!r}: no file matches {path!r}")
+        members = [f"{kind}:{m}" for m in matches]
+        out += members
+        if len(members) >= 2:
+            groups[spec.strip()] = members
+    return out, groups
 
 
 def _write_difficulty(env_id: str, env_kwargs: dict[str, Any], out_dir: Path) -> Path:

@@ -349,3 +349,26 @@ def test_seeds_aggregate_to_their_iqm_with_an_interval_over_seeds():
     assert 0.2 <= lo < row.accuracy < hi <= 0.97  # resampling seeds shows the spread
     with pytest.raises(ValueError, match="at least 2"):
         aggregate_seeds(runs[:1], "one")
+
+
+@pytest.mark.slow
+def test_halt_eval_aggregates_a_glob_of_seeds_to_their_iqm(tmp_path, capsys):
+    from hrm_rl.agents.halting_eval import interquartile_mean
+
+    venv = make_sb3_vec_env("HRM-Sudoku-v0", num_envs=4)
+    for seed in range(3):  # three untrained policies: three different halting rules
+        PPO("MlpPolicy", venv, seed=seed, device="cpu").save(tmp_path / f"seed{seed}" / "model")
+    assert main(["halt", "eval", "--episodes", "64", "--policies",
+                 f"fixed:2,ppo:{tmp_path}/seed*/model.zip", "--json",
+                 "--out-dir", str(tmp_path / "out")]) == 0
+    rows = {r["policy"]: r for r in json.loads(capsys.readouterr().out)["results"]}
+    members = [rows[f"ppo:{tmp_path}/seed{s}/model.zip"] for s in range(3)]
+    agg = rows[f"ppo:{tmp_path}/seed*/model.zip (IQM of 3 seeds)"]
+    assert agg["mean_reward"] == pytest.approx(interquartile_mean([m["mean_reward"]
+                                                                  for m in members]))
+    lo, hi = agg["reward_ci"]
+    assert min(m["mean_reward"] for m in members) <= lo <= hi <= max(m["mean_reward"]
+                                                                    for m in members)
+    assert main(["halt", "eval", "--episodes", "8", "--policies",
+                 f"ppo:{tmp_path}/nothing*/model.zip"]) == 2
+    assert "no file matches" in capsys.readouterr().err
