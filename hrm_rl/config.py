@@ -69,16 +69,16 @@ class ModelConfig:
     num_puzzle_ids: int = 0
 
     def fit_to(self, task: Any) -> ModelConfig:
-        """Take ``vocab_size``, ``seq_len`` and ``num_puzzle_ids`` from ``task``; returns self.
-        A value set to something else than 0 or the task's is a ``ConfigError``."""
+        """A copy with ``vocab_size``, ``seq_len`` and ``num_puzzle_ids`` taken from ``task``
+        (this config is left as it is). A value set to something else than 0 or the task's
+        is a ``ConfigError``."""
         for name in ("vocab_size", "seq_len", "num_puzzle_ids"):
             given, wanted = getattr(self, name), getattr(task, name)
             _require(given in (0, wanted), f"model.{name}",
                      f"{given} does not match task {getattr(task, 'name', '?')} ({wanted}); "
                      "leave it 0, it comes from the task")
-        self.vocab_size, self.seq_len = task.vocab_size, task.seq_len
-        self.num_puzzle_ids = task.num_puzzle_ids
-        return self
+        return dataclasses.replace(self, vocab_size=task.vocab_size, seq_len=task.seq_len,
+                                   num_puzzle_ids=task.num_puzzle_ids)
 
     @property
     def gradient_mode(self) -> str:

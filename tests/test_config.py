@@ -75,3 +75,15 @@ def test_unreadable_configs_name_the_file_and_place(tmp_path, content, message):
     path.write_bytes(content)
     with pytest.raises(ConfigError, match=message):
         load_config(path)
+
+
+def test_fit_to_returns_a_fitted_copy_and_leaves_the_config_alone():
+    from hrm_rl.tasks import make_task
+
+    config = load_config(None, ["task.size=6"])
+    fitted = config.model.fit_to(make_task(config.task))
+    assert (fitted.vocab_size, fitted.seq_len, fitted.num_puzzle_ids) == (8, 36, 1)
+    assert (config.model.vocab_size, config.model.seq_len) == (0, 0) and fitted is not config.model
+    with pytest.raises(ConfigError, match="model.seq_len"):
+        load_config(None, ["task.size=6", "model.seq_len=81"]).model.fit_to(
+            make_task(config.task))
