@@ -405,7 +405,7 @@ def _check_actions(actions: Any, n: int, batched: bool = False) -> np.ndarray:
 
 
 class HaltingEnv(gym.Env):
-    metadata = {"render_modes": ["ansi", "rgb_array"], "render_fps": 2}
+    metadata = {"render_modes": ["human", "ansi", "rgb_array"], "render_fps": 2}
 
     def __init__(self, checkpoint: str | Path = "sudoku4", split: str | None = None,
                  max_segments: int | None = None, step_cost: float = 0.01,
@@ -472,8 +472,11 @@ class HaltingEnv(gym.Env):
 
     def render(self) -> str | np.ndarray | None:
         if self.render_mode is None:
-            gym.logger.warn("render() called without a render_mode; pass render_mode='ansi' "
-                            "or 'rgb_array' to gym.make")
+            gym.logger.warn("render() called without a render_mode; pass render_mode='human', "
+                            "'ansi' or 'rgb_array' to gym.make")
+            return None
+        if self.render_mode == "human":  # the text frame on stdout (no window needed)
+            print(self.core.render(0, "ansi"), flush=True)
             return None
         return self.core.render(0, self.render_mode)
 
@@ -531,7 +534,7 @@ class HaltingVectorEnv(VectorEnv):
     Infos carry a ``_key`` bool mask beside every key (the rows that report it).
     """
 
-    metadata = {"render_modes": ["ansi", "rgb_array"], "render_fps": 2,
+    metadata = {"render_modes": ["human", "ansi", "rgb_array"], "render_fps": 2,
                 "autoreset_mode": AutoresetMode.SAME_STEP}
 
     def __init__(self, num_envs: int = 1, checkpoint: str | Path = "sudoku4",
@@ -789,8 +792,13 @@ class HaltingVectorEnv(VectorEnv):
         return masks
 
     def render(self) -> tuple | None:
-        """Each row's frame (``render_mode`` ``"ansi"``: text, ``"rgb_array"``: image)."""
+        """Each row's frame (``render_mode`` ``"ansi"``: text, ``"rgb_array"``: image;
+        ``"human"``: the text frames printed to stdout, returning None)."""
         if self.render_mode is None:
             gym.logger.warn("render() called without a render_mode")
+            return None
+        if self.render_mode == "human":
+            print("\n\n".join(self.core.render(i, "ansi") for i in range(self.num_envs)),
+                  flush=True)
             return None
         return tuple(self.core.render(i, self.render_mode) for i in range(self.num_envs))

@@ -343,3 +343,17 @@ def test_vector_reset_takes_per_row_seeds_and_names_unknown_options():
     assert obs.shape == (3, N_FEATURES) and info["_segments"].all()
     with pytest.raises(TypeError, match="batch of actions"):
         venv.step(0)
+
+
+def test_human_render_mode_prints_the_text_frame(capsys):
+    env = gym.make("HRM-Sudoku-v0", render_mode="human")
+    assert isinstance(env.unwrapped, HaltingEnv)  # no HumanRendering wrapper (no pygame)
+    env.reset(seed=0)
+    assert env.render() is None
+    frame = capsys.readouterr().out
+    assert frame.strip() and env.unwrapped.core.render(0, "ansi") in frame
+    venv = gym.make_vec("HRM-Sudoku-v0", num_envs=2, render_mode="human")
+    venv.reset(seed=0)
+    assert venv.render() is None and capsys.readouterr().out.count("\n") > 4
+    with pytest.raises(ValueError, match="human"):  # the valid modes are named
+        HaltingEnv(render_mode="window")
