@@ -79,7 +79,24 @@ def env_kwargs_with_split(args: argparse.Namespace) -> dict[str, Any]:
         raise ValueError(f"--env {args.env}: {err}") from None
     _check_keys(env_kwargs, HaltingVectorEnv.__init__, "--env-kwargs",
                 skip=("self", "num_envs", "split"))
+    if args.split is None:  # the command's default, or a recording's own split
+        rollouts = env_kwargs.get("rollouts")
+        args.split = (_recorded_split(rollouts) if rollouts is not None
+                      else args.default_split)
     return {**env_kwargs, "split": args.split}
+
+
+def _recorded_split(path: Any) -> str:
+    """The split a rollouts file was recorded on (its identity), without loading it all."""
+    import numpy as np
+
+    from hrm_rl.envs.rollouts import load_rollouts
+
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return str(json.loads(str(data["identity"]))["split"])
+    except Exception:  # not a readable recording: let the env's loader say what is wrong
+        return load_rollouts(path).identity["split"]
 
 
 def _check_keys(kwargs: dict[str, Any], fn: Any, flag: str, skip: tuple[str, ...] = ()) -> None:
@@ -299,8 +316,9 @@ def _add_subcommands(hsub: argparse._SubParsersAction) -> None:
     p.add_argument("--timesteps", type=positive_int, default=200_000,
                    help="env steps, all rows summed")
     p.add_argument("--num-envs", type=int_in(1, 65536), default=256)
-    p.add_argument("--split", default="train",
-                   help="puzzles to train on: train (default), val, test or a CSV path")
+    p.add_argument("--split", default=None,
+                   help="puzzles to train on: train (default; with --env-kwargs rollouts=F the "
+                        "recording's split), val, test or a CSV path")
     p.add_argument("--env-kwargs", nargs="*", action="extend", default=[], metavar="KEY=VALUE",
                    help="env options, e.g. step_cost=0.01 max_segments=8 (repeatable)")
     p.add_argument("--algo-kwargs", nargs="*", action="extend", default=[], metavar="KEY=VALUE",
@@ -311,7 +329,7 @@ def _add_subcommands(hsub: argparse._SubParsersAction) -> None:
     p.add_argument("--run-dir", help="output folder (default runs/halt-<algo>-<timestamp>)")
     p.add_argument("--no-eval", action="store_true", help="skip the final comparison")
     p.add_argument("--no-progress", action="store_true")
-    p.set_defaults(func=cmd_train)
+    p.set_defaults(func=cmd_train, default_split="train")
 
     p = hsub.add_parser("eval", help="compare halting policies on the same held-out puzzles")
     p.add_argument("--env", default="HRM-Sudoku-v0")
@@ -319,8 +337,9 @@ def _add_subcommands(hsub: argparse._SubParsersAction) -> None:
                    "random:0.3,oracle",
                    help="comma-separated: qhead, fixed:K, threshold:T, random:P, oracle, "
                         "ppo:PATH, a2c:PATH, dqn:PATH")
-    p.add_argument("--split", default="test",
-                   help="puzzles to score on: test (default), val, train or a CSV path")
+    p.add_argument("--split", default=None,
+                   help="puzzles to score on: test (default; with --env-kwargs rollouts=F the "
+                        "recording's split), val, train or a CSV path")
     p.add_argument("--env-kwargs", nargs="*", action="extend", default=[], metavar="KEY=VALUE",
                    help="env options, e.g. step_cost=0.01 max_segments=8 (repeatable)")
     p.add_argument("--episodes", type=positive_int, default=None,
@@ -328,4 +347,4 @@ def _add_subcommands(hsub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=seed_int, default=0)
     p.add_argument("--out-dir", help="where pareto.png and TensorBoard events go")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    p.set_defaults(func=cmd_eval)
+    p.set_defaults(func=cmd_eval, default_split="test")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import gymnasium as gym
@@ -127,6 +128,11 @@ def test_ppo_trains_and_halt_eval_scores_on_a_replayed_env(recorded, tmp_path, c
                  "--split", str(recorded["HRM-Sudoku-v0"][0]), "--env-kwargs",
                  f"rollouts={npz}", "--out-dir", str(tmp_path / "eval")]) == 0
     assert "ppo:" in capsys.readouterr().out
+    # without --split, a replay is scored on the split it was recorded on (not 'test')
+    assert main(["halt", "eval", "--policies", "fixed:2", "--env-kwargs", f"rollouts={npz}",
+                 "--out-dir", str(tmp_path / "eval2"), "--json"]) == 0
+    out = capsys.readouterr()
+    assert json.loads(out.out)["split"] == str(recorded["HRM-Sudoku-v0"][0])
 
 
 def test_rollouts_record_cli(tmp_path, capsys):

@@ -240,11 +240,12 @@ def test_halt_cli_writes_tensorboard_tags(tmp_path, capsys):
 
 
 def test_halt_cli_splits_default_to_train_and_test_and_refuse_two_ways(capsys):
-    from hrm_rl.agents.halt_cli import build_halt_parser
+    from hrm_rl.agents.halt_cli import build_halt_parser, env_kwargs_with_split
 
     parser = build_halt_parser()
-    assert parser.parse_args(["train"]).split == "train"
-    assert parser.parse_args(["eval"]).split == "test"
+    assert env_kwargs_with_split(parser.parse_args(["train"]))["split"] == "train"
+    assert env_kwargs_with_split(parser.parse_args(["eval"]))["split"] == "test"
+    assert env_kwargs_with_split(parser.parse_args(["eval", "--split", "val"]))["split"] == "val"
     assert main(["halt", "eval", "--env-kwargs", "split=val", "--episodes", "4"]) == 2
     assert "--split" in capsys.readouterr().err
 
