@@ -39,6 +39,32 @@ from hrm_rl.agents.sb3 import make_sb3_vec_env
 venv = make_sb3_vec_env("{env}", num_envs={num_envs}, step_cost=0.01{extra})
 MaskablePPO("MlpPolicy", venv, n_steps=16, batch_size=256, n_epochs=2, device="cpu").learn({steps})
 """
+_RECURRENT = """
+from sb3_contrib import RecurrentPPO
+from hrm_rl.agents.sb3 import make_sb3_vec_env
+venv = make_sb3_vec_env("{env}", num_envs={num_envs}, step_cost=0.01{extra})
+RecurrentPPO("MlpLstmPolicy", venv, n_steps=16, batch_size=256, n_epochs=2,
+             device="cpu").learn({steps})
+"""
+_GYM = """
+import gymnasium as gym
+import numpy as np
+import hrm_rl
+from gymnasium.wrappers.vector import NormalizeObservation, RecordEpisodeStatistics
+envs = RecordEpisodeStatistics(NormalizeObservation(gym.make_vec(
+    "{env}", num_envs={num_envs}, autoreset_mode="NextStep", step_cost=0.01{extra})))
+envs.reset(seed=0)
+for _ in range({steps} // {num_envs}):
+    envs.step(envs.action_space.sample())
+"""
+_SYNC = """
+import gymnasium as gym
+import hrm_rl
+envs = gym.make_vec("{env}", num_envs={num_envs}, vectorization_mode="sync", step_cost=0.01)
+envs.reset(seed=0)
+for _ in range({steps} // {num_envs}):
+    envs.step(envs.action_space.sample())
+"""
 _TORCHRL = """
 import gymnasium as gym
 import hrm_rl
@@ -54,6 +80,12 @@ _CLIENTS: dict[str, dict[str, Any]] = {
                 "rollout": 4096},
     "sb3-contrib-maskable-ppo": {"module": "sb3_contrib", "code": _MASKABLE, "num_envs": 256,
                                  "steps": 32768, "rollout": 4096},
+    "sb3-contrib-recurrent-ppo": {"module": "sb3_contrib", "code": _RECURRENT, "num_envs": 256,
+                                  "steps": 32768, "rollout": 4096},
+    "gymnasium-vector-wrappers": {"module": "gymnasium", "code": _GYM, "num_envs": 256,
+                                  "steps": 32768, "rollout": 256},
+    "gymnasium-sync-vector-env": {"module": "gymnasium", "code": _SYNC, "num_envs": 8,
+                                  "steps": 4096, "rollout": 8},
     "torchrl-gym-wrapper": {"module": "torchrl", "code": _TORCHRL, "num_envs": 256,
                             "steps": 32768, "rollout": 256},
     "cleanrl-style-example": {"module": "torch", "script": "examples/ppo_cleanrl_style.py",
