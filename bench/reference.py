@@ -268,12 +268,17 @@ def project_config(setup: Setup, batch_size: int | None = None, device: str = "c
         "data.augment=false", *(extra or [])])
 
 
+def fitted_model(config: RunConfig):
+    """``config.model`` fitted to its task (``ModelConfig.fit_to`` returns a copy)."""
+    from hrm_rl.tasks import make_task
+
+    return config.model.fit_to(make_task(config.task))
+
+
 def reference_config(config: RunConfig, forward_dtype: str = "float32") -> dict[str, Any]:
     """The reference's ``HierarchicalReasoningModel_ACTV1Config`` fields for our run config
-    (whose model is fitted to its task: ``vocab_size`` and ``seq_len`` set)."""
-    m, t = config.model, config.train
-    if m.seq_len < 1:
-        raise ValueError("reference_config needs a fitted model config (ModelConfig.fit_to)")
+    (its model fitted to its task, so ``vocab_size`` and ``seq_len`` are the task's)."""
+    m, t = fitted_model(config), config.train
     if m.kind != "hrm" or m.gradient_mode != "one_step" or m.pos_encodings == "none":
         raise ValueError("the reference is HRM with the 1-step gradient and rope or learned "
                          "positions")
@@ -376,7 +381,8 @@ class ReferenceTrainer:
                                         (t.beta1, t.beta2), t.weight_decay)
         self.carry = None
         self._puzzles = {k: v.to(device) for k, v in random_token_batches(
-            config.model.vocab_size, config.model.seq_len, max(n_puzzles, t.batch_size),
+            fitted_model(config).vocab_size, fitted_model(config).seq_len,
+            max(n_puzzles, t.batch_size),
             t.seed).items()}
         self._next = 0
 

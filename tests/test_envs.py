@@ -101,7 +101,7 @@ def test_step_after_the_end_and_bad_actions_are_errors(ckpt):
 @pytest.mark.parametrize("kwargs, message", [
     ({"obs_mode": "pixels"}, "obs_mode"), ({"reward": "dense"}, "reward"),
     ({"step_cost": -1}, "step_cost"), ({"max_segments": 0}, "max_segments"),
-    ({"split": "validation"}, "split"), ({"render_mode": "human"}, "render_mode"),
+    ({"split": "validation"}, "split"), ({"render_mode": "window"}, "render_mode"),
     ({"checkpoint": "no-such-core"}, "no checkpoint"),
 ])
 def test_bad_kwargs_raise_clear_errors(ckpt, kwargs, message):
