@@ -88,15 +88,9 @@ def env_kwargs_with_split(args: argparse.Namespace) -> dict[str, Any]:
 
 def _recorded_split(path: Any) -> str:
     """The split a rollouts file was recorded on (its identity), without loading it all."""
-    import numpy as np
+    from hrm_rl.envs.rollouts import rollouts_identity
 
-    from hrm_rl.envs.rollouts import load_rollouts
-
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            return str(json.loads(str(data["identity"]))["split"])
-    except Exception:  # not a readable recording: let the env's loader say what is wrong
-        return load_rollouts(path).identity["split"]
+    return str(rollouts_identity(path)["split"])
 
 
 def _check_keys(kwargs: dict[str, Any], fn: Any, flag: str, skip: tuple[str, ...] = ()) -> None:

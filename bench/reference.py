@@ -380,10 +380,9 @@ class ReferenceTrainer:
         self.optimizer = make_optimizer(t.optimizer, self.model.parameters(), t.lr,
                                         (t.beta1, t.beta2), t.weight_decay)
         self.carry = None
+        model = fitted_model(config)  # builds the task once
         self._puzzles = {k: v.to(device) for k, v in random_token_batches(
-            fitted_model(config).vocab_size, fitted_model(config).seq_len,
-            max(n_puzzles, t.batch_size),
-            t.seed).items()}
+            model.vocab_size, model.seq_len, max(n_puzzles, t.batch_size), t.seed).items()}
         self._next = 0
 
     def next_batch(self) -> dict[str, torch.Tensor]:

@@ -153,6 +153,32 @@ class Recording:
         return int(self.config.model.hidden_size)
 
 
+def _read_npz(path: Path, keys: set[str] | None = None) -> dict[str, np.ndarray]:
+    """The arrays of a rollouts file (only ``keys`` when given), with its identity checked."""
+    if not path.is_file():
+        raise FileNotFoundError(f"rollouts file not found: {path}")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            files = {k: data[k] for k in data.files if keys is None or k in keys}
+    except Exception as err:  # zip, pickle and format errors alike
+        raise ValueError(f"{path}: not a rollouts .npz file ({type(err).__name__}: {err})"
+                         ) from None
+    wanted = {"identity", "puzzles_csv", "features", "pred", "correct", "cell"}
+    missing = (wanted if keys is None else wanted & keys) - set(files)
+    if missing:
+        raise ValueError(f"{path}: not a rollouts file (missing {', '.join(sorted(missing))})")
+    identity = json.loads(str(files["identity"]))
+    if identity.get("format") != FORMAT:
+        raise ValueError(f"{path}: rollouts format {identity.get('format')!r}, expected {FORMAT}")
+    files["identity"] = identity
+    return files
+
+
+def rollouts_identity(path: str | Path) -> dict[str, Any]:
+    """A rollouts file's identity (checkpoint, config, split, cap) without loading its arrays."""
+    return _read_npz(Path(path), {"identity"})["identity"]
+
+
 def load_rollouts(path: str | Path) -> Recording:
     """Read a file written by ``record_rollouts``.
 
@@ -160,20 +186,8 @@ def load_rollouts(path: str | Path) -> Recording:
         FileNotFoundError: no such file; ValueError: not a rollouts file, or inconsistent.
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"rollouts file not found: {path}")
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            files = dict(data)
-    except Exception as err:  # zip, pickle and format errors alike
-        raise ValueError(f"{path}: not a rollouts .npz file ({type(err).__name__}: {err})"
-                         ) from None
-    missing = {"identity", "puzzles_csv", "features", "pred", "correct", "cell"} - set(files)
-    if missing:
-        raise ValueError(f"{path}: not a rollouts file (missing {', '.join(sorted(missing))})")
-    identity = json.loads(str(files.pop("identity")))
-    if identity.get("format") != FORMAT:
-        raise ValueError(f"{path}: rollouts format {identity.get('format')!r}, expected {FORMAT}")
+    files = _read_npz(path)
+    identity = files.pop("identity")
     config = from_dict(RunConfig, identity["config"])
     task = make_task(config.task)
     with tempfile.TemporaryDirectory() as tmp:
