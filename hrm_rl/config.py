@@ -148,7 +148,10 @@ class TaskConfig:
     when set, ``data_dir`` (a folder with ``training/*.json`` and ``evaluation/*.json``);
     ``augmentations`` is the number of variants (dihedral x colour permutation, each its own
     puzzle identifier) per task besides the identity (HRM: 1000); ``max_tasks > 0`` keeps only
-    the first N training and N evaluation tasks (smoke tests). Other tasks ignore these.
+    the first N training and N evaluation tasks (smoke tests). Mazes read ``tie_break``:
+    which of several shortest paths a label marks, ``random`` (Maze-Hard) or ``first`` (a
+    deterministic choice the model can learn; ``hrm_rl.tasks.maze.MazeTask``). Other tasks
+    ignore these.
     """
 
     name: str = "sudoku"
@@ -157,6 +160,7 @@ class TaskConfig:
     data_dir: str | None = None
     augmentations: int = 1000
     max_tasks: int = 0
+    tie_break: str = "random"
 
 
 @dataclass
@@ -331,6 +335,8 @@ class RunConfig:
         if task.name == "maze":
             _require(4 <= task.size <= 64, "task.size",
                      f"a maze side must be in [4, 64] (Maze-Hard: 30), got {task.size}")
+        _require(task.tie_break in ("random", "first"), "task.tie_break",
+                 f"must be 'random' or 'first', got {task.tie_break!r}")
         _require(task.dataset in ("arc1", "arc2"), "task.dataset",
                  f"must be 'arc1' or 'arc2' (ARC's bundled corpora; task.data_dir replaces "
                  f"them), got {task.dataset!r}")

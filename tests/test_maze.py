@@ -344,3 +344,66 @@ def test_act_trainer_runs_on_mazes(tmp_path):
     summary = ACTTrainer(config, None, progress=False, splits=splits).fit()
     assert summary["steps"] == 3 and summary["eval"]["n"] == 8
     assert len(summary["eval"]["exact_by_segment"]) == 2
+
+
+# The ``first`` tie-break ------------------------------------------------------------------
+
+def reference_first_path(question: np.ndarray, size: int) -> np.ndarray:
+    """Plain Python: BFS from S, then from G step to the first of up, down, left, right that
+    is one closer to S, marking the cells walked through (not S) as path."""
+    grid = question.reshape(size, size)
+    start = tuple(np.argwhere(grid == START)[0])
+    dist = {start: 0}
+    queue = deque([start])
+    while queue:
+        r, c = queue.popleft()
+        for nr, nc in ((r - 1, c), (r + 1, c), (r, c - 1), (r, c + 1)):
+            if 0 <= nr < size and 0 <= nc < size and grid[nr, nc] != WALL and (nr, nc) not in dist:
+                dist[(nr, nc)] = dist[(r, c)] + 1
+                queue.append((nr, nc))
+    answer = grid.copy()
+    cur = tuple(np.argwhere(grid == GOAL)[0])
+    while dist[cur] > 1:
+        r, c = cur
+        cur = next(n for n in ((r - 1, c), (r + 1, c), (r, c - 1), (r, c + 1))
+                   if dist.get(n) == dist[cur] - 1)
+        answer[cur] = PATH
+    return answer.reshape(-1)
+
+
+def test_first_paths_follow_the_stated_rule_and_are_shortest():
+    from hrm_rl.tasks.maze import first_shortest_paths
+
+    first = first_shortest_paths(Q9, 9)
+    for q, a in zip(Q9, first):
+        np.testing.assert_array_equal(a, reference_first_path(q, 9))
+    assert TASK9.is_correct(torch.tensor(first), torch.tensor(A9)).all()
+    assert (first != A9).any(), "60 mazes of >= 16 steps without one tie: the test is too weak"
+
+
+def test_first_tie_break_labels_splits_and_relabels_augmented_mazes():
+    from hrm_rl.tasks.maze import first_shortest_paths
+
+    data = DataConfig(min_difficulty=8, layout="mix")
+    first, rand = MazeTask(9, "first"), MazeTask(9)
+    (train_f, test_f), (train_r, _) = (t.generate_splits(200, 20, data, np.random.default_rng(3))
+                                       for t in (first, rand))
+    np.testing.assert_array_equal(train_f.inputs, train_r.inputs)  # the same mazes
+    np.testing.assert_array_equal(train_f.labels, first_shortest_paths(train_f.inputs, 9))
+    np.testing.assert_array_equal(test_f.labels, first_shortest_paths(test_f.inputs, 9))
+    moved = first.augment(train_f, np.random.default_rng(4))
+    np.testing.assert_array_equal(moved.labels, first_shortest_paths(moved.inputs, 9))
+    # Where paths tie, the moved first label is not the moved label: relabelling matters.
+    plain = rand.augment(train_f, np.random.default_rng(4))
+    np.testing.assert_array_equal(plain.inputs, moved.inputs)
+    assert (plain.labels != moved.labels).any()
+    assert first.cache_params(data) != rand.cache_params(data)
+    assert "tie_break" not in rand.cache_params(data)  # caches made before keep their names
+
+
+def test_tie_break_is_validated_and_reaches_the_task():
+    assert make_task(TaskConfig(name="maze", size=9, tie_break="first")).tie_break == "first"
+    with pytest.raises(ValueError, match="tie_break"):
+        MazeTask(9, "lowest")
+    with pytest.raises(ValueError, match="task.tie_break"):
+        load_config(None, ["task.name=maze", "task.size=9", "task.tie_break=lowest"])

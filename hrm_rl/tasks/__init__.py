@@ -17,7 +17,7 @@ def make_task(config: TaskConfig) -> Task:
     if config.name == "maze":
         from hrm_rl.tasks.maze import MazeTask
 
-        return MazeTask(config.size)
+        return MazeTask(config.size, config.tie_break)
     if config.name == "arc":
         from hrm_rl.tasks.arc import ARCTask
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from hrm_rl.tasks.maze.common import GOAL, START, WALL
+from hrm_rl.tasks.maze.common import GOAL, PATH, START, WALL
 
 _ONE = np.uint64(1)
 
@@ -109,7 +109,8 @@ def distance_maps(open_: np.ndarray, start: np.ndarray) -> np.ndarray:
     return np.where(seen, dist, -1)
 
 
-def _trace_paths(dist: np.ndarray, goal: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def _trace_paths(dist: np.ndarray, goal: np.ndarray,
+                 rng: np.random.Generator | None) -> np.ndarray:
     """One shortest path per maze, walked back from ``goal`` to the BFS source.
 
     Args:
@@ -118,7 +119,9 @@ def _trace_paths(dist: np.ndarray, goal: np.ndarray, rng: np.random.Generator) -
 
     Returns:
         ``(n, h, w)`` bool, the cells strictly between source and goal. At each step a
-        random neighbour one step closer to the source is taken.
+        neighbour one step closer to the source is taken: a random one, or with ``rng=None``
+        the first in the order up, down, left, right (the ``first`` tie-break: one
+        deterministic answer per maze).
     """
     n, h, w = dist.shape
     padded = np.full((n, h + 2, w + 2), -1, dtype=np.int32)
@@ -134,7 +137,8 @@ def _trace_paths(dist: np.ndarray, goal: np.ndarray, rng: np.random.Generator) -
         active = left > 1
         nbrs = cur[:, None] + moves
         closer = padded[rows[:, None], nbrs] == (left - 1)[:, None]
-        choice = np.where(closer, rng.random((n, 4)), -1.0).argmax(1)
+        choice = (closer.argmax(1) if rng is None else
+                  np.where(closer, rng.random((n, 4)), -1.0).argmax(1))
         cur = np.where(active, nbrs[rows, choice], cur)
         path[rows[active], cur[active]] = True
         left = np.where(active, left - 1, left)
@@ -152,3 +156,22 @@ def shortest_path_lengths(questions: np.ndarray, size: int) -> np.ndarray:
     flat = grid.reshape(n, -1)
     dist = distance_maps(grid != WALL, (flat == START).argmax(1)).reshape(n, -1)
     return dist[np.arange(n), (flat == GOAL).argmax(1)].astype(np.int64)
+
+
+def first_shortest_paths(questions: np.ndarray, size: int) -> np.ndarray:
+    """The ``first`` answer of each maze: ``questions`` ``(n, size*size)`` tokens with the
+    shortest path walked back from G to S that, wherever several neighbours are one step
+    closer to S, takes the first of up, down, left, right. A function of the question alone
+    (so it moves with the maze under a symmetry only where the path is unique), which makes
+    the label learnable where a random tie-break is noise. G must be reachable."""
+    grid = np.asarray(questions).reshape(-1, size, size)
+    n = len(grid)
+    if n == 0:
+        return np.zeros((0, size * size), dtype=np.int64)
+    flat = grid.reshape(n, -1)
+    dist = distance_maps(grid != WALL, (flat == START).argmax(1))
+    goal = (flat == GOAL).argmax(1)
+    if (dist.reshape(n, -1)[np.arange(n), goal] < 0).any():
+        raise ValueError("first_shortest_paths: G is unreachable from S in some maze")
+    path = _trace_paths(dist, goal, None).reshape(n, -1)
+    return np.where(path, PATH, flat).astype(np.int64)

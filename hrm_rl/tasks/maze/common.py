@@ -13,6 +13,8 @@ VOCAB_SIZE = 6
 MAZE_HARD_SIZE, MAZE_HARD_MIN_PATH = 30, 110
 WALL_DENSITY = (0.3, 0.5)
 LAYOUTS = ("hard", "mix")
+TIE_BREAKS = ("random", "first")
+"""How a label picks among equally short paths (``MazeTask``'s ``tie_break``)."""
 MIN_SIZE, MAX_SIZE = 4, 64            # a grid row must fit in one uint64 word
 
 

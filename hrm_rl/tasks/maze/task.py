@@ -13,8 +13,8 @@ import torch
 from hrm_rl.config import DataConfig
 from hrm_rl.tasks.base import PuzzleBatch, Task
 from hrm_rl.tasks.maze.common import (CHARSET, GOAL, MAZE_HARD_SIZE, OPEN, PATH, START,
-                                      VOCAB_SIZE, WALL, check_size)
-from hrm_rl.tasks.maze.bfs import shortest_path_lengths
+                                      TIE_BREAKS, VOCAB_SIZE, WALL, check_size)
+from hrm_rl.tasks.maze.bfs import first_shortest_paths, shortest_path_lengths
 from hrm_rl.tasks.maze.generator import generate
 from hrm_rl.tasks.maze.symmetry import canonical_keys, dihedral_index
 from hrm_rl.tasks.maze.rules import _neighbours, rule_breaks
@@ -28,9 +28,19 @@ _COLORS = {"wall": (45, 45, 45), "open": (255, 255, 255), "start": (40, 170, 70)
 
 
 class MazeTask(Task):
-    """Square mazes of side ``size`` (Maze-Hard: 30) as an HRM task."""
+    """Square mazes of side ``size`` (Maze-Hard: 30) as an HRM task.
 
-    def __init__(self, size: int = MAZE_HARD_SIZE) -> None:
+    ``tie_break`` says which shortest path a generated or augmented label marks where several
+    tie: ``random`` (one at random, as Maze-Hard) or ``first`` (``first_shortest_paths``: a
+    function of the question, so the model can learn it). Correctness accepts any shortest
+    path either way.
+    """
+
+    def __init__(self, size: int = MAZE_HARD_SIZE, tie_break: str = "random") -> None:
+        if tie_break not in TIE_BREAKS:
+            raise ValueError(f"tie_break must be one of {', '.join(TIE_BREAKS)}, "
+                             f"got {tie_break!r}")
+        self.tie_break = tie_break
         self.size = check_size(size)
         self.name = f"maze{self.size}"
         self.vocab_size = VOCAB_SIZE
@@ -89,7 +99,16 @@ class MazeTask(Task):
         params = {**super().cache_params(data), "max_givens": None, "min_givens": None}
         if data.layout != "hard":
             params["layout"] = data.layout
+        if self.tie_break != "random":
+            params["tie_break"] = self.tie_break
         return params
+
+    def _relabel(self, batch: PuzzleBatch) -> PuzzleBatch:
+        """``batch`` with ``first`` labels when ``tie_break`` is ``first``, else as it is."""
+        if self.tie_break == "random":
+            return batch
+        return PuzzleBatch(batch.inputs, first_shortest_paths(batch.inputs, self.size),
+                           batch.puzzle_ids)
 
     def write_csv(self, path: str | Path, batch: PuzzleBatch) -> None:
         """Write ``batch`` in the Maze-Hard CSV format; ``rating`` is the path length in steps."""
@@ -112,8 +131,8 @@ class MazeTask(Task):
                            distinct=data.split_by, progress=progress, layout=data.layout)
         order = rng.permutation(len(q))
         test, train = order[:n_test], order[n_test:]
-        return (PuzzleBatch(q[train], a[train], np.zeros(len(train), dtype=np.int64)),
-                PuzzleBatch(q[test], a[test], np.zeros(len(test), dtype=np.int64)))
+        return (self._relabel(PuzzleBatch(q[train], a[train], np.zeros(len(train), dtype=np.int64))),
+                self._relabel(PuzzleBatch(q[test], a[test], np.zeros(len(test), dtype=np.int64))))
 
     def sample(self, n: int, data: DataConfig, rng: np.random.Generator,
                progress: bool = False) -> PuzzleBatch:
@@ -122,7 +141,7 @@ class MazeTask(Task):
         min_path = data.min_difficulty if data.min_difficulty > 0 else None
         q, a, _ = generate(n, self.size, rng, min_path, distinct="orbit", progress=progress,
                            layout=data.layout)
-        return PuzzleBatch(q, a, np.zeros(n, dtype=np.int64))
+        return self._relabel(PuzzleBatch(q, a, np.zeros(n, dtype=np.int64)))
 
     difficulty_name = "path length"
 
@@ -137,11 +156,13 @@ class MazeTask(Task):
     # augmentation ------------------------------------------------------------------
     def augment(self, batch: PuzzleBatch, rng: np.random.Generator) -> PuzzleBatch:
         """Per row a random one of the 8 symmetries of the square (inputs and labels move
-        together; a maze stays a maze with the same shortest paths). HRM does not augment
-        mazes; the configs set ``data.augment: false``."""
+        together; a maze stays a maze with the same shortest paths). With ``tie_break``
+        ``first`` the moved maze is labelled anew, since the first path of a rotated maze is
+        not the rotated first path where paths tie. HRM does not augment mazes."""
         index = dihedral_index(self.size)[rng.integers(0, 8, len(batch))]
-        return PuzzleBatch(np.take_along_axis(batch.inputs, index, 1),
-                           np.take_along_axis(batch.labels, index, 1), batch.puzzle_ids.copy())
+        return self._relabel(PuzzleBatch(np.take_along_axis(batch.inputs, index, 1),
+                                         np.take_along_axis(batch.labels, index, 1),
+                                         batch.puzzle_ids.copy()))
 
     # checks ------------------------------------------------------------------------
     def is_correct(self, tokens: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
