@@ -6,9 +6,9 @@ Read top to bottom, one training step of the trainer (``hrm_rl.agents.trainer``)
    puzzles and the initial carry, and runs one segment for the batch (the recursion's
    gradient inside it; the carry between segments is detached: deep supervision).
 2. **Halting.** A row halts when its Q-head says so (``model.halts``: ``q_halt > q_continue``
-   for HRM, ``q_halt > 0`` for TRM) or at ``halt_max_steps``, but never before its minimum
+   for HRM, ``q_halt > 0`` for TRM) or at ``max_segments``, but never before its minimum
    number of segments. Exploration sets that minimum (``draw_min_segments``): with
-   probability ``halt_exploration_prob`` uniformly from ``2..halt_max_steps``, else 1; the
+   probability ``halt_exploration_prob`` uniformly from ``2..max_segments``, else 1; the
    engine asks for one per row when the row starts its puzzle (``per_episode``) or at every
    segment (``per_segment``, the reference's rule).
 3. **Targets.** ``q_halt`` learns "the answer is exactly right" (BCE). HRM also learns
@@ -38,21 +38,21 @@ from hrm_rl.segment_engine import SegmentStep
 from hrm_rl.tasks import IGNORE_LABEL, Task
 
 
-def draw_min_segments(n: int, halt_max_steps: int, exploration_prob: float,
+def draw_min_segments(n: int, max_segments: int, exploration_prob: float,
                       device: torch.device | str = "cpu") -> torch.Tensor:
-    """``(n,)`` int64 minimum segments: uniform on ``2..halt_max_steps`` with probability
-    ``exploration_prob``, else 1 (always 1 when ``halt_max_steps`` is 1). Draws from torch's
+    """``(n,)`` int64 minimum segments: uniform on ``2..max_segments`` with probability
+    ``exploration_prob``, else 1 (always 1 when ``max_segments`` is 1). Draws from torch's
     global generator: ``n`` uniforms, then ``n`` integers."""
     explore = torch.rand(n, device=device) < exploration_prob
-    drawn = torch.randint(2, max(halt_max_steps, 2) + 1, (n,), device=device)
-    return torch.where(explore & (halt_max_steps > 1), drawn, 1)
+    drawn = torch.randint(2, max(max_segments, 2) + 1, (n,), device=device)
+    return torch.where(explore & (max_segments > 1), drawn, 1)
 
 
 def q_continue_target(nxt: SegmentOutput, segments: torch.Tensor,
-                      halt_max_steps: int) -> torch.Tensor:
+                      max_segments: int) -> torch.Tensor:
     """``(batch,)`` probabilities that ``q_continue`` learns: the value of the next segment
     (``nxt``, run without gradient), ``q_halt`` alone once ``segments`` reach the cap."""
-    is_last = segments >= halt_max_steps
+    is_last = segments >= max_segments
     return torch.sigmoid(torch.where(is_last, nxt.q_halt, torch.maximum(nxt.q_halt,
                                                                          nxt.q_continue)))
 
@@ -104,7 +104,7 @@ class StepStats:
 
 
 def segment_loss(step: SegmentStep, peek: Callable[[], SegmentOutput], task: Task,
-                 halt_max_steps: int, q_learning: bool, token_loss: str,
+                 max_segments: int, q_learning: bool, token_loss: str,
                  q_loss_weight: float, precision: Callable = contextlib.nullcontext
                  ) -> tuple[torch.Tensor, StepStats]:
     """The loss of one engine step and its statistics.
@@ -114,7 +114,7 @@ def segment_loss(step: SegmentStep, peek: Callable[[], SegmentOutput], task: Tas
         peek: runs the next segment without gradient or state change (``engine.peek``);
             called only for HRM's continue target.
         task: checks answers.
-        halt_max_steps: the cap (a single segment has no continue target).
+        max_segments: the cap (a single segment has no continue target).
         q_learning: HRM's bootstrapped continue loss (else TRM's halt BCE alone).
         token_loss, q_loss_weight: see ``act_loss``.
         precision: factory of the autocast context for the extra forward and the loss.
@@ -123,10 +123,10 @@ def segment_loss(step: SegmentStep, peek: Callable[[], SegmentOutput], task: Tas
     with torch.no_grad():
         correct = task.is_correct(out.logits.argmax(-1), labels)
         target = None
-        if halt_max_steps > 1 and q_learning:
+        if max_segments > 1 and q_learning:
             with precision():
                 nxt = peek()
-            target = q_continue_target(nxt, segments, halt_max_steps)
+            target = q_continue_target(nxt, segments, max_segments)
     with precision():
         loss, parts = act_loss(out, labels, correct, target, token_loss, q_loss_weight)
     batch = labels.shape[0]

@@ -57,13 +57,14 @@ from hrm_rl.checkpoint import (LATEST, WEIGHTS, RunLock, atomic_write_text, chec
                                find_resume_checkpoint, load_trainer_state, load_weights,
                                read_checkpoint_config, read_pointer, remove_partial_checkpoints,
                                resolve_checkpoint, rewind_run, save_run_checkpoint)
-from hrm_rl.config import (ConfigError, RunConfig, apply_overrides, config_changes, from_dict,
-                           load_config)
+from hrm_rl.config import (RENAMED_KEYS, ConfigError, RunConfig, apply_overrides,
+                           config_changes, from_dict, load_config)
 from hrm_rl.data import ShuffledSource
 from hrm_rl.device import autocast, resolve_device
 from hrm_rl.evaluation import EvalResult, evaluate
 from hrm_rl.ema import EMA
 from hrm_rl.model import build_model
+from hrm_rl.model.layers import set_linear_backend
 from hrm_rl.optim import SignSGD, lr_at, make_optimizer
 from hrm_rl.segment_engine import SegmentEngine
 from hrm_rl.tasks import PuzzleBatch, Task, make_task
@@ -75,7 +76,7 @@ METRICS_FILE = "metrics.jsonl"
 CONFIG_FILE = "config.yaml"
 """The run's config in its folder, written when ``fit`` starts; read again on resume."""
 _STATE_FORMAT = 1
-_SHAPE_KEYS = ("optimizer", "batch_size", "halt_max_steps")  # the saved state's shape
+_SHAPE_KEYS = ("optimizer", "batch_size", "max_segments")  # the saved state's shape
 
 
 class NonFiniteError(RuntimeError):
@@ -154,6 +155,7 @@ class ACTTrainer:
         self.task: Task = make_task(config.task)
         self.train_set, self.test_set = splits or build_splits(self.task, config.data, progress)
         self.model = build_model(config.model.fit_to(self.task)).to(self.device)
+        set_linear_backend(self.model, tcfg.matmul)
         self.forward_model = distributed.wrap_model(self.model, self.dist, tcfg.compile)
         self.optimizer = self._make_optimizer()
         self.ema = EMA(self.model, tcfg.ema_decay) if tcfg.ema_decay is not None else None
@@ -166,7 +168,7 @@ class ACTTrainer:
         # The engine owns the ACT episode: the cap, the halting rule after each row's drawn
         # minimum segments (exploration), and refilling the rows that halted.
         self.engine = SegmentEngine(self.forward_model, rows_source, self.batch_size,
-                                    self.device, max_segments=tcfg.halt_max_steps,
+                                    self.device, max_segments=tcfg.max_segments,
                                     auto_halt=True, min_segments=self._draw_min_segments,
                                     halts=self.model.halts,
                                     redraw_min_segments=tcfg.halt_exploration == "per_segment")
@@ -222,7 +224,8 @@ class ACTTrainer:
                                          weight_decay=t.weight_decay
                                          if t.puzzle_emb_weight_decay is None
                                          else t.puzzle_emb_weight_decay)
-        return make_optimizer(t.optimizer, params, t.lr, (t.beta1, t.beta2), t.weight_decay)
+        return make_optimizer(t.optimizer, params, t.lr, (t.beta1, t.beta2), t.weight_decay,
+                              fused=t.fused_optimizer)
 
     def _emb_lr(self) -> float:
         t = self.config.train
@@ -235,7 +238,7 @@ class ACTTrainer:
         """Minimum segments for ``n`` rows of this rank; drawn for the rows of all ranks
         (same seed everywhere) and sliced, so a multi-rank run draws what one process would."""
         t = self.config.train
-        drawn = act.draw_min_segments(n * self.dist.world_size, t.halt_max_steps,
+        drawn = act.draw_min_segments(n * self.dist.world_size, t.max_segments,
                                       t.halt_exploration_prob, self.device)
         return distributed.shard_slice(drawn, self.dist)
 
@@ -253,7 +256,7 @@ class ACTTrainer:
         self.model.train()
         with self._precision():
             step = self.engine.step()
-        loss, stats = act.segment_loss(step, self.engine.peek, self.task, t.halt_max_steps,
+        loss, stats = act.segment_loss(step, self.engine.peek, self.task, t.max_segments,
                                        self.halt_loss == "q_learning", t.loss,
                                        t.q_loss_weight, self._precision)
         if not torch.isfinite(loss):
@@ -316,7 +319,7 @@ class ACTTrainer:
         n = min(n or t.eval_size, len(self.test_set))
         with self._ema_weights():
             return evaluate(self.model, self.task, self.test_set.take(slice(0, n)),
-                            max_segments or t.halt_max_steps, t.eval_batch_size,
+                            max_segments or t.max_segments, t.eval_batch_size,
                             self._precision, progress=False)
 
     def _ema_weights(self):
@@ -335,7 +338,7 @@ class ACTTrainer:
                 f.write(json.dumps(record) + "\n")
 
     def _log_eval(self, result: EvalResult) -> None:
-        self._log({"eval/exact_acc_qhalt": result.exact_qhalt,
+        self._log({"eval/exact_acc_qhalt": result.exact_acc_qhalt,
                    "eval/cell_acc_qhalt": result.cell_acc_qhalt,
                    "eval/mean_segments_qhalt": result.mean_segments_qhalt,
                    "eval/exact_acc_at_max": result.exact_by_segment[-1]})
@@ -424,7 +427,11 @@ class ACTTrainer:
                              "differently); restore them to resume")
         self.step = int(state["step"])
         self._elapsed_before = float(state["elapsed_s"])
+        kernels = [{k: g[k] for k in ("fused", "foreach") if k in g}
+                   for g in self.optimizer.param_groups]
         self.optimizer.load_state_dict(state["optimizer"])
+        for group, kernel in zip(self.optimizer.param_groups, kernels):
+            group.update(kernel)  # this config's train.fused_optimizer, not the saved one's
         torch.set_rng_state(state["torch_rng"])
         if state["cuda_rng"] and self.device.type == "cuda":
             torch.cuda.set_rng_state_all(state["cuda_rng"])
@@ -437,6 +444,8 @@ class ACTTrainer:
         self._window = dict(state["window"]["sums"])
         self._window_steps = int(state["window"]["steps"])
         self.best = None if state.get("best") is None else dict(state["best"])
+        if self.best is not None and "exact_qhalt" in self.best:  # saved under its former name
+            self.best["exact_acc_qhalt"] = self.best.pop("exact_qhalt")
         if state.get("raw_weights") is not None:
             # model.safetensors held the EMA weights; the raw ones continue training (also
             # when EMA is turned off on resume: train.ema_decay=null)
@@ -461,7 +470,7 @@ class ACTTrainer:
         (``train.key=value``), e.g. a lower lr after a ``NonFiniteError`` (then the
         continuation is no longer identical to an uninterrupted run). Other sections, and
         the train settings the saved state's shape depends on (optimizer, batch_size,
-        halt_max_steps), are refused either way. TensorBoard events after the checkpoint's
+        max_segments), are refused either way. TensorBoard events after the checkpoint's
         step are purged and ``metrics.jsonl`` is cut back to it, so the resumed run's curves
         continue the old ones without duplicates.
 
@@ -629,11 +638,11 @@ class ACTTrainer:
     def _note_eval(self, result: EvalResult) -> bool:
         """Record ``result`` if it beats the best evaluation so far (exact accuracy under
         Q-head halting, ties broken by cell accuracy); returns whether it did."""
-        score = (result.exact_qhalt, result.cell_acc_qhalt)
-        if self.best is not None and score <= (self.best["exact_qhalt"],
+        score = (result.exact_acc_qhalt, result.cell_acc_qhalt)
+        if self.best is not None and score <= (self.best["exact_acc_qhalt"],
                                                self.best["cell_acc_qhalt"]):
             return False
-        self.best = {"step": self.step, "exact_qhalt": result.exact_qhalt,
+        self.best = {"step": self.step, "exact_acc_qhalt": result.exact_acc_qhalt,
                      "cell_acc_qhalt": result.cell_acc_qhalt}
         return True
 
@@ -737,7 +746,7 @@ def _resume_config(run_dir: Path, folder: Path | None, overrides: list[str]
 
     Raises:
         ConfigError: an edit outside ``train``, or of a setting the saved state's shape
-            depends on (``optimizer``, ``batch_size``, ``halt_max_steps``), naming the key and
+            depends on (``optimizer``, ``batch_size``, ``max_segments``), naming the key and
             where it was changed.
         FileNotFoundError: neither a checkpoint nor ``config.yaml``.
     """
@@ -769,11 +778,12 @@ def _resume_config(run_dir: Path, folder: Path | None, overrides: list[str]
             notes.append(f"{yaml_path} was edited since checkpoint {folder.name}: "
                          f"{_describe(changes)}; resuming with the edited values")
     config = from_dict(RunConfig, apply_overrides(data, overrides))
-    config.validate()
+    config.validate(strict=False)  # the checkpoint's config, as it was saved
     for key in _SHAPE_KEYS:
         before, now = getattr(saved.train, key), getattr(config.train, key)
         if now != before:
-            by_set = any(item.split("=", 1)[0].strip() == f"train.{key}" for item in overrides)
+            by_set = any(RENAMED_KEYS.get(name, name) == f"train.{key}"
+                         for name in (item.split("=", 1)[0].strip() for item in overrides))
             where = (f"--set train.{key}" if by_set or key not in edited
                      else f"{yaml_path}: train.{key}")
             raise ConfigError(f"{where}: cannot change when resuming (the saved optimizer and "

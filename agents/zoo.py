@@ -129,7 +129,7 @@ def core_report(checkpoint: str | Path, step_costs: tuple[float, ...] = STEP_COS
     held-out puzzles (the settings are still chosen on the core's ``val`` split).
     """
     ckpt = load_checkpoint(checkpoint)
-    cap = ckpt.config.train.halt_max_steps
+    cap = ckpt.config.train.max_segments
     kind = ckpt.config.model.kind
     test_puzzles, val_puzzles = ckpt.puzzles(test_split), ckpt.puzzles("val", progress)
     test = record_rollout(ckpt.model, ckpt.task, test_puzzles, 2 * cap, batch_size,

@@ -66,7 +66,7 @@ torch.cuda.synchronize()
 seconds = time.perf_counter() - start
 
 model = trainer.model
-flops = segment_flops(model.config, config.train.halt_max_steps, model.prefix_len)
+flops = segment_flops(model.config, config.train.max_segments, model.prefix_len)
 segments_per_s = steps * config.train.batch_size / seconds
 achieved = segments_per_s * flops.train / 1e9
 result = trainer.evaluate(200)
@@ -85,7 +85,7 @@ print(json.dumps({
     "mfu_vs_measured_bf16_peak": round(achieved / peak_bf16["gflops"], 4),
     "peak_memory_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2),
     "last_step": stats.__dict__,
-    "eval_200_after_training": {"exact_qhalt": result.exact_qhalt,
+    "eval_200_after_training": {"exact_acc_qhalt": result.exact_acc_qhalt,
                                 "cell_acc_qhalt": result.cell_acc_qhalt},
 }, indent=2))
 EOF

@@ -56,7 +56,7 @@ def memory_config(cycles: int, gradient: str, hidden: int, layers: int, batch: i
             f"model.H_layers={layers}", f"model.L_layers={layers}",
             f"model.H_cycles={cycles}", f"model.L_cycles={cycles}",
             f"model.gradient={gradient}", f"train.batch_size={batch}",
-            "train.optimizer=adamw", "train.halt_max_steps=8", f"train.device={device}",
+            "train.optimizer=adamw", "train.max_segments=8", f"train.device={device}",
             f"train.threads={threads or 0}"]
 
 

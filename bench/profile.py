@@ -9,10 +9,16 @@ Profiles ``ACTTrainer.train_step`` of the tiny config with ``torch.profiler`` an
   element-wise kernels, other element-wise/reduction kernels, and memory/view ops; the part
   of the wall time no operator accounts for is Python and dispatch overhead.
 
+The step is one of ``hrm-rl bench train``'s speed variants (``--variant``: ``defaults``,
+the ``TrainConfig`` defaults, or e.g. ``plain``, every speed option off); ``--precision`` and
+``--compile`` override its settings. ``--shapes`` also lists the costliest operators by
+input shape (which product, which copy).
+
 Profiling slows small operators down, so read the shares rather than the absolute times;
 ``hrm-rl bench train`` measures the unprofiled throughput.
 
-    hrm-rl bench profile [--steps 10] [--threads 2] [--precision fp32]
+    hrm-rl bench profile [--steps 10] [--threads 2] [--variant defaults] [--precision fp32]
+                         [--compile model] [--shapes]
 """
 
 from __future__ import annotations
@@ -84,20 +90,31 @@ def _phase_labels(trainer):
 
 
 def run(tiny: str | None = None, steps: int = 10, threads: int | None = 2,
-        precision: str = "fp32", compile_: bool = False) -> dict[str, Any]:
-    """Profile ``steps`` training steps of the tiny config (after two warm-up steps)."""
-    from hrm_rl.bench.train import TINY_CONFIG, load_bench_config, make_trainer, with_train
+        precision: str | None = None, compile_: bool | str | None = None,
+        variant: str = "defaults", shapes: bool = False) -> dict[str, Any]:
+    """Profile ``steps`` training steps of the tiny config (after warm-up steps) as speed
+    variant ``variant``, with ``precision`` and ``compile_`` overriding its own when given."""
+    from hrm_rl.bench.train import (SPEED_VARIANTS, TINY_CONFIG, load_bench_config,
+                                    make_trainer, with_train)
 
+    if variant not in SPEED_VARIANTS:
+        raise ValueError(f"unknown variant {variant!r}: use one of {', '.join(SPEED_VARIANTS)}")
+    settings = dict(SPEED_VARIANTS[variant])
+    if precision is not None:
+        settings["precision"] = precision
+    if compile_ is not None:
+        settings["compile"] = compile_
     config = with_train(load_bench_config(tiny, TINY_CONFIG, []), threads=threads or None,
-                        precision=precision, compile=compile_)
+                        **settings)
     trainer = make_trainer(config)
-    for _ in range(2):
+    for _ in range(4 if settings["compile"] else 2):
         trainer.train_step()
     start = time.perf_counter()
     for _ in range(steps):
         trainer.train_step()
     unprofiled = (time.perf_counter() - start) / steps
-    with _phase_labels(trainer), profile(activities=[ProfilerActivity.CPU]) as prof:
+    with _phase_labels(trainer), profile(activities=[ProfilerActivity.CPU],
+                                         record_shapes=shapes) as prof:
         start = time.perf_counter()
         for _ in range(steps):
             with record_function("train_step"):
@@ -115,8 +132,8 @@ def run(tiny: str | None = None, steps: int = 10, threads: int | None = 2,
     kinds["python_and_dispatch_overhead"] = max(0.0, wall - sum(kinds.values()))
     top = sorted((e for e in events if e.key not in _PHASES and e.key != "train_step"),
                  key=lambda e: e.self_cpu_time_total, reverse=True)[:12]
-    return {
-        "config": "tiny", "precision": precision, "compile": compile_,
+    out = {
+        "config": "tiny", "variant": variant, **settings,
         "threads": torch.get_num_threads(), "batch_size": config.train.batch_size,
         "steps": steps, "unprofiled_step_ms": round(1000 * unprofiled, 1),
         "profiled_step_ms": round(1000 * wall / steps, 1),
@@ -126,6 +143,14 @@ def run(tiny: str | None = None, steps: int = 10, threads: int | None = 2,
         "top_ops_self_ms_per_step": {e.key: round(e.self_cpu_time_total / 1e3 / steps, 2)
                                      for e in top},
     }
+    if shapes:
+        by_shape = sorted((e for e in prof.key_averages(group_by_input_shape=True)
+                           if e.key not in _PHASES and e.key != "train_step"),
+                          key=lambda e: e.self_cpu_time_total, reverse=True)[:16]
+        out["top_ops_by_shape_self_ms_per_step"] = [
+            {"op": e.key, "shapes": str(e.input_shapes), "calls_per_step": e.count / steps,
+             "ms": round(e.self_cpu_time_total / 1e3 / steps, 2)} for e in by_shape]
+    return out
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -133,11 +158,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tiny-config", help="default configs/sudoku4-tiny.yaml")
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--threads", type=int, default=2, help="torch threads (0: torch's)")
-    parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
-    parser.add_argument("--compile", action="store_true")
+    parser.add_argument("--variant", default="defaults",
+                        help="a speed variant of hrm-rl bench train (defaults, plain, ...)")
+    parser.add_argument("--precision", choices=("fp32", "bf16"), default=None)
+    parser.add_argument("--compile", nargs="?", const="model", default=None,
+                        choices=("model", "blocks", "max-autotune"),
+                        help="compile (alone: model)")
+    parser.add_argument("--shapes", action="store_true",
+                        help="also the costliest operators by input shape")
 
 
 def run_from_args(args: argparse.Namespace) -> dict[str, Any]:
     """``run`` with the parsed ``add_arguments`` options."""
-    return run(args.tiny_config, args.steps, args.threads or None, args.precision, args.compile)
+    return run(args.tiny_config, args.steps, args.threads or None, args.precision, args.compile,
+               args.variant, args.shapes)
 

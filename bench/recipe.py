@@ -80,7 +80,7 @@ def markdown(results: list[dict[str, Any]], targets: list[float]) -> str:
         last = r["curve"][-1]
         times = " | ".join("—" if r["time_to"][f"{t:g}"] is None else
                            f"{r['time_to'][f'{t:g}'] / 60:.1f} min" for t in targets)
-        lines.append(f"| {r['variant']} | {last['steps']} | {last['exact_qhalt']:.1%} | "
+        lines.append(f"| {r['variant']} | {last['steps']} | {last['exact_acc_qhalt']:.1%} | "
                      f"{last['exact_at_max']:.1%} | {times} |")
     return "\n".join(lines)
 
@@ -117,7 +117,7 @@ def run_from_args(args: argparse.Namespace) -> dict[str, Any]:
             if trainer.elapsed_s() >= next_eval[name] or done:
                 ev = trainer.evaluate()
                 point = {"seconds": round(trainer.elapsed_s(), 1), "steps": trainer.step,
-                         "exact_qhalt": round(ev.exact_qhalt, 4),
+                         "exact_acc_qhalt": round(ev.exact_acc_qhalt, 4),
                          "exact_at_max": round(ev.exact_by_segment[-1], 4),
                          "cell_at_max": round(ev.cell_by_segment[-1], 4),
                          "mean_segments_qhalt": round(ev.mean_segments_qhalt, 3)}
@@ -128,7 +128,7 @@ def run_from_args(args: argparse.Namespace) -> dict[str, Any]:
                 active.remove(name)
     results = [{"variant": n, "config": VARIANTS[n][0], "overrides": VARIANTS[n][1],
                 "parameters": trainers[n].model.num_parameters(), "curve": curves[n],
-                "time_to": {f"{t:g}": time_to(curves[n], "exact_qhalt", t) for t in targets}}
+                "time_to": {f"{t:g}": time_to(curves[n], "exact_acc_qhalt", t) for t in targets}}
                for n in names]
     return {"seconds_per_variant": args.seconds, "slice_s": args.slice_s,
             "threads": args.threads, "val_size": args.val_size, "split": "val (held out of "

@@ -249,7 +249,7 @@ def _git_commit(root: Path) -> str | None:
 
 # --- configs and weights --------------------------------------------------------------------
 def project_config(setup: Setup, batch_size: int | None = None, device: str = "cpu",
-                   threads: int | None = 1, halt_max_steps: int = 16,
+                   threads: int | None = 1, max_segments: int = 16,
                    exploration: float = 0.1, optimizer: str = "adamw",
                    extra: list[str] | None = None) -> RunConfig:
     """Our run config for ``setup``: fp32, no compile, 1-step gradient, no puzzle embedding,
@@ -261,7 +261,7 @@ def project_config(setup: Setup, batch_size: int | None = None, device: str = "c
         f"model.H_cycles={setup.H_cycles}", f"model.L_cycles={setup.L_cycles}",
         "model.expansion=4", "model.puzzle_emb_ndim=0", "model.pos_encodings=rope",
         "model.gradient=one_step", f"train.batch_size={batch_size or setup.batch_size}",
-        f"train.halt_max_steps={halt_max_steps}",
+        f"train.max_segments={max_segments}",
         f"train.halt_exploration_prob={exploration}", "train.halt_loss=q_learning",
         "train.precision=fp32", "train.compile=false", f"train.device={device}",
         f"train.threads={threads or 0}", f"train.optimizer={optimizer}",
@@ -288,7 +288,7 @@ def reference_config(config: RunConfig, forward_dtype: str = "float32") -> dict[
                 L_layers=m.L_layers, hidden_size=m.hidden_size, expansion=m.expansion,
                 num_heads=m.num_heads, pos_encodings=m.pos_encodings,
                 rms_norm_eps=m.rms_norm_eps, rope_theta=m.rope_theta,
-                halt_max_steps=t.halt_max_steps, halt_exploration_prob=t.halt_exploration_prob,
+                halt_max_steps=t.max_segments, halt_exploration_prob=t.halt_exploration_prob,
                 forward_dtype=forward_dtype, causal=False)
 
 
@@ -472,7 +472,7 @@ def _worst(diffs: dict[str, dict[str, float]]) -> dict[str, Any]:
 
 
 def check_equality(reference: Reference, device: torch.device | str = "cpu", steps: int = 4,
-                   batch_size: int = 8, halt_max_steps: int = 3, tolerance: float = 1e-6,
+                   batch_size: int = 8, max_segments: int = 3, tolerance: float = 1e-6,
                    seed: int = 0) -> dict[str, Any]:
     """Float64 equality of ``steps`` training steps of the tiny config (module docstring).
 
@@ -484,7 +484,7 @@ def check_equality(reference: Reference, device: torch.device | str = "cpu", ste
 
     device = torch.device(device)
     config = project_config(SETUPS["tiny4"], batch_size, str(device), torch.get_num_threads(),
-                            halt_max_steps=halt_max_steps, exploration=0.0,
+                            max_segments=max_segments, exploration=0.0,
                             extra=["train.lr=1e-3", "train.lr_warmup_steps=0",
                                    "train.weight_decay=0.1", f"train.seed={seed}"])
     torch.manual_seed(seed)
@@ -525,7 +525,7 @@ def check_equality(reference: Reference, device: torch.device | str = "cpu", ste
                      "puzzle_identifiers": engine.puzzle_ids.to(torch.int32)}
             theirs = ref.train_step(batch, keep=True)
             out, carry, metrics = theirs["outputs"], theirs["carry"], theirs["metrics"]
-            is_last = engine.segments >= halt_max_steps
+            is_last = engine.segments >= max_segments
             target = torch.sigmoid(torch.where(is_last, peek.q_halt,
                                                torch.maximum(peek.q_halt, peek.q_continue)))
             forward = {"logits": _difference(segment.logits, out["logits"]),
@@ -571,7 +571,7 @@ def check_equality(reference: Reference, device: torch.device | str = "cpu", ste
                 and s["halting"]["segment_count_mismatches"] == 0 for s in per_step)
     return {
         "dtype": "float64", "device": str(device), "steps": steps, "batch_size": batch_size,
-        "halt_max_steps": halt_max_steps, "tolerance": tolerance, "equal": equal,
+        "max_segments": max_segments, "tolerance": tolerance, "equal": equal,
         "max_rel_difference": max(step_max(s) for s in per_step),
         "parameters": counts, "logits_dtype": dtypes,
         "first_segment_forward": first["forward"],
@@ -657,12 +657,12 @@ def time_setup(reference: Reference, setup: Setup, device: torch.device, seconds
         for pair in sides.values():
             pair["project"].run(seconds / rounds)
             pair["reference"].run(seconds / rounds)
-    flops = segment_flops(model.config, config.train.halt_max_steps, model.prefix_len)
+    flops = segment_flops(model.config, config.train.max_segments, model.prefix_len)
     out: dict[str, Any] = {
         "model": {k: getattr(model.config, k) for k in
                   ("hidden_size", "num_heads", "H_layers", "L_layers", "H_cycles", "L_cycles",
                    "seq_len", "vocab_size")},
-        "batch_size": b, "halt_max_steps": config.train.halt_max_steps,
+        "batch_size": b, "max_segments": config.train.max_segments,
         "eval_segments_per_round": eval_segments,
         "parameters": {"project": model.num_parameters(),
                        "reference": _parameter_count(ref.model.model)},

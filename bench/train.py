@@ -5,13 +5,22 @@ For the tiny config (``configs/sudoku4-tiny.yaml``) and the paper config
 run and on the same threads:
 
 - puzzle-segments/s of ``ACTTrainer.train_step`` (one segment on every row, the bootstrap
-  peek, backward and optimiser step) for fp32 and bf16 autocast, eager and (tiny config)
-  ``torch.compile``; the variants are timed in interleaved rounds, so a change in the
-  machine's load affects them alike and their *ratios* stay meaningful;
+  peek, backward and optimiser step) for each speed option (``SPEED_VARIANTS``): the plain
+  eager fp32 step (``plain``: ``F.linear`` on the BLAS, the unfused AdamW: the step before
+  these options existed), each option alone, the defaults, bf16 autocast and the
+  ``torch.compile`` modes; the variants are timed in interleaved rounds, so a change in the
+  machine's load affects them alike and their *ratios* (``speed_vs_plain``) stay
+  meaningful; each variant's first loss shows that it computes the same step;
 - the FLOPs of one training segment counted from the config (``flops.segment_flops``),
   cross-checked against ``torch.utils.flop_counter`` on a real step;
-- the machine's ``torch.mm`` peak in fp32 and bf16, and fp32 matmuls under bf16 autocast;
-- model FLOP utilisation (MFU): achieved FLOP/s over the peak of the variant's precision.
+- the machine's ``torch.mm`` peak in fp32 and bf16, fp32 matmuls under bf16 autocast, the
+  fp32 peak of the oneDNN product the default ``train.matmul`` uses, and which bf16 matrix
+  units the CPU has (``hrm_rl.device.bf16_matmul_units``);
+- model FLOP utilisation (MFU): achieved FLOP/s over the ``torch.mm`` peak of the variant's
+  precision (``mfu``), and for fp32 also over the oneDNN fp32 peak (``mfu_vs_onednn_peak``:
+  where oneDNN beats the BLAS, the attainable fp32 rate). On a shared machine whose speed
+  drifts, ``mfu_by_round`` is the steadier figure: a short matmul probe after every round,
+  and the median over rounds of each fp32 variant's FLOP/s over that round's probe.
 
 The puzzles are random tokens in the task's vocabulary: what a step costs does not depend on
 their content, and no puzzle generation or disk cache is needed.
@@ -28,6 +37,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -35,13 +45,33 @@ import numpy as np
 import torch
 
 from hrm_rl.model.flops import (autocast_linear_gflops, counted_train_step_flops,
-                                     matmul_peak_gflops, segment_flops)
+                                matmul_gflops, matmul_peak_gflops, onednn_mm, segment_flops)
 from hrm_rl.config import RunConfig, load_config
-from hrm_rl.device import resolve_device
+from hrm_rl.device import bf16_matmul_units, resolve_device
+from hrm_rl.model import onednn
 from hrm_rl.tasks import PuzzleBatch, make_task
 
 TINY_CONFIG = "configs/sudoku4-tiny.yaml"
 PAPER_CONFIG = "configs/sudoku9-extreme.yaml"
+
+PLAIN: dict[str, Any] = {"precision": "fp32", "compile": False, "matmul": "aten",
+                         "fused_optimizer": False}
+"""The plain eager fp32 step: every speed option off."""
+SPEED_VARIANTS: dict[str, dict[str, Any]] = {
+    "plain": PLAIN,
+    "onednn_matmul": {**PLAIN, "matmul": "onednn"},
+    "fused_adamw": {**PLAIN, "fused_optimizer": True},
+    "defaults": {**PLAIN, "matmul": "onednn", "fused_optimizer": True},
+    "bf16": {**PLAIN, "precision": "bf16", "fused_optimizer": True},
+    "compile_model": {**PLAIN, "matmul": "onednn", "fused_optimizer": True, "compile": "model"},
+    "compile_blocks": {**PLAIN, "matmul": "onednn", "fused_optimizer": True,
+                       "compile": "blocks"},
+    "compile_model_aten": {**PLAIN, "fused_optimizer": True, "compile": "model"},
+    "compile_max_autotune": {**PLAIN, "fused_optimizer": True, "compile": "max-autotune"},
+}
+"""``train`` settings of each timed variant (name -> changes); ``defaults`` are the
+``TrainConfig`` defaults. ``compile_model_aten`` and ``compile_max_autotune`` leave the
+products to inductor (the BLAS, or inductor's own GEMM kernels)."""
 
 
 def random_puzzles(vocab_size: int, seq_len: int, n: int, seed: int = 0) -> PuzzleBatch:
@@ -106,11 +136,12 @@ class _Variant:
         self.warmup_s = time.perf_counter() - start
         self.steps = 0
         self.seconds = 0.0
+        self.round_rates: list[float] = []  # steps/s of each round
 
     def run(self, seconds: float, max_steps: int | None) -> None:
         """Time steps until ``seconds`` have passed (at least one step), or, when
         ``max_steps`` is given, until this variant has run that many timed steps in all."""
-        start = time.perf_counter()
+        start, before = time.perf_counter(), self.steps
         while True:
             self.trainer.train_step()
             self.steps += 1
@@ -119,20 +150,26 @@ class _Variant:
             if (self.steps >= max_steps) if max_steps is not None else elapsed >= seconds:
                 break
         self.seconds += elapsed
+        self.round_rates.append((self.steps - before) / elapsed)
 
-    def result(self, flops_per_segment: int, peak_gflops: float) -> dict[str, Any]:
-        """Throughput, achieved GFLOP/s and MFU against ``peak_gflops``."""
+    def result(self, flops_per_segment: int, peaks: dict[str, float]) -> dict[str, Any]:
+        """Throughput, achieved GFLOP/s and MFU against the peak of the variant's precision
+        (and for fp32 also against ``peaks["fp32_onednn"]``, when given)."""
         t = self.config.train
         segments_per_s = self.steps * t.batch_size / self.seconds
         achieved = segments_per_s * flops_per_segment / 1e9
-        return {"precision": t.precision, "compile": t.compile, "batch_size": t.batch_size,
+        peak_gflops = peaks[t.precision]
+        extra = ({"mfu_vs_onednn_peak": round(achieved / peaks["fp32_onednn"], 4)}
+                 if t.precision == "fp32" and peaks.get("fp32_onednn") else {})
+        return {"precision": t.precision, "compile": t.compile, "matmul": t.matmul,
+                "fused_optimizer": t.fused_optimizer, "batch_size": t.batch_size,
                 "steps": self.steps, "seconds": round(self.seconds, 2),
                 "warmup_s": round(self.warmup_s, 1),
                 "first_step_lm_loss": round(self.first_lm_loss, 6),
                 "segments_per_s": round(segments_per_s, 2),
                 "step_ms": round(1000 * self.seconds / self.steps, 1),
                 "achieved_gflops": round(achieved, 2),
-                "mfu": round(achieved / peak_gflops, 4)}
+                "mfu": round(achieved / peak_gflops, 4), **extra}
 
 
 def with_train(config: RunConfig, **changes: Any) -> RunConfig:
@@ -146,18 +183,27 @@ def with_train(config: RunConfig, **changes: Any) -> RunConfig:
 
 def bench_config(label: str, base: RunConfig, variants: dict[str, dict[str, Any]],
                  peaks: dict[str, float], seconds: float, rounds: int = 3,
-                 max_steps: int | None = None, warmup: int = 2) -> dict[str, Any]:
+                 max_steps: int | None = None, warmup: int = 2,
+                 probe: Callable[[], dict[str, float]] | None = None) -> dict[str, Any]:
     """Time every variant (name -> ``train`` changes) of one config in interleaved rounds.
 
     Each variant gets ``seconds / rounds`` per round (at least one step), or stops once it
-    has run ``max_steps`` timed steps. The first variant is the reference for the ratios.
+    has run ``max_steps`` timed steps. The first variant is the reference for the ratios:
+    ``speed_vs_<first>`` over all rounds, and ``speed_vs_<first>_by_round`` (median, min
+    and max of the ratio within a round, where the machine's load was the same). With a
+    ``probe`` (short matmul peaks, ``peak_probe``) run after every round, each fp32
+    variant also gets ``mfu_by_round``: the median over rounds of its FLOP/s over that
+    round's peaks, which a change of load between the peak and the timing cannot skew.
     """
     built = [_Variant(name, with_train(base, **changes),
                       warmup + (2 if changes.get("compile") else 0))
              for name, changes in variants.items()]
+    probes = []
     for _ in range(rounds):
         for v in built:
             v.run(seconds / rounds, max_steps)
+        if probe is not None:
+            probes.append(probe())
     model = built[0].trainer.model
     flops = segment_flops(model.config, base.train.halt_max_steps, model.prefix_len)
     out: dict[str, Any] = {
@@ -167,15 +213,42 @@ def bench_config(label: str, base: RunConfig, variants: dict[str, dict[str, Any]
                    "gradient")},
         "halt_max_steps": base.train.halt_max_steps,
         "flops_per_segment": flops.to_dict(),
-        "variants": {v.name: v.result(flops.train, peaks[v.config.train.precision])
-                     for v in built},
+        "variants": {v.name: v.result(flops.train, peaks) for v in built},
     }
     figures = out["variants"]
     out["fastest"] = max(figures, key=lambda k: figures[k]["segments_per_s"])
     ref = built[0].name
     out[f"speed_vs_{ref}"] = {k: round(v["segments_per_s"] / figures[ref]["segments_per_s"], 3)
                               for k, v in figures.items()}
+    out[f"speed_vs_{ref}_by_round"] = {v.name: _spread([mine / theirs for mine, theirs in
+                                                       zip(v.round_rates, built[0].round_rates)])
+                                       for v in built[1:]}
+    if probes:
+        out["peak_probe_gflops_by_round"] = {k: _spread([p[k] for p in probes])
+                                             for k in probes[0]}
+        for v in built:
+            if v.config.train.precision != "fp32":
+                continue
+            achieved = [rate * v.config.train.batch_size * flops.train / 1e9
+                        for rate in v.round_rates]
+            figures[v.name]["mfu_by_round"] = {
+                k: round(float(np.median([a / p[k] for a, p in zip(achieved, probes)])), 4)
+                for k in probes[0]}
     return out
+
+
+def peak_probe(device: torch.device, n: int = 512, seconds: float = 0.15) -> dict[str, float]:
+    """A short fp32 matmul peak: ``torch.mm`` (``fp32``) and, on a CPU with oneDNN, its
+    linear (``fp32_onednn``), ``n x n``, ``seconds`` each (for ``bench_config``'s rounds)."""
+    out = {"fp32": matmul_gflops(device, torch.float32, n, seconds)[0]}
+    if device.type == "cpu" and onednn.AVAILABLE:
+        out["fp32_onednn"] = matmul_gflops(device, torch.float32, n, seconds, onednn_mm)[0]
+    return out
+
+
+def _spread(ratios: list[float]) -> dict[str, float]:
+    return {"median": round(float(np.median(ratios)), 3), "min": round(min(ratios), 3),
+            "max": round(max(ratios), 3)}
 
 
 def flop_check(config: RunConfig, batch_size: int) -> dict[str, Any]:
@@ -192,9 +265,14 @@ def flop_check(config: RunConfig, batch_size: int) -> dict[str, Any]:
 def run(tiny: str | None = None, paper: str | None = None, seconds: float = 6.0,
         threads: int | None = 2, compile_: bool = True, with_paper: bool = True,
         paper_batch: int = 2, paper_steps: int = 2, paper_bf16: bool | None = None,
-        device: str = "auto", omp_probe: bool = True) -> dict[str, Any]:
+        device: str = "auto", omp_probe: bool = True, rounds: int = 6,
+        all_compile_modes: bool = False, only: list[str] | None = None) -> dict[str, Any]:
     """Run the whole benchmark and return its figures (see the module docstring).
 
+    The tiny config times ``SPEED_VARIANTS`` (without compile unless ``compile_``; the two
+    that leave the products to inductor only with ``all_compile_modes``) in ``rounds``
+    interleaved rounds (``only``: those variants, in that order; the first is the
+    reference of the ratios); the paper config ``plain`` and ``defaults``.
     ``paper_bf16=None`` times the paper config in bf16 only on CUDA: a CPU without bf16
     matmul units takes minutes for it (the tiny config already measures the bf16 ratio).
     """
@@ -217,22 +295,34 @@ def run(tiny: str | None = None, paper: str | None = None, seconds: float = 6.0,
     peaks = {"fp32": fp32["gflops"],
              "bf16": max(bf16["gflops"], out["matmul_peak_gflops"]
                          ["fp32_linear_under_bf16_autocast"])}
+    if dev.type == "cpu" and onednn.AVAILABLE:
+        out["matmul_peak_gflops"]["fp32_onednn"] = matmul_peak_gflops(dev, torch.float32,
+                                                                      mm=onednn_mm)
+        peaks["fp32_onednn"] = out["matmul_peak_gflops"]["fp32_onednn"]["gflops"]
+    if dev.type == "cpu":
+        out["bf16_matmul_units"] = bf16_matmul_units()
 
     tiny_cfg = load_bench_config(tiny, TINY_CONFIG, common)
-    variants: dict[str, dict[str, Any]] = {"fp32": {"precision": "fp32"},
-                                           "bf16": {"precision": "bf16"}}
-    if compile_:
-        variants["fp32_compile"] = {"precision": "fp32", "compile": True}
+    skipped = set() if all_compile_modes else {"compile_model_aten", "compile_max_autotune"}
+    variants = {name: changes for name, changes in SPEED_VARIANTS.items()
+                if name not in skipped and (compile_ or not changes["compile"])}
+    if only:
+        unknown = [name for name in only if name not in SPEED_VARIANTS]
+        if unknown:
+            raise ValueError(f"unknown variant(s) {', '.join(unknown)}: use "
+                             f"{', '.join(SPEED_VARIANTS)}")
+        variants = {name: SPEED_VARIANTS[name] for name in only}
     out["flop_check"] = flop_check(tiny_cfg, 4)
-    out["tiny"] = bench_config("tiny", tiny_cfg, variants, peaks, seconds, warmup=1)
+    out["tiny"] = bench_config("tiny", tiny_cfg, variants, peaks, seconds, rounds=rounds,
+                               warmup=1, probe=lambda: peak_probe(dev))
     if with_paper:
         paper_cfg = with_train(load_bench_config(paper, PAPER_CONFIG, common),
                                batch_size=paper_batch)
-        paper_variants: dict[str, dict[str, Any]] = {"fp32": {"precision": "fp32"}}
+        paper_variants = {name: SPEED_VARIANTS[name] for name in ("plain", "defaults")}
         if paper_bf16 or (paper_bf16 is None and dev.type == "cuda"):
-            paper_variants["bf16"] = {"precision": "bf16"}
+            paper_variants["bf16"] = SPEED_VARIANTS["bf16"]
         out["paper"] = bench_config("paper", paper_cfg, paper_variants, peaks, seconds=0.0,
-                                    rounds=1, max_steps=paper_steps, warmup=1)
+                                    rounds=paper_steps, max_steps=None, warmup=1)
     if dev.type == "cpu" and omp_probe:
         out["tiny_fp32_segments_per_s_by_omp_wait_policy"] = omp_wait_policy_probe(
             tiny, threads or torch.get_num_threads())
@@ -284,10 +374,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tiny-config", help=f"default {TINY_CONFIG} (or the bundled core's)")
     parser.add_argument("--paper-config", help=f"default {PAPER_CONFIG} (or the built-in)")
     parser.add_argument("--seconds", type=float, default=6.0,
-                        help="timed seconds per tiny-config variant (split over 3 rounds)")
+                        help="timed seconds per tiny-config variant (split over the rounds)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (0: torch's)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--no-compile", action="store_true", help="skip torch.compile")
+    parser.add_argument("--all-compile-modes", action="store_true",
+                        help="also compile with the products left to inductor (aten, "
+                             "max-autotune; slow to compile on a CPU)")
+    parser.add_argument("--variants", type=lambda text: text.split(","), default=None,
+                        help="comma-separated tiny-config variants to time, the first the "
+                             "reference (default: all but the two slow compile modes)")
+    parser.add_argument("--rounds", type=int, default=6,
+                        help="interleaved rounds the tiny-config variants are timed in")
     parser.add_argument("--no-paper", action="store_true", help="skip the paper config")
     parser.add_argument("--paper-batch", type=int, default=2)
     parser.add_argument("--paper-steps", type=int, default=2)
@@ -302,4 +400,5 @@ def run_from_args(args: argparse.Namespace) -> dict[str, Any]:
     """``run`` with the parsed ``add_arguments`` options."""
     return run(args.tiny_config, args.paper_config, args.seconds, args.threads or None,
                not args.no_compile, not args.no_paper, args.paper_batch, args.paper_steps,
-               args.paper_bf16 or None, args.device, not args.no_omp_probe)
+               args.paper_bf16 or None, args.device, not args.no_omp_probe, args.rounds,
+               args.all_compile_modes, args.variants)

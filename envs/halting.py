@@ -187,7 +187,7 @@ class _HaltingCore:
             ckpt = _shared("checkpoint", folder / WEIGHTS, self.device,
                            lambda: load_checkpoint(folder, self.device))
             self.task, self.model = ckpt.task, ckpt.model
-            default_max = cap = ckpt.config.train.halt_max_steps
+            default_max = cap = ckpt.config.train.max_segments
             self.split = "train" if split is None else str(split)
             self.puzzles = ckpt.puzzles(self.split)
             self.hidden = self.model.config.hidden_size

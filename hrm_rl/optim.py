@@ -11,13 +11,17 @@ import torch
 class AdamATan2(torch.optim.Optimizer):
     """Adam with ``atan2`` in place of the division by ``sqrt(v) + eps`` (no epsilon to tune).
 
-    The update is ``a * atan2(m_hat, b * sqrt(v_hat))`` with decoupled weight decay, as in the
-    optimiser the HRM reference trains with (a = 1.27, b = 1). Pure PyTorch, any device.
+    The update is ``lr * a * atan2(m_hat, b * sqrt(v_hat))`` with decoupled weight decay
+    ``p *= 1 - lr * weight_decay``. The defaults ``a = b = 1`` are those of the optimiser the
+    HRM and TRM references train with (imoneoi's ``adam-atan2`` CUDA kernel, which has no
+    ``a`` or ``b``); the Adam-atan2 paper (Everett et al. 2024) and the
+    ``adam-atan2-pytorch`` package use ``a = 1.27``. Pure PyTorch, any device
+    (``scripts/experiments/compare_adam_atan2.py`` compares it with that package).
     """
 
     def __init__(self, params: Iterable[torch.nn.Parameter], lr: float = 1e-4,
                  betas: tuple[float, float] = (0.9, 0.95), weight_decay: float = 0.0,
-                 a: float = 1.27, b: float = 1.0) -> None:
+                 a: float = 1.0, b: float = 1.0) -> None:
         if lr < 0 or weight_decay < 0:
             raise ValueError(f"lr and weight_decay must be >= 0, got {lr}, {weight_decay}")
         super().__init__(params, dict(lr=lr, betas=betas, weight_decay=weight_decay, a=a, b=b))
@@ -77,10 +81,21 @@ class SignSGD(torch.optim.Optimizer):
 
 
 def make_optimizer(name: str, params: Iterable[torch.nn.Parameter], lr: float,
-                   betas: tuple[float, float], weight_decay: float) -> torch.optim.Optimizer:
-    """``"adamw"`` (torch.optim.AdamW) or ``"adam_atan2"`` (``AdamATan2``)."""
+                   betas: tuple[float, float], weight_decay: float,
+                   fused: bool = False) -> torch.optim.Optimizer:
+    """``"adamw"`` (torch.optim.AdamW) or ``"adam_atan2"`` (``AdamATan2``).
+
+    ``fused``: AdamW's fused kernel (one pass over each tensor instead of one per operation;
+    measured 3.8x faster a step on the tiny model, 1 CPU thread), where the parameters are
+    floating point on a CPU or CUDA; results equal the unfused ones to rounding. AdamATan2
+    has no fused form and ignores it.
+    """
     if name == "adamw":
-        return torch.optim.AdamW(params, lr=lr, betas=betas, weight_decay=weight_decay)
+        params = list(params)
+        fused = fused and all(p.is_floating_point() and p.device.type in ("cpu", "cuda")
+                              for p in params)
+        return torch.optim.AdamW(params, lr=lr, betas=betas, weight_decay=weight_decay,
+                                 fused=fused or None)
     if name == "adam_atan2":
         return AdamATan2(params, lr=lr, betas=betas, weight_decay=weight_decay)
     raise ValueError(f"unknown optimizer {name!r}: use 'adamw' or 'adam_atan2'")

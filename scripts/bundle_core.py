@@ -30,8 +30,8 @@ def test_figures(folder: Path) -> dict:
     """Q-head exact, its mean segments and exact at the cap on the core's test puzzles."""
     ckpt = load_checkpoint(folder)
     res = evaluate(ckpt.model, ckpt.task, ckpt.puzzles("test"),
-                   ckpt.config.train.halt_max_steps)
-    return {"n": res.n, "qhead_exact": res.exact_qhalt,
+                   ckpt.config.train.max_segments)
+    return {"n": res.n, "qhead_exact": res.exact_acc_qhalt,
             "qhead_mean_segments": res.mean_segments_qhalt,
             "exact_at_1": res.exact_by_segment[0], "exact_at_K": res.exact_by_segment[-1]}
 

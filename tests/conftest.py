@@ -60,7 +60,7 @@ def saved_activation_bytes(segment: Callable[[], SegmentOutput]) -> int:
 TINY_RUN = ["task.size=4", "model.hidden_size=32", "model.num_heads=2", "model.H_layers=1",
             "model.L_layers=1", "model.H_cycles=1", "model.L_cycles=2", "model.expansion=2",
             "model.pos_encodings=learned", "train.batch_size=16", "train.lr=1e-3",
-            "train.weight_decay=0.1", "train.lr_warmup_steps=5", "train.halt_max_steps=4",
+            "train.weight_decay=0.1", "train.lr_warmup_steps=5", "train.max_segments=4",
             "train.eval_every=1000", "train.eval_size=16", "train.log_every=1",
             "train.threads=1", "train.loss=softmax", "train.device=cpu",
             "data.train_size=200", "data.test_size=16", "data.max_givens=6",

@@ -18,18 +18,18 @@ TINY = ["task.size=4", "model.hidden_size=32", "model.num_heads=2", "model.H_lay
 
 
 @pytest.mark.parametrize("gradient", ["one_step", "last_recursion", "bptt"])
-@pytest.mark.parametrize("halt_max_steps", [1, 4])  # 1: no bootstrap peek forward
+@pytest.mark.parametrize("max_segments", [1, 4])  # 1: no bootstrap peek forward
 @pytest.mark.parametrize("puzzle_emb_ndim", [0, 48])
-def test_analytic_flops_equal_the_flop_counter_on_a_real_step(gradient, halt_max_steps,
+def test_analytic_flops_equal_the_flop_counter_on_a_real_step(gradient, max_segments,
                                                               puzzle_emb_ndim):
     config = load_config(None, TINY + [f"model.gradient={gradient}",
-                                       f"train.halt_max_steps={halt_max_steps}",
+                                       f"train.max_segments={max_segments}",
                                        f"model.puzzle_emb_ndim={puzzle_emb_ndim}"])
     trainer = make_trainer(config, n_puzzles=16)
-    flops = segment_flops(trainer.model.config, halt_max_steps, trainer.model.prefix_len)
+    flops = segment_flops(trainer.model.config, max_segments, trainer.model.prefix_len)
     assert counted_train_step_flops(trainer) == 4 * flops.train
     assert flops.backward == 2 * flops.forward_grad
-    assert (flops.peek > 0) == (halt_max_steps > 1)
+    assert (flops.peek > 0) == (max_segments > 1)
     if gradient == "bptt":
         assert flops.forward_no_grad == 0
 
@@ -45,19 +45,31 @@ def test_memory_one_step_is_flat_last_recursion_grows_with_l_and_bptt_with_h_tim
     assert saved(3, "bptt") > 4 * saved(1, "bptt")
 
 
-def test_bench_train_cli_prints_json(tmp_path, capsys):
-    tiny = tmp_path / "tiny.yaml"
-    tiny.write_text("task: {name: sudoku, size: 4}\n"
+@pytest.fixture
+def tiny(tmp_path):
+    """A tiny-config YAML small enough for a bench to run in seconds."""
+    path = tmp_path / "tiny.yaml"
+    path.write_text("task: {name: sudoku, size: 4}\n"
                     "model: {hidden_size: 32, num_heads: 2, H_layers: 1, L_layers: 1}\n"
                     "train: {batch_size: 8}\n")
+    return path
+
+
+def test_bench_train_cli_prints_json(tiny, capsys):
     assert main(["bench", "train", "--tiny-config", str(tiny), "--no-paper", "--no-compile",
                  "--no-omp-probe", "--seconds", "0.2", "--threads", "1"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["flop_check"]["ratio"] == 1.0
-    assert set(out["tiny"]["variants"]) == {"fp32", "bf16"}
-    fp32 = out["tiny"]["variants"]["fp32"]
-    assert fp32["segments_per_s"] > 0 and 0 < fp32["mfu"]
+    assert set(out["tiny"]["variants"]) == {"plain", "onednn_matmul", "fused_adamw",
+                                            "defaults", "bf16"}  # no compile variants
+    plain = out["tiny"]["variants"]["plain"]
+    assert plain["segments_per_s"] > 0 and 0 < plain["mfu"]
+    assert out["tiny"]["speed_vs_plain"]["plain"] == 1.0
+    assert set(out["tiny"]["speed_vs_plain_by_round"]["defaults"]) == {"median", "min", "max"}
     assert out["matmul_peak_gflops"]["fp32"]["gflops"] > 0
+    assert set(out["bf16_matmul_units"]) == {"amx_bf16", "avx512_bf16"}
+    assert out["tiny"]["variants"]["defaults"]["mfu_by_round"]["fp32"] > 0
+    assert "mfu_by_round" not in out["tiny"]["variants"]["bf16"]
 
 
 @pytest.mark.slow
@@ -80,7 +92,7 @@ def test_env_roofline_puts_the_batched_env_below_the_matmul_peak():
 
 def test_recipe_bench_alternates_variants_and_scores_on_val(tmp_path, capsys):
     small = ["model.hidden_size=32", "model.num_heads=2", "train.batch_size=8",
-             "data.train_size=120", "data.test_size=10", "train.halt_max_steps=2",
+             "data.train_size=120", "data.test_size=10", "train.max_segments=2",
              "train.eval_batch_size=64"]
     args = ["bench", "recipe", "--variants", "base,lr5e-4", "--seconds", "2", "--slice-s", "0.5",
             "--eval-every-s", "1", "--val-size", "20", "--cache-dir", str(tmp_path)]
@@ -92,6 +104,16 @@ def test_recipe_bench_alternates_variants_and_scores_on_val(tmp_path, capsys):
     for r in report["results"]:
         seconds = [p["seconds"] for p in r["curve"]]
         assert len(seconds) >= 2 and seconds == sorted(seconds) and seconds[-1] >= 2
-        assert all(0 <= p["exact_qhalt"] <= 1 for p in r["curve"])
+        assert all(0 <= p["exact_acc_qhalt"] <= 1 for p in r["curve"])
     assert "time to 50%" in report["markdown"]
     assert main(["bench", "recipe", "--variants", "nope"]) == 2
+
+
+def test_bench_profile_cli_prints_shares_by_phase_kind_and_shape(tiny, capsys):
+    assert main(["bench", "profile", "--tiny-config", str(tiny), "--steps", "1",
+                 "--threads", "1", "--variant", "plain", "--shapes"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert (out["variant"], out["matmul"], out["fused_optimizer"]) == ("plain", "aten", False)
+    assert {"forward", "peek", "backward", "optimizer"} <= set(out["share_by_phase"])
+    assert out["share_by_kind"]["matmul"] > 0
+    assert any(row["op"] == "aten::mm" for row in out["top_ops_by_shape_self_ms_per_step"])

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import re
+import warnings
 from pathlib import Path
 
 import pytest
+import yaml
 
 from hrm_rl.config import ConfigError, load_config
 
@@ -87,3 +91,123 @@ def test_fit_to_returns_a_fitted_copy_and_leaves_the_config_alone():
     with pytest.raises(ConfigError, match="model.seq_len"):
         load_config(None, ["task.size=6", "model.seq_len=81"]).model.fit_to(
             make_task(config.task))
+
+
+# --- renamed keys: train.max_segments was train.halt_max_steps -----------------------------
+
+def test_the_former_name_halt_max_steps_reads_as_max_segments_from_yaml_and_set(tmp_path):
+    old, new = tmp_path / "old.yaml", tmp_path / "new.yaml"
+    old.write_text("task: {size: 4}\ntrain: {halt_max_steps: 5}\n")
+    new.write_text("task: {size: 4}\ntrain: {max_segments: 5}\n")
+    with pytest.warns(FutureWarning, match="train.halt_max_steps is now called train.max_segments"):
+        from_yaml = load_config(old)
+    with pytest.warns(FutureWarning, match="train.max_segments"):
+        from_set = load_config(None, ["task.size=4", "train.halt_max_steps=5"])
+    wanted = load_config(new).train
+    assert from_yaml.train == wanted and from_set.train == wanted
+    assert wanted.max_segments == 5 and wanted.halt_max_steps == 5  # read-only alias
+    assert "max_segments" in from_yaml.to_dict()["train"]  # written under the new name
+    assert "halt_max_steps" not in from_yaml.to_dict()["train"]
+
+
+@pytest.mark.filterwarnings("ignore::FutureWarning")
+def test_both_names_with_different_values_are_refused_and_a_set_replaces_either(tmp_path):
+    path = tmp_path / "both.yaml"
+    path.write_text("train: {halt_max_steps: 4, max_segments: 6}\n")
+    with pytest.raises(ConfigError, match=r"train\.halt_max_steps=4 and train\.max_segments=6"):
+        load_config(path)
+    path.write_text("train: {halt_max_steps: 6, max_segments: 6}\n")
+    assert load_config(path).train.max_segments == 6  # the same value twice: one setting
+    old = tmp_path / "old.yaml"
+    old.write_text("train: {halt_max_steps: 4}\n")
+    assert load_config(old, ["train.max_segments=7"]).train.max_segments == 7
+    new = tmp_path / "new.yaml"
+    new.write_text("train: {max_segments: 4}\n")
+    assert load_config(new, ["train.halt_max_steps=7"]).train.max_segments == 7
+    with pytest.raises(ConfigError, match=r"train\.max_segments: must be in \[1, 1024\]"):
+        load_config(None, ["train.halt_max_steps=2000"])
+
+
+def test_saved_configs_with_the_former_name_load_silently(tmp_path):
+    saved = tmp_path / "config.yaml"
+    saved.write_text(yaml.safe_dump({**load_config(None).to_dict(), "train": {
+        **{k: v for k, v in load_config(None).to_dict()["train"].items()
+           if k != "max_segments"}, "halt_max_steps": 3}}))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert load_config(saved, saved=True).train.max_segments == 3
+
+
+BUNDLED = sorted(Path(__file__).parent.parent.joinpath("hrm_rl", "checkpoints").glob(
+    "*/config.json"))
+
+
+@pytest.mark.parametrize("path", BUNDLED, ids=[p.parent.name for p in BUNDLED])
+def test_bundled_core_configs_keep_their_cap_under_the_new_name(path):
+    from hrm_rl.checkpoint import read_checkpoint_config
+
+    written = json.loads(path.read_text())["run"]["train"]
+    cap = written.get("max_segments", written.get("halt_max_steps"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        config, _, _ = read_checkpoint_config(path.parent)
+    assert config.train.max_segments == cap
+
+
+def test_eval_result_names_its_q_head_accuracy_as_the_trainer_logs_it():
+    from hrm_rl.evaluation import EvalResult
+
+    result = EvalResult(n=4, max_segments=2, exact_acc_qhalt=0.75)
+    assert result.exact_qhalt == 0.75  # the former name, read-only
+    assert "exact_acc_qhalt" in result.to_dict() and "exact_qhalt" not in result.to_dict()
+
+
+# --- each task reads and checks its own keys ------------------------------------------------
+
+def test_every_task_name_has_an_options_class_that_builds_it():
+    from hrm_rl.config import TaskConfig
+    from hrm_rl.tasks import TASK_OPTIONS, TASKS, make_task, task_options
+
+    assert TASKS == tuple(TASK_OPTIONS) == ("sudoku", "maze", "arc")
+    options = task_options(TaskConfig(name="maze", size=7, tie_break="first"))
+    assert (options.size, options.tie_break) == (7, "first")
+    assert make_task(TaskConfig(name="maze", size=7)).name == "maze7"
+    with pytest.raises(ValueError, match="unknown task 'chess'; available: sudoku, maze, arc"):
+        task_options(TaskConfig(name="chess"))
+
+
+@pytest.mark.parametrize("overrides, key, keys", [
+    (["task.tie_break=first"], "task.tie_break", "task.name, task.size, data.max_givens"),
+    (["data.layout=mix"], "data.layout", "task.name, task.size, data.max_givens"),
+    (["task.name=maze", "data.max_givens=20"], "data.max_givens",
+     "task.name, task.size, task.tie_break, data.layout"),
+    (["task.name=arc", "task.size=30"], "task.size",
+     "task.name, task.dataset, task.data_dir, task.augmentations, task.max_tasks")])
+def test_a_key_the_task_does_not_read_is_refused_naming_the_task_and_its_keys(overrides, key,
+                                                                              keys):
+    with pytest.raises(ConfigError, match=rf"{re.escape(key)}: task \w+ does not read it "
+                                          rf"\(its keys: {re.escape(keys)}"):
+        load_config(None, overrides)
+    load_config(None, overrides[:-1])  # without it, the config loads
+
+
+def test_a_saved_config_with_a_key_its_task_does_not_read_still_loads(tmp_path):
+    saved = tmp_path / "config.yaml"
+    data = load_config(None).to_dict()
+    data["data"]["layout"] = "mix"  # a Sudoku run saved before keys were checked per task
+    saved.write_text(yaml.safe_dump(data))
+    assert load_config(saved, saved=True).data.layout == "mix"
+    with pytest.raises(ConfigError, match="data.layout: task sudoku does not read it"):
+        load_config(saved)
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["task.size=5"], "task.size: Sudoku comes in sizes 4, 6 and 9, got 5"),
+    (["task.size=4", "data.max_givens=3"], "data.max_givens: 3 is infeasible with task.size=4"),
+    (["task.name=maze", "task.size=65"], r"task.size: a maze side must be in \[4, 64\]"),
+    (["task.name=maze", "data.layout=easy"], "data.layout: must be 'hard' or 'mix'"),
+    (["task.name=arc", "task.dataset=arc3"], "task.dataset: must be 'arc1' or 'arc2'"),
+    (["task.name=arc", "task.augmentations=-1"], "task.augmentations: must be >= 0")])
+def test_each_task_checks_its_own_keys(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(None, overrides)

@@ -27,7 +27,7 @@ from hrm_rl.checkpoint import (CONFIG, FINGERPRINT_KEY, TRAINER_STATE, WEIGHTS, 
                                architecture_fingerprint, load_checkpoint, load_trainer_state,
                                resolve_checkpoint, stamp_architecture)
 from hrm_rl.cli import main
-from hrm_rl.config import load_config
+from hrm_rl.config import ConfigError, load_config
 from hrm_rl.evaluation import EvalResult
 
 from conftest import TINY_RUN as TINY, metrics, tiny_run_config as tiny, tiny_yaml
@@ -170,9 +170,9 @@ def _scripted_evaluate(scores: dict[int, float]):
     """An ``ACTTrainer.evaluate`` that returns ``scores[step]`` (0.1 otherwise)."""
     def evaluate(self, n=None, max_segments=None):
         x = scores.get(self.step, 0.1)
-        k = self.config.train.halt_max_steps
+        k = self.config.train.max_segments
         return EvalResult(n=16, max_segments=k, exact_by_segment=[x] * k,
-                          cell_by_segment=[x] * k, exact_qhalt=x, cell_acc_qhalt=x,
+                          cell_by_segment=[x] * k, exact_acc_qhalt=x, cell_acc_qhalt=x,
                           mean_segments_qhalt=1.0, segments_qhalt_histogram=[16] + [0] * (k - 1))
     return evaluate
 
@@ -192,8 +192,8 @@ def test_best_checkpoint_outlives_the_rotation_loads_and_resumes(data_dir, tmp_p
     assert (root / "best").read_text() == "step_0000004"
     assert (root / "latest").read_text() == "step_0000008"
     best = load_checkpoint(root / "best")
-    assert best.path == root / "step_0000004" and best.meta["eval"]["exact_qhalt"] == 0.9
-    assert load_trainer_state(best.path)["best"] == {"step": 4, "exact_qhalt": 0.9,
+    assert best.path == root / "step_0000004" and best.meta["eval"]["exact_acc_qhalt"] == 0.9
+    assert load_trainer_state(best.path)["best"] == {"step": 4, "exact_acc_qhalt": 0.9,
                                                      "cell_acc_qhalt": 0.9}
 
     assert main(["eval", str(root / "best"), "--data", str(root / "test.csv"),
@@ -425,6 +425,30 @@ def test_config_yaml_edits_the_checkpoint_cannot_follow_are_refused(run8, tmp_pa
     err = capsys.readouterr().err
     assert "hrm-rl train: error:" in err and message in err
     RunLock(run).release()  # refused without keeping the folder locked
+
+
+@pytest.mark.filterwarnings("ignore::FutureWarning")  # the --set with the former name
+def test_a_run_saved_with_the_former_name_halt_max_steps_resumes_unchanged(run8, tmp_path):
+    """Runs before the rename saved ``train.halt_max_steps``: they resume with the same cap
+    (a --set may use either name), and what they save from then on uses ``max_segments``."""
+    run = copy_run(run8, tmp_path)
+    step = run / "checkpoints" / "step_0000008" / "config.json"
+    for path, read, write in ((run / "config.yaml", yaml.safe_load, yaml.safe_dump),
+                              (step, json.loads, json.dumps)):
+        data = read(path.read_text())
+        train = (data["run"] if path == step else data)["train"]
+        train["halt_max_steps"] = train.pop("max_segments")
+        path.write_text(write(data))
+    with pytest.raises(ConfigError, match="--set train.max_segments: cannot change when resuming"):
+        ACTTrainer.resume(run, ["train.halt_max_steps=3"])
+    resumed = ACTTrainer.resume(run, ["train.halt_max_steps=4", "train.steps=10"],
+                                progress=False)
+    assert resumed.config.train.max_segments == 4
+    resumed.fit()
+    assert steps_of(run) == list(range(1, 11))
+    saved = json.loads((run / "checkpoints" / "step_0000010" / "config.json").read_text())
+    assert saved["run"]["train"]["max_segments"] == 4
+    assert "halt_max_steps" not in saved["run"]["train"]
 
 
 # ================================================================= 8 architecture fingerprint

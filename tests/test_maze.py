@@ -335,7 +335,7 @@ def test_act_trainer_runs_on_mazes(tmp_path):
         "task.name=maze", "task.size=7", "model.hidden_size=32", "model.num_heads=2",
         "model.H_layers=1", "model.L_layers=1", "model.H_cycles=1", "model.L_cycles=1",
         "model.pos_encodings=learned", "train.batch_size=8", "train.steps=3",
-        "train.halt_max_steps=2", "train.eval_every=3", "train.eval_size=8",
+        "train.max_segments=2", "train.eval_every=3", "train.eval_size=8",
         "train.eval_batch_size=8", "train.checkpoint_every=100", "train.log_every=1",
         "train.loss=softmax", "data.augment=false", f"data.cache_dir={tmp_path}"])
     task = MazeTask(7)

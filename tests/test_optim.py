@@ -28,7 +28,25 @@ def test_adam_atan2_step_is_bounded_without_epsilon():
     opt = AdamATan2([w], lr=0.1)
     w.grad = torch.tensor([1e-30, 1.0, -1e6])
     opt.step()
-    assert torch.all(w.abs() <= 0.1 * 1.27 * torch.pi / 2 + 1e-6)
+    assert torch.all(w.abs() <= 0.1 * torch.pi / 2 + 1e-6)
+
+
+def test_adam_atan2_is_the_hrm_references_update():
+    # The update of imoneoi's adam-atan2 kernel, which HRM and TRM train with (no a, b
+    # constants): p *= 1 - lr*wd; p -= lr * atan2(m / (1 - b1^t), sqrt(v) / sqrt(1 - b2^t)).
+    torch.manual_seed(0)
+    lr, wd, (b1, b2) = 1e-3, 0.1, (0.9, 0.95)
+    w = torch.nn.Parameter(torch.randn(64, dtype=torch.float64))
+    p, m, v = w.detach().clone(), torch.zeros_like(w), torch.zeros_like(w)
+    opt = AdamATan2([w], lr=lr, betas=(b1, b2), weight_decay=wd)
+    for t in range(1, 6):
+        grad = torch.randn_like(p) * 1e-3
+        w.grad = grad.clone()
+        opt.step()
+        p = p * (1 - lr * wd)
+        m, v = m.lerp(grad, 1 - b1), v.lerp(grad * grad, 1 - b2)
+        p = p - lr * torch.atan2(m / (1 - b1**t), v.sqrt() / (1 - b2**t) ** 0.5)
+    assert torch.allclose(w.detach(), p, rtol=0, atol=1e-15)
 
 
 def test_schedule_warms_up_then_follows_the_time_budget():
@@ -82,7 +100,7 @@ def test_the_paper_sudoku_config_has_a_prefix_position_and_a_sign_sgd_embedding(
     tiny = ["task.size=4", "model.hidden_size=32", "model.num_heads=2", "model.H_layers=1",
             "model.L_layers=1", "model.puzzle_emb_ndim=32", "train.batch_size=8",
             "train.lr=1e-3", "train.lr_warmup_steps=0", "train.puzzle_emb_lr=0.5",
-            "train.halt_max_steps=2", "data.train_size=40", "data.test_size=8",
+            "train.max_segments=2", "data.train_size=40", "data.test_size=8",
             "data.max_givens=6", "data.split_by=exact", f"data.cache_dir={tmp_path}"]
     trainer = ACTTrainer(load_config(None, tiny), run_dir=None, progress=False)
     emb = trainer.model.puzzle_emb

@@ -22,7 +22,7 @@ TINY = ["task.size=4", "model.hidden_size=32", "model.num_heads=2", "model.H_lay
         "model.L_layers=1", "model.H_cycles=1", "model.L_cycles=2",
         "model.pos_encodings=learned", "train.batch_size=32", "train.steps=80",
         "train.lr=1e-3", "train.weight_decay=0.1", "train.lr_warmup_steps=5",
-        "train.halt_max_steps=4", "train.eval_every=40", "train.eval_size=64",
+        "train.max_segments=4", "train.eval_every=40", "train.eval_size=64",
         "train.checkpoint_every=40", "train.log_every=10", "train.loss=softmax",
         "data.train_size=400", "data.test_size=64", "data.max_givens=6", "data.split_by=exact"]
 
@@ -91,7 +91,7 @@ def test_eval_cli_prints_json(trained_run, tmp_path, capsys):
     ckpt = load_checkpoint(trainer.run_dir)
     want = evaluate(ckpt.model, ckpt.task, trainer.test_set.take(slice(0, 20)), 3).to_dict()
     assert out["n"] == 20 and len(out["exact_by_segment"]) == 3
-    for key in ("exact_by_segment", "exact_qhalt", "mean_segments_qhalt", "cell_acc_qhalt"):
+    for key in ("exact_by_segment", "exact_acc_qhalt", "mean_segments_qhalt", "cell_acc_qhalt"):
         assert out[key] == pytest.approx(want[key])  # the CLI prints what evaluate() measures
     assert 1 <= out["mean_segments_qhalt"] <= 3 and sum(out["segments_qhalt_histogram"]) == 20
 
@@ -119,7 +119,7 @@ def test_q_learning_targets_follow_the_reference():
 
 def test_exploration_draws_minimum_segments_per_episode(tmp_path):
     trainer = ACTTrainer(tiny_config(tmp_path, "train.halt_exploration_prob=1.0",
-                                     "train.halt_max_steps=6"), None, progress=False)
+                                     "train.max_segments=6"), None, progress=False)
     mins = trainer._draw_min_segments(2000)
     assert mins.min() >= 2 and mins.max() <= 6
     trainer = ACTTrainer(tiny_config(tmp_path, "train.halt_exploration_prob=0.0"), None,

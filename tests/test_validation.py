@@ -247,7 +247,7 @@ def test_resume_refuses_to_change_the_model(small_run):
 
 @pytest.mark.parametrize("override, key", [("train.optimizer=adam_atan2", "optimizer"),
                                            ("train.batch_size=2", "batch_size"),
-                                           ("train.halt_max_steps=3", "halt_max_steps")])
+                                           ("train.max_segments=3", "max_segments")])
 def test_resume_refuses_settings_the_saved_state_cannot_follow(small_run, override, key,
                                                                capsys):
     with pytest.raises(ConfigError, match=f"train.{key}: cannot change when resuming"):

@@ -143,9 +143,9 @@ def test_every_bundled_core_loads_with_its_card_and_splits(name):
     if expected:  # the README row, measured on the whole test set
         n = 50
         res = evaluate(ckpt.model, ckpt.task, ckpt.puzzles("test").take(slice(0, n)),
-                       ckpt.config.train.halt_max_steps)
+                       ckpt.config.train.max_segments)
         tol = 3 * np.sqrt(0.25 / n)  # three standard errors of a 50-puzzle mean
-        assert abs(res.exact_qhalt - expected["qhead_exact"]) <= tol
+        assert abs(res.exact_acc_qhalt - expected["qhead_exact"]) <= tol
         assert abs(res.exact_by_segment[-1] - expected["exact_at_K"]) <= tol
 
 
@@ -154,7 +154,7 @@ def test_core_report_matches_evaluate_on_sudoku4():
     report = core_report("sudoku4")
     ckpt = load_checkpoint("sudoku4")
     res = evaluate(ckpt.model, ckpt.task, ckpt.puzzles("test"), 8)
-    assert report["qhead"]["accuracy"] == pytest.approx(res.exact_qhalt)
+    assert report["qhead"]["accuracy"] == pytest.approx(res.exact_acc_qhalt)
     assert report["exact_by_segment"][:8] == pytest.approx(res.exact_by_segment)
     for row in report["costs"].values():
         by = {r["policy"].split(":")[0]: r["reward"] for r in row["rows"]}

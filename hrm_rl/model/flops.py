@@ -18,13 +18,15 @@ heads); one multiply-add is 2 FLOPs. This is what ``torch.utils.flop_counter`` c
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import torch
 
 from hrm_rl.config import ModelConfig
 from hrm_rl.model.base import steps_with_gradient
-from hrm_rl.model.layers import swiglu_width
+from hrm_rl.model import onednn
+from hrm_rl.model.layers import Linear, set_linear_backend, swiglu_width
 
 
 @dataclass
@@ -87,15 +89,22 @@ def segment_flops(cfg: ModelConfig, halt_max_steps: int, prefix_len: int = 0) ->
 def counted_train_step_flops(trainer) -> int:
     """FLOPs of one ``trainer.train_step()`` as ``torch.utils.flop_counter`` counts them.
 
-    SDPA runs on its math backend here, because the flop counter has no formula for the CPU
-    flash kernel (it would count attention as 0); the step still changes the trainer's
-    weights and state like any other step.
+    SDPA runs on its math backend and the linears on aten here, because the flop counter has
+    no formula for the CPU flash kernel or oneDNN's linear (it would count them as 0); the
+    step still changes the trainer's weights and state like any other step.
     """
     from torch.nn.attention import SDPBackend, sdpa_kernel
     from torch.utils.flop_counter import FlopCounterMode
 
-    with sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
-        trainer.train_step()
+    linears = [m for m in trainer.model.modules() if isinstance(m, Linear)]
+    backends = [m.backend for m in linears]
+    set_linear_backend(trainer.model, "aten")  # the counter knows aten's products only
+    try:
+        with sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
+            trainer.train_step()
+    finally:
+        for module, backend in zip(linears, backends):
+            module.backend = backend
     return int(counter.get_total_flops())
 
 
@@ -105,18 +114,19 @@ def _sync(device: torch.device) -> None:
 
 
 def matmul_gflops(device: torch.device, dtype: torch.dtype, n: int,
-                  min_seconds: float = 0.3) -> tuple[float, float]:
-    """GFLOP/s of ``torch.mm`` on two ``n x n`` matrices, and the seconds one product took."""
+                  min_seconds: float = 0.3, mm: Callable = torch.mm) -> tuple[float, float]:
+    """GFLOP/s of ``mm`` (default ``torch.mm``) on two ``n x n`` matrices, and the seconds
+    one product took."""
     a = torch.randn(n, n, device=device).to(dtype)
     b = torch.randn(n, n, device=device).to(dtype)
     _sync(device)
     start = time.perf_counter()
-    torch.mm(a, b)  # warm-up, also times one call
+    mm(a, b)  # warm-up, also times one call
     _sync(device)
     one = time.perf_counter() - start
     reps, start = 0, time.perf_counter()
     while True:
-        torch.mm(a, b)
+        mm(a, b)
         reps += 1
         if reps % 4 == 0 or one > 0.05:
             _sync(device)
@@ -129,7 +139,7 @@ def matmul_gflops(device: torch.device, dtype: torch.dtype, n: int,
 
 def matmul_peak_gflops(device: torch.device, dtype: torch.dtype,
                        sizes: tuple[int, ...] | None = None, max_call_s: float = 1.0,
-                       min_seconds: float = 0.3) -> dict[str, float]:
+                       min_seconds: float = 0.3, mm: Callable = torch.mm) -> dict[str, float]:
     """The best ``torch.mm`` GFLOP/s over square sizes, stopping when one product gets slow.
 
     Args:
@@ -139,6 +149,7 @@ def matmul_peak_gflops(device: torch.device, dtype: torch.dtype,
             CUDA).
         max_call_s: stop trying larger sizes once one product takes longer than this.
         min_seconds: time spent per size.
+        mm: the product to time instead of ``torch.mm`` (e.g. ``onednn_mm``).
 
     Returns:
         ``{"gflops": best, "n": size that gave it, "by_size": {n: gflops}}``.
@@ -147,12 +158,18 @@ def matmul_peak_gflops(device: torch.device, dtype: torch.dtype,
         sizes = (2048, 4096, 8192) if device.type == "cuda" else (512, 1024, 2048)
     by_size: dict[str, float] = {}
     for n in sizes:
-        gflops, per_call = matmul_gflops(device, dtype, n, min_seconds)
+        gflops, per_call = matmul_gflops(device, dtype, n, min_seconds, mm)
         by_size[str(n)] = round(gflops, 2)
         if per_call > max_call_s:
             break
     best = max(by_size, key=by_size.get)
     return {"gflops": by_size[best], "n": int(best), "by_size": by_size}
+
+
+def onednn_mm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``a @ b.T`` by oneDNN's linear, the fp32 product ``Linear`` uses on a CPU
+    (``hrm_rl.model.onednn``); for ``matmul_peak_gflops(..., mm=onednn_mm)``."""
+    return onednn.linear(a, b)
 
 
 def autocast_linear_gflops(device: torch.device, tokens: int = 2048, hidden: int = 512,

@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from hrm_rl.model import onednn
+
 # Standard deviation of a standard normal truncated to [-2, 2]; dividing by it makes the
 # truncated sample have exactly the requested std (the JAX/Flax convention the reference uses).
 _TRUNC_STD = 0.87962566103423978
@@ -36,8 +38,19 @@ def rms_norm(x: torch.Tensor, eps: float) -> torch.Tensor:
     return x.to(dtype)
 
 
+LINEAR_BACKENDS = ("onednn", "aten")
+"""How ``Linear`` multiplies: ``onednn`` (fp32 on a CPU through oneDNN, ``hrm_rl.model.onednn``;
+everything else as ``aten``) or ``aten`` (always ``F.linear``)."""
+
+
 class Linear(nn.Module):
-    """``y = x W^T (+ b)`` with truncated LeCun-normal weights and zero bias."""
+    """``y = x W^T (+ b)`` with truncated LeCun-normal weights and zero bias.
+
+    ``backend`` is one of ``LINEAR_BACKENDS`` (default ``onednn``); ``set_linear_backend``
+    sets it for every ``Linear`` of a model.
+    """
+
+    backend = "onednn"
 
     def __init__(self, in_features: int, out_features: int, bias: bool = False) -> None:
         super().__init__()
@@ -47,7 +60,20 @@ class Linear(nn.Module):
         self.bias = nn.Parameter(torch.zeros(out_features)) if bias else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.backend == "onednn":
+            return onednn.linear(x, self.weight, self.bias)
         return F.linear(x, self.weight, self.bias)
+
+
+def set_linear_backend(model: nn.Module, backend: str) -> nn.Module:
+    """Set ``backend`` (one of ``LINEAR_BACKENDS``) on every ``Linear`` in ``model``; returns it."""
+    if backend not in LINEAR_BACKENDS:
+        raise ValueError(f"unknown linear backend {backend!r}: use one of "
+                         f"{', '.join(LINEAR_BACKENDS)}")
+    for module in model.modules():
+        if isinstance(module, Linear):
+            module.backend = backend
+    return model
 
 
 class RotaryEmbedding(nn.Module):

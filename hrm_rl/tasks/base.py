@@ -11,15 +11,17 @@ positions that are not supervised (never counted in accuracy).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
 
-from hrm_rl.config import DataConfig
+from hrm_rl.config import DataConfig, TaskConfig
 
 IGNORE_LABEL = -100
 """Label value for positions that carry no supervision (matches ``F.cross_entropy``)."""
@@ -244,3 +246,34 @@ class Task(ABC):
         mask = labels != IGNORE_LABEL
         hits = ((tokens == labels) & mask).sum(-1).float()
         return hits / mask.sum(-1).clamp_min(1).float()
+
+
+@dataclass(frozen=True)
+class TaskOptions(ABC):
+    """A task's own settings, checked, and the task they build (``make_task``).
+
+    A run config keeps one flat ``task`` section (``TaskConfig``) for every task; a task's
+    options class is the part that task reads. Its fields are the ``task.*`` keys it reads
+    (``from_config`` copies them from the section), ``data_keys`` the ``data.*`` generator
+    knobs only it reads (Sudoku's ``max_givens``). ``RunConfig.validate`` calls ``validate``
+    and refuses another task-specific key set away from its default. Adding a task: its
+    package with a ``TaskOptions`` subclass, a ``TaskConfig`` field per new key, and one line
+    in ``hrm_rl.tasks.TASK_OPTIONS``.
+    """
+
+    data_keys: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def from_config(cls, config: TaskConfig) -> TaskOptions:
+        """These options, their fields taken from the flat ``task`` section ``config``."""
+        return cls(**{f.name: getattr(config, f.name) for f in dataclasses.fields(cls)})
+
+    @abstractmethod
+    def validate(self, data: DataConfig) -> None:
+        """Raise ``ConfigError`` naming the dotted key (``task.size``, ``data.max_givens``)
+        for a value of these options or of ``data_keys`` out of range; run before any
+        puzzle is generated."""
+
+    @abstractmethod
+    def make(self) -> Task:
+        """The task these options describe."""

@@ -57,7 +57,7 @@ def run_variant(name: str, seconds: float, threads: int, config_dir: str | None,
             "parameters": summary["parameters"], "steps": summary["steps"],
             "train_seconds": round(time.perf_counter() - start, 1),
             "exact_by_segment": [round(a, 4) for a in ev["exact_by_segment"]],
-            "exact_qhalt": round(ev["exact_qhalt"], 4),
+            "exact_acc_qhalt": round(ev["exact_acc_qhalt"], 4),
             "mean_segments_qhalt": round(ev["mean_segments_qhalt"], 3)}
 
 
@@ -68,7 +68,8 @@ def markdown(rows: list[dict[str, Any]]) -> str:
     for r in rows:
         by = r["exact_by_segment"]
         lines.append(f"| {r['variant']} | {r['parameters']:,} | {r['steps']} | {by[0]:.1%} | "
-                     f"{by[-1]:.1%} | {r['exact_qhalt']:.1%} ({r['mean_segments_qhalt']:.2f}) |")
+                     f"{by[-1]:.1%} | {r['exact_acc_qhalt']:.1%} "
+                     f"({r['mean_segments_qhalt']:.2f}) |")
     return "\n".join(lines)
 
 

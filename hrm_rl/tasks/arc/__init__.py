@@ -39,7 +39,7 @@ variant's transform, vote over the variants of each test input (ties broken by t
 mean q_halt), and count a task as solved at pass@k only when every one of its test inputs
 has the right answer among its k best-voted candidates.
 
-Modules: ``canvas``, ``corpus``, ``variants``, ``scoring``, ``task``.
+Modules: ``canvas``, ``corpus``, ``variants``, ``scoring``, ``task``, ``options``.
 """
 
 from __future__ import annotations
@@ -52,9 +52,9 @@ from hrm_rl.tasks.arc.corpus import (ARCFormatError, ARCPuzzle, DATASETS, load_t
 from hrm_rl.tasks.arc.variants import Variants, make_variants
 from hrm_rl.tasks.arc.scoring import ARCScore, score
 from hrm_rl.tasks.arc.task import ARCTask, PALETTE
+from hrm_rl.tasks.arc.options import ARCOptions
 
-__all__ = ["ARCFormatError", "ARCPuzzle", "ARCScore", "ARCTask", "COLOR0", "DATASETS",
-           "DIHEDRAL", "EOS", "GRID", "NUM_COLORS", "PAD", "PALETTE", "SEQ_LEN",
-           "VOCAB", "Variants", "decode_grids", "dihedral", "encode_grid",
-           "grid_shapes", "inverse_dihedral", "load_tasks", "make_variants",
-           "parse_grid", "parse_task", "score"]
+__all__ = ["ARCFormatError", "ARCOptions", "ARCPuzzle", "ARCScore", "ARCTask", "COLOR0", "DATASETS",
+           "DIHEDRAL", "EOS", "GRID", "NUM_COLORS", "PAD", "PALETTE", "SEQ_LEN", "VOCAB",
+           "Variants", "decode_grids", "dihedral", "encode_grid", "grid_shapes", "inverse_dihedral",
+           "load_tasks", "make_variants", "parse_grid", "parse_task", "score"]

@@ -33,7 +33,8 @@ it learns a blur of the tied paths; ``tie_break="first"`` labels each maze with
 down, left, right), a deterministic function of the question, and augmentation relabels the
 transformed maze the same way.
 
-Modules: ``common``, ``bfs``, ``generator``, ``symmetry``, ``rules``, ``grids``, ``task``.
+Modules: ``common``, ``bfs``, ``generator``, ``symmetry``, ``rules``, ``grids``, ``task``,
+``options``.
 """
 
 from __future__ import annotations
@@ -49,11 +50,11 @@ from hrm_rl.tasks.maze.rules import rule_breaks
 from hrm_rl.tasks.maze.grids import (MazeRecords, check_mazes, format_grid, infer_size, read_csv,
                                      write_csv)
 from hrm_rl.tasks.maze.task import MazeTask
+from hrm_rl.tasks.maze.options import MazeOptions
 
 __all__ = ["CHARSET", "GOAL", "LAYOUTS", "MAX_SIZE", "MAZE_HARD_MIN_PATH", "MAZE_HARD_SIZE",
-           "MIN_SIZE", "MazeRecords", "MazeTask", "OPEN", "PAD", "PATH", "START",
+           "MIN_SIZE", "MazeOptions", "MazeRecords", "MazeTask", "OPEN", "PAD", "PATH", "START",
            "TIE_BREAKS", "VOCAB_SIZE", "WALL", "WALL_DENSITY", "canonical_keys", "check_mazes",
            "check_size", "default_min_path", "dihedral_index", "distance_maps",
            "first_shortest_paths", "format_grid", "generate", "infer_size", "read_csv",
-           "rule_breaks",
-           "shortest_path_lengths", "write_csv"]
+           "rule_breaks", "shortest_path_lengths", "write_csv"]

@@ -9,7 +9,7 @@ stays unique, giving minimal puzzles; ``max_givens``/``min_givens`` and ``min_di
 (solver effort, see ``difficulty``) are the difficulty knobs. Everything is pure Python
 bitmask search: candidates of a cell are an ``int`` with bit ``d-1`` set when digit d fits.
 
-Modules: ``solver``, ``generator``, ``grids``, ``symmetry``, ``task``.
+Modules: ``solver``, ``generator``, ``grids``, ``symmetry``, ``task``, ``options``.
 """
 
 from __future__ import annotations
@@ -21,8 +21,9 @@ from hrm_rl.tasks.sudoku.grids import (SudokuRecords, check_unique, find_conflic
                                        write_csv)
 from hrm_rl.tasks.sudoku.symmetry import canonical_key, split_disjoint
 from hrm_rl.tasks.sudoku.task import SudokuTask
+from hrm_rl.tasks.sudoku.options import SudokuOptions
 
-__all__ = ["BOX_SHAPES", "SudokuRecords", "SudokuTask", "box_shape", "canonical_key",
-           "check_unique", "difficulty", "find_conflict", "format_grid", "generate",
-           "infer_size", "is_valid_solution", "parse_grid", "read_csv", "solve",
+__all__ = ["BOX_SHAPES", "SudokuOptions", "SudokuRecords", "SudokuTask", "box_shape",
+           "canonical_key", "check_unique", "difficulty", "find_conflict", "format_grid",
+           "generate", "infer_size", "is_valid_solution", "parse_grid", "read_csv", "solve",
            "split_disjoint", "write_csv"]

@@ -1,0 +1,136 @@
+"""Every speed option trains the same model as the plain eager fp32 step, within a tolerance.
+
+The plain step is ``hrm_rl.bench.train.PLAIN``: eager, fp32, every linear through
+``F.linear`` (the BLAS), the unfused AdamW. Each option (``SPEED_VARIANTS``) runs three
+training steps of the same small HRM from the same seed (no warm-up, lr 1e-3, the bootstrap
+peek and the EMA on), and is compared with the plain run:
+
+- fp32 options (oneDNN linears, fused AdamW, both = the defaults, ``torch.compile``): only
+  the order of additions differs, so
+  - each step's loss within ``rtol = 1e-6`` (measured: <= 1e-7);
+  - the first step's gradients within ``1e-5`` of each tensor's largest gradient
+    (measured: <= 7e-7);
+  - the parameters after three steps within ``1e-4`` absolute, a tenth of one step of
+    the lr (measured: <= 1e-5; Adam's normalised step magnifies the rounding of the
+    smallest gradients);
+- bf16 autocast (8 bits of mantissa): the first loss within 0.5% (measured: 0.1%).
+
+The ``torch.compile`` cases compile for tens of seconds on a CPU and are marked slow.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from hrm_rl.bench.train import PLAIN, SPEED_VARIANTS, make_trainer, with_train
+from hrm_rl.config import ConfigError, load_config
+from hrm_rl.model import onednn
+from hrm_rl.model.layers import Linear, set_linear_backend
+
+SMALL = ["task.size=4", "model.hidden_size=64", "model.num_heads=2", "model.H_layers=1",
+         "model.L_layers=1", "model.H_cycles=2", "model.L_cycles=2",
+         "model.gradient=last_recursion", "train.batch_size=16", "train.device=cpu",
+         "train.max_segments=4", "train.lr=1e-3", "train.lr_warmup_steps=0",
+         "train.ema_decay=0.999"]
+LOSS_RTOL, GRAD_TOL, PARAM_ATOL, BF16_LOSS_RTOL = 1e-6, 1e-5, 1e-4, 5e-3
+STEPS = 3
+
+needs_onednn = pytest.mark.skipif(not onednn.AVAILABLE, reason="no oneDNN in this PyTorch")
+
+
+def _train(changes: dict) -> tuple[list[float], dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """Losses of ``STEPS`` steps, the first step's gradients and the final parameters."""
+    torch.manual_seed(0)
+    trainer = make_trainer(with_train(load_config(None, SMALL), **changes), n_puzzles=64)
+    losses, grads = [], {}
+    for i in range(STEPS):
+        stats = trainer.train_step()
+        losses.append(stats.lm_loss + stats.q_halt_loss + stats.q_continue_loss)
+        if i == 0:
+            grads = {n: p.grad.clone() for n, p in trainer.model.named_parameters()
+                     if p.grad is not None}
+    params = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
+    return losses, grads, params
+
+
+@pytest.fixture(scope="module")
+def plain():
+    return _train(PLAIN)
+
+
+def _assert_same_training(run, plain) -> None:
+    losses, grads, params = run
+    ref_losses, ref_grads, ref_params = plain
+    assert losses == pytest.approx(ref_losses, rel=LOSS_RTOL)
+    assert grads.keys() == ref_grads.keys()
+    for name, grad in grads.items():
+        scale = ref_grads[name].abs().max().clamp_min(1e-12)
+        assert (grad - ref_grads[name]).abs().max() <= GRAD_TOL * scale, name
+    for name, p in params.items():
+        assert (p - ref_params[name]).abs().max() <= PARAM_ATOL, name
+
+
+@pytest.mark.parametrize("option", ["onednn_matmul", "fused_adamw", "defaults"])
+def test_fp32_speed_options_train_as_the_plain_step(option, plain):
+    if SPEED_VARIANTS[option]["matmul"] == "onednn" and not onednn.AVAILABLE:
+        pytest.skip("no oneDNN in this PyTorch")
+    _assert_same_training(_train(SPEED_VARIANTS[option]), plain)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("option", ["compile_model", "compile_blocks"])
+def test_compiled_steps_train_as_the_plain_step(option, plain):
+    torch._dynamo.reset()
+    _assert_same_training(_train(SPEED_VARIANTS[option]), plain)
+
+
+def test_bf16_autocast_gives_the_plain_loss_to_half_a_percent(plain):
+    losses, _, _ = _train(SPEED_VARIANTS["bf16"])
+    assert losses[0] == pytest.approx(plain[0][0], rel=BF16_LOSS_RTOL)
+
+
+def test_the_defaults_are_the_bench_defaults_variant():
+    train = load_config(None, []).train  # oneDNN linears and fused AdamW, eager fp32
+    assert {key: getattr(train, key) for key in SPEED_VARIANTS["defaults"]} == \
+        SPEED_VARIANTS["defaults"]
+
+
+@needs_onednn
+@pytest.mark.parametrize("bias", [False, True])
+def test_onednn_linear_matches_f_linear_forward_and_backward(bias):
+    torch.manual_seed(0)
+    layer = Linear(48, 40, bias=bias)
+    with torch.no_grad():
+        if bias:
+            layer.bias.normal_()
+    x = torch.randn(3, 9, 60)[..., 5:53].requires_grad_()  # 3-D and not contiguous
+    results = []
+    for backend in ("onednn", "aten"):
+        set_linear_backend(layer, backend)
+        layer.zero_grad(set_to_none=True)
+        x.grad = None
+        y = layer(x)
+        (y * torch.linspace(-1, 1, 40)).sum().backward()
+        results.append([y.detach(), x.grad] + [p.grad for p in layer.parameters()])
+    for mine, theirs in zip(*results):
+        assert torch.allclose(mine, theirs, rtol=1e-5, atol=1e-5)
+
+
+def test_onednn_linear_leaves_float64_bf16_and_empty_inputs_to_f_linear():
+    w = torch.randn(8, 4, dtype=torch.float64)
+    x = torch.randn(5, 4, dtype=torch.float64)
+    assert not onednn.applies(x, w)
+    assert torch.equal(onednn.linear(x, w), F.linear(x, w))  # the reference's float64 path
+    assert not onednn.applies(torch.randn(0, 4), w.float())
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert not onednn.applies(x.float(), w.float())
+
+
+def test_speed_option_values_are_checked():
+    for key, value, words in (("compile", "fast", "'blocks'"), ("matmul", "mkl", "'onednn'")):
+        with pytest.raises(ConfigError, match=f"train.{key}: must be .*{words}"):
+            load_config(None, [f"train.{key}={value}"])
+    assert load_config(None, ["train.compile=true"]).train.compile is True
+    assert load_config(None, ["train.compile=blocks"]).train.compile == "blocks"
