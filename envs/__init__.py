@@ -12,7 +12,7 @@ from gymnasium.envs.registration import register, registry
 
 _ENVS = {
     "HRM-Sudoku-v0": {"checkpoint": "sudoku4"},   # 4x4 Sudoku core (configs/sudoku4-tiny.yaml)
-    "HRM-Maze-v0": {"checkpoint": "maze6"},       # 6x6 maze core (configs/maze6-tiny.yaml)
+    "HRM-Maze-v0": {"checkpoint": "maze6"},       # 6x6 maze core (configs/maze6.yaml)
     "HRM-ARC-v0": {"checkpoint": "arc-tiny"},     # ARC-AGI-1 smoke core (configs/arc-tiny.yaml)
 }
 

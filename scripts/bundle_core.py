@@ -77,7 +77,8 @@ def main() -> None:
         card = {"config": args.config, "commands": args.command,
                 "train_seconds": round(seconds, 1), "cores": args.cores,
                 "steps": int(state["step"]),
-                "summary": f"{seconds / 60:.0f} min on {args.cores} cores, {state['step']} steps",
+                "summary": (f"{seconds / 60:.0f} min on {args.cores} "
+                            f"{'core' if args.cores == 1 else 'cores'}, {state['step']} steps"),
                 "source_checkpoint": f"{Path(args.run).name}/{source.name}"}
     card["test"] = test_figures(folder)
     (folder / "card.json").write_text(json.dumps(card, indent=2) + "\n")
