@@ -20,11 +20,10 @@ Q15, A15, L15 = generate(10, 15, np.random.default_rng(1))          # default mi
 TASK9 = MazeTask(9)
 
 
-def reference_bfs(question: np.ndarray, size: int) -> int:
-    """Plain-Python BFS: steps from S to G (-1 when unreachable). Independent of maze.py."""
+def reference_distances(question: np.ndarray, size: int) -> dict[tuple[int, int], int]:
+    """Plain-Python BFS from S: steps to every reachable cell. Independent of maze.py."""
     grid = question.reshape(size, size)
     start = tuple(np.argwhere(grid == START)[0])
-    goal = tuple(np.argwhere(grid == GOAL)[0])
     dist = {start: 0}
     queue = deque([start])
     while queue:
@@ -33,7 +32,13 @@ def reference_bfs(question: np.ndarray, size: int) -> int:
             if 0 <= nr < size and 0 <= nc < size and grid[nr, nc] != WALL and (nr, nc) not in dist:
                 dist[(nr, nc)] = dist[(r, c)] + 1
                 queue.append((nr, nc))
-    return dist.get(goal, -1)
+    return dist
+
+
+def reference_bfs(question: np.ndarray, size: int) -> int:
+    """Plain-Python BFS: steps from S to G (-1 when unreachable)."""
+    goal = tuple(np.argwhere(question.reshape(size, size) == GOAL)[0])
+    return reference_distances(question, size).get(goal, -1)
 
 
 def walk_path(answer: np.ndarray, size: int) -> int:
@@ -352,15 +357,7 @@ def reference_first_path(question: np.ndarray, size: int) -> np.ndarray:
     """Plain Python: BFS from S, then from G step to the first of up, down, left, right that
     is one closer to S, marking the cells walked through (not S) as path."""
     grid = question.reshape(size, size)
-    start = tuple(np.argwhere(grid == START)[0])
-    dist = {start: 0}
-    queue = deque([start])
-    while queue:
-        r, c = queue.popleft()
-        for nr, nc in ((r - 1, c), (r + 1, c), (r, c - 1), (r, c + 1)):
-            if 0 <= nr < size and 0 <= nc < size and grid[nr, nc] != WALL and (nr, nc) not in dist:
-                dist[(nr, nc)] = dist[(r, c)] + 1
-                queue.append((nr, nc))
+    dist = reference_distances(question, size)
     answer = grid.copy()
     cur = tuple(np.argwhere(grid == GOAL)[0])
     while dist[cur] > 1:
