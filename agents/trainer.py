@@ -135,12 +135,18 @@ class ACTTrainer:
         run_dir: where TensorBoard events and checkpoints go; None for no outputs (tests).
         progress: show progress bars.
         splits: pre-built ``(train, test)`` puzzle sets; built from ``config.data`` if None.
+        init: start from ``train.init_from``'s weights when it is set (``resume`` passes
+            False: the run's own checkpoint is loaded instead).
+
+    Raises:
+        FileNotFoundError: ``train.init_from`` names no checkpoint.
+        ValueError: its weights do not fit this config's model.
     """
 
     def __init__(self, config: RunConfig, run_dir: str | Path | None = None,
                  progress: bool = True,
                  splits: tuple[PuzzleBatch, PuzzleBatch] | None = None,
-                 lock: RunLock | None = None) -> None:
+                 lock: RunLock | None = None, init: bool = True) -> None:
         self.config = config
         tcfg = config.train
         if tcfg.threads:
@@ -155,6 +161,9 @@ class ACTTrainer:
         self.task: Task = make_task(config.task)
         self.train_set, self.test_set = splits or build_splits(self.task, config.data, progress)
         self.model = build_model(config.model.fit_to(self.task)).to(self.device)
+        self.notes: list[str] = []  # what a resume (or a restart) found and did, to print
+        if init and tcfg.init_from is not None:
+            self._init_weights(tcfg.init_from)
         set_linear_backend(self.model, tcfg.matmul)
         self.forward_model = distributed.wrap_model(self.model, self.dist, tcfg.compile)
         self.optimizer = self._make_optimizer()
@@ -179,7 +188,6 @@ class ACTTrainer:
         self._window: dict[str, float] = {}  # sums over the current logging window
         self._window_steps = 0
         self.best: dict[str, float] | None = None  # the best evaluation so far (see _note_eval)
-        self.notes: list[str] = []  # what a resume (or a restart) found and did, to print
         self._resumed_meta: dict[str, Any] = {}  # the meta of the checkpoint resumed from
         self._stop_signal: int | None = None  # set by the SIGINT/SIGTERM handler of fit
         self._phase: str | None = None  # "step" or "save" while the state is not whole
@@ -197,6 +205,20 @@ class ACTTrainer:
         # one live process per run folder (RunLockedError otherwise)
         self.lock = lock if lock is not None or self.run_dir is None else RunLock(self.run_dir)
         self.writer = SummaryWriter(str(self.run_dir)) if self.run_dir is not None else None
+
+    def _init_weights(self, source: str) -> None:
+        """Load the weights of checkpoint ``source`` into the fresh model (strictly)."""
+        folder = resolve_checkpoint(source)
+        saved, _, meta = read_checkpoint_config(folder)
+        try:
+            load_weights(self.model, folder / WEIGHTS)
+        except ValueError as err:
+            raise ValueError(f"train.init_from={source!r}: {err}") from None
+        task = "" if saved.task == self.config.task else \
+            f", trained on another task ({saved.task.name})"
+        step = meta.get("step")
+        self.notes.append(f"weights initialised from {folder}"
+                          + (f" (step {step})" if step is not None else "") + task)
 
     def time_fraction(self) -> float:
         """Share of ``train.max_time_s`` spent since ``fit`` started (0 without a limit)."""
@@ -512,7 +534,7 @@ class ACTTrainer:
             config, meta, edits = _resume_config(run_dir, folder, overrides or [])
             notes += edits
             state = load_trainer_state(folder) if folder is not None else None
-            trainer = cls(config, run_dir, progress=progress, lock=lock)
+            trainer = cls(config, run_dir, progress=progress, lock=lock, init=False)
             if folder is not None:
                 load_weights(trainer.model, folder / WEIGHTS)
                 trainer.load_state_dict(state)

@@ -179,8 +179,10 @@ class DataConfig:
     ``max_givens`` / ``min_givens`` (Sudoku only): bounds on the clues of a generated puzzle.
     ``layout`` (mazes only): ``hard`` puts S and G at the ends of the layout's longest paths
     (as Maze-Hard); ``mix`` is a difficulty mix of short and long paths, half of the layouts
-    with a walled border (``hrm_rl.tasks.maze.generate``). Another task refuses these three
-    at anything but their defaults, as ``TaskConfig`` says.
+    with a walled border (``hrm_rl.tasks.maze.generate``). ``wall_density`` (mazes only):
+    ``[low, high]``, the range each generated layout draws its wall probability from; None =
+    the generator's ``WALL_DENSITY`` (0.3 to 0.5). Another task refuses these four at
+    anything but their defaults, as ``TaskConfig`` says.
     """
 
     train_path: str | None = None
@@ -191,6 +193,7 @@ class DataConfig:
     min_givens: int | None = None
     min_difficulty: int = 0
     layout: str = "hard"
+    wall_density: list[float] | None = None
     split_by: str = "orbit"
     augment: bool = True
     seed: int = 0
@@ -215,6 +218,11 @@ class TrainConfig:
     learns: ``sign_sgd`` as the reference (sign of the gradient, decoupled weight decay, only
     the rows the batch used; ``puzzle_emb_lr`` / ``puzzle_emb_weight_decay``, None = ``lr`` /
     ``weight_decay``, on the same schedule) or ``main`` (with the other weights).
+    ``init_from``: a checkpoint (folder, run folder or bundled name) whose weights a fresh run
+    starts from instead of a random init, e.g. to fine-tune a core on a wider puzzle mix; the
+    model config must describe the same architecture. Only the weights come over (the
+    averaged ones where the run kept an EMA); the optimiser, the schedule and the step
+    start afresh. A resumed run continues from its own checkpoint and ignores it.
     """
 
     batch_size: int = 256
@@ -253,6 +261,7 @@ class TrainConfig:
     eval_batch_size: int = 512
     checkpoint_every: int = 1000
     log_every: int = 20
+    init_from: str | None = None
 
     def validate(self) -> None:
         _require(self.optimizer in ("adamw", "adam_atan2"), "train.optimizer",

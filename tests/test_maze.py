@@ -404,3 +404,28 @@ def test_tie_break_is_validated_and_reaches_the_task():
         MazeTask(9, "lowest")
     with pytest.raises(ValueError, match="task.tie_break"):
         load_config(None, ["task.name=maze", "task.size=9", "task.tie_break=lowest"])
+
+
+def test_wall_density_shapes_the_generated_layouts_and_names_the_cache():
+    def wall_share(data):
+        train, _ = MazeTask(9).generate_splits(300, 20, data, np.random.default_rng(5))
+        inner = np.asarray(train.inputs).reshape(-1, 9, 9)[:, 1:-1, 1:-1]
+        return (inner == WALL).mean()
+
+    sparse = DataConfig(min_difficulty=6, layout="mix", wall_density=[0.1, 0.15])
+    dense = DataConfig(min_difficulty=6, layout="mix")
+    assert wall_share(sparse) < 0.17 < 0.3 < wall_share(dense)
+    task = MazeTask(9)
+    assert task.cache_params(sparse)["wall_density"] == [0.1, 0.15]
+    assert "wall_density" not in task.cache_params(dense)  # caches made before keep their names
+
+
+@pytest.mark.parametrize("value", ["[0.5, 0.2]", "[0.1, 1.0]", "[0.2]", "0.3", "[a, b]"])
+def test_wall_density_is_validated(value):
+    with pytest.raises(ValueError, match="data.wall_density"):
+        load_config(None, ["task.name=maze", "task.size=9", f"data.wall_density={value}"])
+
+
+def test_wall_density_is_refused_for_sudoku():
+    with pytest.raises(ValueError, match="data.wall_density"):
+        load_config(None, ["task.name=sudoku", "data.wall_density=[0.1, 0.2]"])

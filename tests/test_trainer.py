@@ -81,6 +81,31 @@ def test_checkpoint_round_trip_gives_the_same_outputs(trained_run):
     assert ckpt.meta["step"] == trainer.step == 80
 
 
+def test_init_from_starts_a_fresh_run_from_a_checkpoints_weights(trained_run, tmp_path):
+    trainer, _, _, tmp = trained_run
+    source = load_checkpoint(trainer.run_dir)
+    # another data mix (a fine-tune), the same architecture
+    config = tiny_config(tmp, f"train.init_from={trainer.run_dir}", "data.seed=1")
+    tuned = ACTTrainer(config, None, progress=False)
+    for name, param in tuned.model.state_dict().items():
+        torch.testing.assert_close(param, source.model.state_dict()[name])
+    assert tuned.step == 0 and any("initialised from" in n for n in tuned.notes)
+    fresh = ACTTrainer(tiny_config(tmp, "data.seed=1"), None, progress=False)
+    assert any((fresh.model.state_dict()[k] != v).any() for k, v in
+               tuned.model.state_dict().items())
+
+
+def test_init_from_refuses_weights_of_another_architecture_and_missing_folders(trained_run,
+                                                                               tmp_path):
+    trainer, _, _, tmp = trained_run
+    with pytest.raises(ValueError, match="train.init_from"):
+        ACTTrainer(tiny_config(tmp, f"train.init_from={trainer.run_dir}",
+                               "model.hidden_size=64"), None, progress=False)
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        ACTTrainer(tiny_config(tmp, f"train.init_from={tmp_path / 'none'}"), None,
+                   progress=False)
+
+
 def test_eval_cli_prints_json(trained_run, tmp_path, capsys):
     trainer, _, _, _ = trained_run
     csv = tmp_path / "puzzles.csv"

@@ -1,5 +1,5 @@
 """``MazeOptions``: the settings a maze run reads (``task.size``, ``task.tie_break``,
-``data.layout``) and their checks."""
+``data.layout``, ``data.wall_density``) and their checks."""
 
 from __future__ import annotations
 
@@ -14,11 +14,12 @@ from hrm_rl.tasks.maze.task import MazeTask
 @dataclass(frozen=True)
 class MazeOptions(TaskOptions):
     """Square mazes of side ``size`` whose labels break ties by ``tie_break``; the generator
-    knob of their own is ``data.layout`` (``hrm_rl.tasks.maze.generate``)."""
+    knobs of their own are ``data.layout`` and ``data.wall_density``
+    (``hrm_rl.tasks.maze.generate``)."""
 
     size: int
     tie_break: str
-    data_keys = ("layout",)
+    data_keys = ("layout", "wall_density")
 
     def validate(self, data: DataConfig) -> None:
         require(MIN_SIZE <= self.size <= MAX_SIZE, "task.size",
@@ -28,6 +29,13 @@ class MazeOptions(TaskOptions):
                 f"must be 'random' or 'first', got {self.tie_break!r}")
         require(data.layout in LAYOUTS, "data.layout",
                 f"must be 'hard' or 'mix', got {data.layout!r}")
+        density = data.wall_density
+        require(density is None or (
+            isinstance(density, (list, tuple)) and len(density) == 2
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in density)
+            and 0.0 <= density[0] <= density[1] < 1.0), "data.wall_density",
+            f"must be null (the generator's 0.3 to 0.5) or [low, high] with "
+            f"0 <= low <= high < 1, got {density!r}")
 
     def make(self) -> MazeTask:
         return MazeTask(self.size, self.tie_break)

@@ -13,7 +13,7 @@ import torch
 from hrm_rl.config import DataConfig
 from hrm_rl.tasks.base import PuzzleBatch, Task
 from hrm_rl.tasks.maze.common import (CHARSET, GOAL, MAZE_HARD_SIZE, OPEN, PATH, START,
-                                      TIE_BREAKS, VOCAB_SIZE, WALL, check_size)
+                                      TIE_BREAKS, VOCAB_SIZE, WALL, WALL_DENSITY, check_size)
 from hrm_rl.tasks.maze.bfs import first_shortest_paths, shortest_path_lengths
 from hrm_rl.tasks.maze.generator import generate
 from hrm_rl.tasks.maze.symmetry import canonical_keys, dihedral_index
@@ -93,12 +93,14 @@ class MazeTask(Task):
                            np.zeros(len(records), dtype=np.int64))
 
     def cache_params(self, data: DataConfig) -> dict:
-        """The common settings plus the layout (only when not ``hard``, and with the givens
-        knobs as None, so the caches made before tasks named their own knobs keep their
-        names)."""
+        """The common settings plus the layout (only when not ``hard``), the wall density
+        (only when set) and the tie-break (only when not ``random``), with the givens knobs
+        as None, so the caches made before tasks named their own knobs keep their names."""
         params = {**super().cache_params(data), "max_givens": None, "min_givens": None}
         if data.layout != "hard":
             params["layout"] = data.layout
+        if data.wall_density is not None:
+            params["wall_density"] = [float(v) for v in data.wall_density]
         if self.tie_break != "random":
             params["tie_break"] = self.tie_break
         return params
@@ -123,12 +125,14 @@ class MazeTask(Task):
 
         ``data.min_difficulty`` is the minimum path length in steps (0 = ``default_min_path``,
         110 at 30x30); ``data.split_by`` ``orbit`` also keeps rotations/reflections of a test
-        maze out of training, ``exact`` only identical mazes. The Sudoku givens knobs are
+        maze out of training, ``exact`` only identical mazes; ``data.layout`` and
+        ``data.wall_density`` shape the layouts (``generate``). The Sudoku givens knobs are
         ignored.
         """
         min_path = data.min_difficulty if data.min_difficulty > 0 else None
         q, a, _ = generate(n_train + n_test, self.size, rng, min_path,
-                           distinct=data.split_by, progress=progress, layout=data.layout)
+                           distinct=data.split_by, progress=progress, layout=data.layout,
+                           density=_density(data))
         order = rng.permutation(len(q))
         test, train = order[:n_test], order[n_test:]
         return (self._relabel(PuzzleBatch(q[train], a[train], np.zeros(len(train), dtype=np.int64))),
@@ -137,10 +141,10 @@ class MazeTask(Task):
     def sample(self, n: int, data: DataConfig, rng: np.random.Generator,
                progress: bool = False) -> PuzzleBatch:
         """``n`` fresh mazes, distinct up to symmetry, with the knobs of ``data``
-        (``min_difficulty``, ``layout``)."""
+        (``min_difficulty``, ``layout``, ``wall_density``)."""
         min_path = data.min_difficulty if data.min_difficulty > 0 else None
         q, a, _ = generate(n, self.size, rng, min_path, distinct="orbit", progress=progress,
-                           layout=data.layout)
+                           layout=data.layout, density=_density(data))
         return self._relabel(PuzzleBatch(q, a, np.zeros(n, dtype=np.int64)))
 
     difficulty_name = "path length"
@@ -261,3 +265,11 @@ class MazeTask(Task):
         img[missed] = _COLORS["missed"]
         img[bad] = _COLORS["bad"]
         return img
+
+
+def _density(data: DataConfig) -> tuple[float, float]:
+    """The wall-probability range of ``data`` (``WALL_DENSITY`` when unset)."""
+    if data.wall_density is None:
+        return WALL_DENSITY
+    low, high = data.wall_density
+    return float(low), float(high)
