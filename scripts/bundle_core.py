@@ -3,11 +3,14 @@
     python scripts/bundle_core.py runs/sudoku6 sudoku6 --config configs/sudoku6.yaml \\
         --command "hrm-rl train configs/sudoku6.yaml --run-dir runs/sudoku6" \\
         --command "hrm-rl train --resume runs/sudoku6 --set train.threads=1"
+    python scripts/bundle_core.py runs/maze9-wide maze9 --config configs/maze9-wide.yaml \
+        --earlier training/maze9 --command ...   # a fine-tune (train.init_from) of that run
     python scripts/bundle_core.py --refresh sudoku4      # re-measure an existing card
 
 Copies the run's latest checkpoint (weights, config, test puzzles) to
 ``hrm_rl/checkpoints/NAME/``, writes its halting ``train``/``val`` splits, and writes
 ``card.json``: the config, the commands, the training seconds (from the run's trainer state)
+(with those of ``--earlier`` runs the bundled one was fine-tuned from, summed and listed)
 and the test figures the README row shows (Q-head exact and mean segments, exact after the
 cap), which ``tests/test_zoo.py`` checks a 50-puzzle eval against.
 """
@@ -44,6 +47,9 @@ def main() -> None:
     parser.add_argument("--config", help="the config file the run was started from")
     parser.add_argument("--command", action="append", default=[],
                         help="a command of the run, in order (repeatable)")
+    parser.add_argument("--earlier", action="append", default=[], metavar="RUN",
+                        help="a run this one started from (train.init_from), in order; its "
+                             "training seconds and steps count in the card (repeatable)")
     parser.add_argument("--cores", type=int, default=2, help="CPU cores it trained on")
     parser.add_argument("--splits-from", metavar="DIR",
                         help="copy halting_train.csv/halting_val.csv made earlier for the same "
@@ -72,14 +78,23 @@ def main() -> None:
                 raise SystemExit(f"{args.splits_from} was made for another test set")
         else:
             write_halting_splits(folder, progress=True)
-        state = load_trainer_state(source)
-        seconds = float(state["elapsed_s"])
+        stages = []
+        for run in [*args.earlier, args.run]:
+            folder_of_run = resolve_checkpoint(run)
+            state = load_trainer_state(folder_of_run)
+            stages.append({"checkpoint": f"{Path(run).name}/{folder_of_run.name}",
+                           "steps": int(state["step"]),
+                           "train_seconds": round(float(state["elapsed_s"]), 1)})
+        seconds = sum(stage["train_seconds"] for stage in stages)
+        steps = sum(stage["steps"] for stage in stages)
         card = {"config": args.config, "commands": args.command,
-                "train_seconds": round(seconds, 1), "cores": args.cores,
-                "steps": int(state["step"]),
+                "train_seconds": round(seconds, 1), "cores": args.cores, "steps": steps,
                 "summary": (f"{seconds / 60:.0f} min on {args.cores} "
-                            f"{'core' if args.cores == 1 else 'cores'}, {state['step']} steps"),
-                "source_checkpoint": f"{Path(args.run).name}/{source.name}"}
+                            f"{'core' if args.cores == 1 else 'cores'}, {steps} steps"
+                            + (f" in {len(stages)} stages" if len(stages) > 1 else "")),
+                "source_checkpoint": stages[-1]["checkpoint"]}
+        if len(stages) > 1:
+            card["stages"] = stages
     card["test"] = test_figures(folder)
     (folder / "card.json").write_text(json.dumps(card, indent=2) + "\n")
     print(json.dumps(card, indent=2))
