@@ -127,7 +127,7 @@ def roofline(checkpoint: str, vector_env_256: float, sync_vector_env_256: float
              ) -> dict[str, Any]:
     """How close the 256-env batched env runs to the matmul peak of this machine."""
     model = load_checkpoint(checkpoint).model  # on the CPU, as the envs measured here
-    flops = segment_flops(model.config, halt_max_steps=1, prefix_len=model.prefix_len)
+    flops = segment_flops(model.config, max_segments=1, prefix_len=model.prefix_len)
     per_segment = flops.segment_forward
     peak = matmul_peak_gflops(torch.device("cpu"), torch.float32)["gflops"]
     achieved = vector_env_256 * per_segment / 1e9

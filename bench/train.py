@@ -100,7 +100,7 @@ def load_bench_config(path: str | None, fallback: str, overrides: list[str]) -> 
         config = from_dict(RunConfig, apply_overrides(base, overrides))
         config.validate()
         return config
-    return load_config(None, ["task.size=9", "train.precision=bf16", "train.halt_max_steps=16",
+    return load_config(None, ["task.size=9", "train.precision=bf16", "train.max_segments=16",
                               "train.optimizer=adam_atan2", *overrides])
 
 
@@ -205,13 +205,13 @@ def bench_config(label: str, base: RunConfig, variants: dict[str, dict[str, Any]
         if probe is not None:
             probes.append(probe())
     model = built[0].trainer.model
-    flops = segment_flops(model.config, base.train.halt_max_steps, model.prefix_len)
+    flops = segment_flops(model.config, base.train.max_segments, model.prefix_len)
     out: dict[str, Any] = {
         "config": label, "parameters": model.num_parameters(),
         "model": {k: getattr(model.config, k) for k in
                   ("hidden_size", "H_layers", "L_layers", "H_cycles", "L_cycles", "seq_len",
                    "gradient")},
-        "halt_max_steps": base.train.halt_max_steps,
+        "halt_max_steps": base.train.max_segments,
         "flops_per_segment": flops.to_dict(),
         "variants": {v.name: v.result(flops.train, peaks) for v in built},
     }
@@ -257,7 +257,7 @@ def flop_check(config: RunConfig, batch_size: int) -> dict[str, Any]:
     trainer = make_trainer(config, n_puzzles=64)
     counted = counted_train_step_flops(trainer)
     model = trainer.model
-    analytic = segment_flops(model.config, config.train.halt_max_steps, model.prefix_len).train
+    analytic = segment_flops(model.config, config.train.max_segments, model.prefix_len).train
     return {"batch_size": batch_size, "analytic": analytic * batch_size, "counted": counted,
             "ratio": round(counted / (analytic * batch_size), 6)}
 

@@ -8,7 +8,7 @@ A *training segment* is what ``ACTTrainer.train_step`` spends on one puzzle (one
 - the backward of the part that carries the gradient (those last steps and the heads): twice
   its forward (gradients with respect to both inputs and weights);
 - the Q-bootstrap *peek*: one more no-grad segment forward for the ``q_continue`` target
-  (only when ``train.halt_max_steps > 1``).
+  (only when ``train.max_segments > 1``).
 
 Only matrix products are counted (the projections, SDPA's two batched products, SwiGLU, the
 heads); one multiply-add is 2 FLOPs. This is what ``torch.utils.flop_counter`` counts too, so
@@ -62,12 +62,12 @@ def block_flops(cfg: ModelConfig, positions: int) -> int:
     return projections + attention
 
 
-def segment_flops(cfg: ModelConfig, halt_max_steps: int, prefix_len: int = 0) -> SegmentFlops:
+def segment_flops(cfg: ModelConfig, max_segments: int, prefix_len: int = 0) -> SegmentFlops:
     """The FLOPs of one training segment per puzzle (see the module docstring).
 
     Args:
         cfg: a model config fitted to its task (``seq_len`` and ``vocab_size`` set).
-        halt_max_steps: ``train.halt_max_steps``; the peek forward runs when it is > 1.
+        max_segments: ``train.max_segments``; the peek forward runs when it is > 1.
         prefix_len: puzzle-embedding prefix positions (``HRM.prefix_len``).
     """
     if cfg.seq_len < 1 or cfg.vocab_size < 1:
@@ -81,7 +81,7 @@ def segment_flops(cfg: ModelConfig, halt_max_steps: int, prefix_len: int = 0) ->
     tail = steps_with_gradient(cfg.gradient_mode, cfg.H_cycles, cfg.L_cycles)
     cycle = [l_step] * cfg.L_cycles + [h_step]
     grad = sum((cycle * cfg.H_cycles)[-tail:]) + heads
-    peek = forward if halt_max_steps > 1 else 0
+    peek = forward if max_segments > 1 else 0
     return SegmentFlops(forward_no_grad=forward - grad, forward_grad=grad, backward=2 * grad,
                         peek=peek, segment_forward=forward, train=forward + 2 * grad + peek)
 
