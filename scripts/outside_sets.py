@@ -14,7 +14,8 @@ A core's own held-out set comes from its training generator. These come from oth
   cells, then 0-6 random inner walls knocked out to make loops) and open rooms (random inner
   walls at 10-25 % density, below the training generator's 30-50 %). S and G are random
   open cells at a BFS distance drawn uniformly from 10 to 21 (drawn first: a layout without
-  a cell that far is redrawn).
+  a cell that far is redrawn). ``maze9-corridors.csv`` and ``maze9-rooms.csv`` hold the two
+  families apart.
 
 Deterministic for ``--seed``. Puzzles are checked (unique Sudoku solution; any shortest
 path) by the task readers when ``hrm-rl eval`` loads them.
@@ -181,8 +182,13 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(args.seed)
     SudokuTask(6).write_csv(out / "sudoku6.csv", sudoku6_set(args.n, rng))
-    MazeTask(9).write_csv(out / "maze9.csv", maze9_set(args.n, rng))
-    print(f"wrote {out / 'sudoku6.csv'} and {out / 'maze9.csv'} ({args.n} puzzles each)")
+    mazes = maze9_set(args.n, rng)
+    MazeTask(9).write_csv(out / "maze9.csv", mazes)
+    half = (args.n + 1) // 2  # the first half corridor mazes, the second open rooms (maze9_set)
+    MazeTask(9).write_csv(out / "maze9-corridors.csv", mazes.take(slice(0, half)))
+    MazeTask(9).write_csv(out / "maze9-rooms.csv", mazes.take(slice(half, args.n)))
+    print(f"wrote {out / 'sudoku6.csv'} and {out / 'maze9.csv'} ({args.n} puzzles each), and "
+          f"maze9.csv's two families apart: maze9-corridors.csv, maze9-rooms.csv")
 
 
 if __name__ == "__main__":
