@@ -95,6 +95,22 @@ def test_init_from_starts_a_fresh_run_from_a_checkpoints_weights(trained_run, tm
                tuned.model.state_dict().items())
 
 
+def test_a_resumed_fine_tune_continues_without_its_init_checkpoint(trained_run, tmp_path):
+    import shutil
+
+    trainer, _, _, tmp = trained_run
+    source = tmp_path / "source"
+    shutil.copytree(trainer.run_dir, source)
+    config = tiny_config(tmp, f"train.init_from={source}", "train.steps=10",
+                         "train.checkpoint_every=5", "train.eval_every=100")
+    ACTTrainer(config, tmp_path / "tuned", progress=False).fit()
+    shutil.rmtree(source)  # resuming loads the run's own checkpoint, not the init
+    resumed = ACTTrainer.resume(tmp_path / "tuned", ["train.steps=15"], progress=False)
+    assert resumed.step == 10 and not any("initialised" in n for n in resumed.notes)
+    resumed.fit()
+    assert resumed.step == 15
+
+
 def test_init_from_refuses_weights_of_another_architecture_and_missing_folders(trained_run,
                                                                                tmp_path):
     trainer, _, _, tmp = trained_run
