@@ -181,8 +181,10 @@ class DataConfig:
     (as Maze-Hard); ``mix`` is a difficulty mix of short and long paths, half of the layouts
     with a walled border (``hrm_rl.tasks.maze.generate``). ``wall_density`` (mazes only):
     ``[low, high]``, the range each generated layout draws its wall probability from; None =
-    the generator's ``WALL_DENSITY`` (0.3 to 0.5). Another task refuses these four at
-    anything but their defaults, as ``TaskConfig`` says.
+    the generator's ``WALL_DENSITY`` (0.3 to 0.5). ``far_share`` (mazes, ``layout: mix``
+    only): the share of mazes with S and G at the ends of the layout's longest path, the
+    rest at a random distance; None = half. More means more long paths. Another task
+    refuses these five at anything but their defaults, as ``TaskConfig`` says.
     """
 
     train_path: str | None = None
@@ -194,6 +196,7 @@ class DataConfig:
     min_difficulty: int = 0
     layout: str = "hard"
     wall_density: list[float] | None = None
+    far_share: float | None = None
     split_by: str = "orbit"
     augment: bool = True
     seed: int = 0

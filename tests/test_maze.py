@@ -429,3 +429,24 @@ def test_wall_density_is_validated(value):
 def test_wall_density_is_refused_for_sudoku():
     with pytest.raises(ValueError, match="data.wall_density"):
         load_config(None, ["task.name=sudoku", "data.wall_density=[0.1, 0.2]"])
+
+
+def test_far_share_moves_the_mix_toward_long_paths_and_names_the_cache():
+    from hrm_rl.tasks.maze import generate
+
+    lengths = {share: generate(2000, 9, np.random.default_rng(0), 6, layout="mix",
+                               far_share=share)[2] for share in (0.0, 0.5, 1.0)}
+    assert lengths[0.0].mean() + 1 < lengths[0.5].mean() < lengths[1.0].mean() - 1
+    # the default share draws the stream it drew before the knob existed
+    np.testing.assert_array_equal(lengths[0.5], generate(2000, 9, np.random.default_rng(0), 6,
+                                                         layout="mix")[2])
+    data = DataConfig(min_difficulty=6, layout="mix", far_share=0.85)
+    assert MazeTask(9).cache_params(data)["far_share"] == 0.85
+    assert "far_share" not in MazeTask(9).cache_params(DataConfig(layout="mix"))
+
+
+@pytest.mark.parametrize("sets", [["data.layout=mix", "data.far_share=1.5"],
+                                  ["data.far_share=0.8"]])  # the hard layout has no share
+def test_far_share_is_validated(sets):
+    with pytest.raises(ValueError, match="data.far_share"):
+        load_config(None, ["task.name=maze", "task.size=9", *sets])

@@ -14,15 +14,16 @@ from hrm_rl.tasks.maze.symmetry import canonical_keys
 
 
 def _candidates(count: int, size: int, min_path: int, density: tuple[float, float],
-                rng: np.random.Generator, layout: str = "hard"
+                rng: np.random.Generator, layout: str = "hard", far_share: float = 0.5
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Draw ``count`` random layouts and keep those with a long enough path.
 
     ``layout="hard"``: S and G are the two ends of a double sweep (about the longest shortest
-    path of the layout). ``layout="mix"``: half the layouts get a walled border, and half the
-    mazes take their ends that way while the other half take a random open cell as one end
-    and, as the other, a random cell at a distance drawn uniformly from ``min_path`` to that
-    cell's eccentricity; so path lengths spread from ``min_path`` up (see ``generate``).
+    path of the layout). ``layout="mix"``: half the layouts get a walled border, and a share
+    ``far_share`` (half by default) of the mazes take their ends that way while the others
+    take a random open cell as one end and, as the other, a random cell at a distance drawn
+    uniformly from ``min_path`` to that cell's eccentricity; so path lengths spread from
+    ``min_path`` up (see ``generate``).
 
     Returns ``(questions, answers, lengths)`` for the accepted layouts (tokens ``(m, S)``,
     steps ``(m,)``), in the order drawn.
@@ -45,7 +46,8 @@ def _candidates(count: int, size: int, min_path: int, density: tuple[float, floa
     idx = np.flatnonzero(has)
     bits = _pack(open_[idx])
     ecc, far = _sweep(bits, _one_cell(origin[idx], size, size))
-    far_ends = np.ones(len(idx), dtype=bool) if layout == "hard" else rng.random(len(idx)) < 0.5
+    far_ends = (np.ones(len(idx), dtype=bool) if layout == "hard"
+                else rng.random(len(idx)) < far_share)
     # Any two cells of the origin's component are at most 2 * ecc apart: prune early.
     keep = np.where(far_ends, 2 * ecc >= min_path, ecc >= min_path)
     idx, bits, far, origin, ecc, far_ends = (idx[keep], bits[keep], far[keep], origin[idx[keep]],
@@ -79,7 +81,7 @@ def _candidates(count: int, size: int, min_path: int, density: tuple[float, floa
 
 def generate(n: int, size: int, rng: np.random.Generator, min_path: int | None = None,
              density: tuple[float, float] = WALL_DENSITY, distinct: str = "exact",
-             progress: bool = False, layout: str = "hard"
+             progress: bool = False, layout: str = "hard", far_share: float = 0.5
              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``n`` distinct mazes whose shortest S-to-G path has at least ``min_path`` steps.
 
@@ -98,6 +100,9 @@ def generate(n: int, size: int, rng: np.random.Generator, min_path: int | None =
             paths, as Maze-Hard) or ``mix`` (a difficulty mix: half the layouts walled at the
             border, half the mazes with a random S and a G at a uniformly drawn distance of
             at least ``min_path``; so short and long paths alike).
+        far_share: with ``layout="mix"``, the share of mazes with S and G at the ends of
+            the layout's longest path (the rest get a random S and a G at a drawn
+            distance); a larger share means more long paths. Ignored for ``hard``.
 
     Returns:
         ``questions (n, S)`` and ``answers (n, S)`` int64 tokens, ``lengths (n,)`` steps.
@@ -117,6 +122,8 @@ def generate(n: int, size: int, rng: np.random.Generator, min_path: int | None =
         raise ValueError(f"distinct must be 'exact' or 'orbit', got {distinct!r}")
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
+    if not 0.0 <= far_share <= 1.0:
+        raise ValueError(f"far_share must be in [0, 1], got {far_share}")
     cells = size * size
     batch = int(np.clip((1 << 22) // cells, 256, 8192))
     give_up, give_up_none = max(200_000, 2000 * n), 100_000
@@ -132,7 +139,7 @@ def generate(n: int, size: int, rng: np.random.Generator, min_path: int | None =
                              f"path of >= {min_path} steps in {tried} random layouts; lower "
                              f"min_path (data.min_difficulty; default for this size "
                              f"{default_min_path(size)}) or ask for fewer")
-        q, a, lengths = _candidates(batch, size, min_path, density, rng, layout)
+        q, a, lengths = _candidates(batch, size, min_path, density, rng, layout, far_share)
         tried += batch
         keys = canonical_keys(q, size) if distinct == "orbit" else \
             [row.astype(np.uint8).tobytes() for row in q]

@@ -1,5 +1,5 @@
 """``MazeOptions``: the settings a maze run reads (``task.size``, ``task.tie_break``,
-``data.layout``, ``data.wall_density``) and their checks."""
+``data.layout``, ``data.wall_density``, ``data.far_share``) and their checks."""
 
 from __future__ import annotations
 
@@ -14,12 +14,12 @@ from hrm_rl.tasks.maze.task import MazeTask
 @dataclass(frozen=True)
 class MazeOptions(TaskOptions):
     """Square mazes of side ``size`` whose labels break ties by ``tie_break``; the generator
-    knobs of their own are ``data.layout`` and ``data.wall_density``
+    knobs of their own are ``data.layout``, ``data.wall_density`` and ``data.far_share``
     (``hrm_rl.tasks.maze.generate``)."""
 
     size: int
     tie_break: str
-    data_keys = ("layout", "wall_density")
+    data_keys = ("layout", "wall_density", "far_share")
 
     def validate(self, data: DataConfig) -> None:
         require(MIN_SIZE <= self.size <= MAX_SIZE, "task.size",
@@ -36,6 +36,10 @@ class MazeOptions(TaskOptions):
             and 0.0 <= density[0] <= density[1] < 1.0), "data.wall_density",
             f"must be null (the generator's 0.3 to 0.5) or [low, high] with "
             f"0 <= low <= high < 1, got {density!r}")
+        share = data.far_share
+        require(share is None or (data.layout == "mix" and 0.0 <= share <= 1.0),
+                "data.far_share", f"must be null or, with data.layout: mix, a share in [0, 1]; "
+                f"got {share!r} with layout {data.layout!r}")
 
     def make(self) -> MazeTask:
         return MazeTask(self.size, self.tie_break)
