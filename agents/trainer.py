@@ -389,7 +389,9 @@ class ACTTrainer:
         state = self.state_dict()  # holds the raw weights when EMA swaps them out below
         with self._ema_weights():  # the checkpoint's weights are the EMA's (envs load them)
             folder = save_run_checkpoint(self.run_dir, self.step, self.model, self.config,
-                                         {"step": self.step, **(meta or {})},
+                                         {"step": self.step,
+                                          "train_seconds": round(self.elapsed_s(), 1),
+                                          **(meta or {})},
                                          (self.task, self.test_set), state, best=best)
         self._phase = phase
         self._saved = (self.step, folder)

@@ -22,8 +22,9 @@ import json
 import shutil
 from pathlib import Path
 
-from hrm_rl.checkpoint import (CONFIG, TEST_PUZZLES, WEIGHTS, load_checkpoint,
-                               load_trainer_state, resolve_checkpoint, write_halting_splits)
+from hrm_rl.checkpoint import (CONFIG, TEST_PUZZLES, TRAINER_STATE, WEIGHTS, load_checkpoint,
+                               load_trainer_state, read_checkpoint_config, resolve_checkpoint,
+                               write_halting_splits)
 from hrm_rl.evaluation import evaluate
 
 BUNDLE = Path(__file__).resolve().parents[1] / "hrm_rl" / "checkpoints"
@@ -37,6 +38,23 @@ def test_figures(folder: Path) -> dict:
     return {"n": res.n, "qhead_exact": res.exact_acc_qhalt,
             "qhead_mean_segments": res.mean_segments_qhalt,
             "exact_at_1": res.exact_by_segment[0], "exact_at_K": res.exact_by_segment[-1]}
+
+
+def training_of(run: str) -> dict:
+    """The checkpoint name, steps and training seconds of ``run``'s checkpoint: from its
+    trainer state, or from its meta where only the weights were kept (an earlier stage)."""
+    folder = resolve_checkpoint(run)
+    if (folder / TRAINER_STATE).is_file():
+        state = load_trainer_state(folder)
+        steps, seconds = int(state["step"]), float(state["elapsed_s"])
+    else:
+        meta = read_checkpoint_config(folder)[2]
+        if "train_seconds" not in meta:
+            raise SystemExit(f"{folder} has neither a trainer state nor train_seconds in "
+                             "its meta: how long it trained is unknown")
+        steps, seconds = int(meta["step"]), float(meta["train_seconds"])
+    return {"checkpoint": f"{Path(run).name}/{folder.name}", "steps": steps,
+            "train_seconds": round(seconds, 1)}
 
 
 def main() -> None:
@@ -80,11 +98,7 @@ def main() -> None:
             write_halting_splits(folder, progress=True)
         stages = []
         for run in [*args.earlier, args.run]:
-            folder_of_run = resolve_checkpoint(run)
-            state = load_trainer_state(folder_of_run)
-            stages.append({"checkpoint": f"{Path(run).name}/{folder_of_run.name}",
-                           "steps": int(state["step"]),
-                           "train_seconds": round(float(state["elapsed_s"]), 1)})
+            stages.append(training_of(run))
         seconds = sum(stage["train_seconds"] for stage in stages)
         steps = sum(stage["steps"] for stage in stages)
         card = {"config": args.config, "commands": args.command,

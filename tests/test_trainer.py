@@ -68,7 +68,7 @@ def test_tensorboard_has_the_documented_scalars(trained_run):
 
 
 def test_checkpoint_round_trip_gives_the_same_outputs(trained_run):
-    trainer, _, _, _ = trained_run
+    trainer, _, summary, _ = trained_run
     ckpt = load_checkpoint(trainer.run_dir)
     carry = ckpt.model.initial_carry(2)
     inputs = torch.from_numpy(trainer.test_set.inputs[:2])
@@ -79,6 +79,7 @@ def test_checkpoint_round_trip_gives_the_same_outputs(trained_run):
         got = ckpt.model(carry, inputs, ids).logits
     torch.testing.assert_close(got, expected)
     assert ckpt.meta["step"] == trainer.step == 80
+    assert 0 < ckpt.meta["train_seconds"] == pytest.approx(summary["train_seconds"], abs=2)
 
 
 def test_init_from_starts_a_fresh_run_from_a_checkpoints_weights(trained_run, tmp_path):
