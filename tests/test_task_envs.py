@@ -54,10 +54,11 @@ def test_render_modes(env_id):
     assert text.startswith("segment 1/")
 
 
+@pytest.mark.parametrize("env_id,core", [("HRM-Sudoku-v0", "sudoku6"), ("HRM-Maze-v0", "maze9")])
 @pytest.mark.parametrize("obs_mode", ["features", "features+latent", "dict"])
-def test_checkers_pass_on_the_sudoku6_core(obs_mode):
-    env = gym.make("HRM-Sudoku-v0", checkpoint="sudoku6", obs_mode=obs_mode)
-    assert env.unwrapped.core.task.name == "sudoku6"
+def test_checkers_pass_on_the_6x6_and_9x9_cores(env_id, core, obs_mode):
+    env = gym.make(env_id, checkpoint=core, obs_mode=obs_mode)
+    assert env.unwrapped.core.task.name == core
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         check_env(env.unwrapped, skip_render_check=True)
