@@ -30,12 +30,10 @@ class MazeOptions(TaskOptions):
         require(data.layout in LAYOUTS, "data.layout",
                 f"must be 'hard' or 'mix', got {data.layout!r}")
         density = data.wall_density
-        require(density is None or (
-            isinstance(density, (list, tuple)) and len(density) == 2
-            and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in density)
-            and 0.0 <= density[0] <= density[1] < 1.0), "data.wall_density",
-            f"must be null (the generator's 0.3 to 0.5) or [low, high] with "
-            f"0 <= low <= high < 1, got {density!r}")
+        require(density is None or (len(density) == 2 and 0.0 <= density[0] <= density[1] < 1.0),
+                "data.wall_density",
+                f"must be null (the generator's 0.3 to 0.5) or [low, high] with "
+                f"0 <= low <= high < 1, got {density!r}")
         share = data.far_share
         require(share is None or (data.layout == "mix" and 0.0 <= share <= 1.0),
                 "data.far_share", f"must be null or, with data.layout: mix, a share in [0, 1]; "

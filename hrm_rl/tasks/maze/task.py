@@ -94,15 +94,16 @@ class MazeTask(Task):
 
     def cache_params(self, data: DataConfig) -> dict:
         """The common settings plus the layout (only when not ``hard``), the wall density
-        and the far share (only when set) and the tie-break (only when not ``random``), with the givens knobs
-        as None, so the caches made before tasks named their own knobs keep their names."""
+        and the far share (only when set) and the tie-break (only when not ``random``),
+        with the givens knobs as None, so the caches made before tasks named their own knobs
+        keep their names."""
         params = {**super().cache_params(data), "max_givens": None, "min_givens": None}
         if data.layout != "hard":
             params["layout"] = data.layout
         if data.wall_density is not None:
-            params["wall_density"] = [float(v) for v in data.wall_density]
+            params["wall_density"] = data.wall_density
         if data.far_share is not None:
-            params["far_share"] = float(data.far_share)
+            params["far_share"] = data.far_share
         if self.tie_break != "random":
             params["tie_break"] = self.tie_break
         return params
@@ -131,10 +132,8 @@ class MazeTask(Task):
         ``data.wall_density`` and ``data.far_share`` shape the layouts (``generate``). The
         Sudoku givens knobs are ignored.
         """
-        min_path = data.min_difficulty if data.min_difficulty > 0 else None
-        q, a, _ = generate(n_train + n_test, self.size, rng, min_path,
-                           distinct=data.split_by, progress=progress, layout=data.layout,
-                           density=_density(data), far_share=_far_share(data))
+        q, a, _ = generate(n_train + n_test, self.size, rng, distinct=data.split_by,
+                           progress=progress, **_generator_knobs(data))
         order = rng.permutation(len(q))
         test, train = order[:n_test], order[n_test:]
         return (self._relabel(PuzzleBatch(q[train], a[train], np.zeros(len(train), dtype=np.int64))),
@@ -144,10 +143,8 @@ class MazeTask(Task):
                progress: bool = False) -> PuzzleBatch:
         """``n`` fresh mazes, distinct up to symmetry, with the knobs of ``data``
         (``min_difficulty``, ``layout``, ``wall_density``, ``far_share``)."""
-        min_path = data.min_difficulty if data.min_difficulty > 0 else None
-        q, a, _ = generate(n, self.size, rng, min_path, distinct="orbit", progress=progress,
-                           layout=data.layout, density=_density(data),
-                           far_share=_far_share(data))
+        q, a, _ = generate(n, self.size, rng, distinct="orbit", progress=progress,
+                           **_generator_knobs(data))
         return self._relabel(PuzzleBatch(q, a, np.zeros(n, dtype=np.int64)))
 
     difficulty_name = "path length"
@@ -270,14 +267,10 @@ class MazeTask(Task):
         return img
 
 
-def _density(data: DataConfig) -> tuple[float, float]:
-    """The wall-probability range of ``data`` (``WALL_DENSITY`` when unset)."""
-    if data.wall_density is None:
-        return WALL_DENSITY
-    low, high = data.wall_density
-    return float(low), float(high)
-
-
-def _far_share(data: DataConfig) -> float:
-    """The share of longest-path mazes in a ``mix`` (half when unset)."""
-    return 0.5 if data.far_share is None else float(data.far_share)
+def _generator_knobs(data: DataConfig) -> dict:
+    """``generate``'s keyword arguments from the knobs of ``data`` (its defaults where unset:
+    ``default_min_path``, ``WALL_DENSITY``, half far ends)."""
+    return {"min_path": data.min_difficulty if data.min_difficulty > 0 else None,
+            "layout": data.layout,
+            "density": WALL_DENSITY if data.wall_density is None else tuple(data.wall_density),
+            "far_share": 0.5 if data.far_share is None else data.far_share}
