@@ -183,8 +183,10 @@ class DataConfig:
     ``[low, high]``, the range each generated layout draws its wall probability from; None =
     the generator's ``WALL_DENSITY`` (0.3 to 0.5). ``far_share`` (mazes, ``layout: mix``
     only): the share of mazes with S and G at the ends of the layout's longest path, the
-    rest at a random distance; None = half. More means more long paths. Another task
-    refuses these five at anything but their defaults, as ``TaskConfig`` says.
+    rest at a random distance; None = half. More means more long paths. ``lattice_share``
+    (mazes only): the share of layouts that are corridor mazes (a random spanning tree of
+    the odd-cell lattice with a few loops) instead of random walls; 0 = none. Another task
+    refuses these six at anything but their defaults, as ``TaskConfig`` says.
     """
 
     train_path: str | None = None
@@ -197,6 +199,7 @@ class DataConfig:
     layout: str = "hard"
     wall_density: list[float] | None = None
     far_share: float | None = None
+    lattice_share: float = 0.0
     split_by: str = "orbit"
     augment: bool = True
     seed: int = 0

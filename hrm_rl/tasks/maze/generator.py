@@ -1,5 +1,6 @@
 """Random-wall maze generation: batches of candidate layouts, the double sweep for long
-shortest paths, the ``hard`` and ``mix`` layouts, and distinct mazes up to symmetry.
+shortest paths, the ``hard`` and ``mix`` layouts, lattice (corridor) layouts, and distinct
+mazes up to symmetry.
 """
 
 from __future__ import annotations
@@ -13,9 +14,44 @@ from hrm_rl.tasks.maze.bfs import _one_cell, _pack, _pick_cell, _sweep, _trace_p
 from hrm_rl.tasks.maze.symmetry import canonical_keys
 
 
+def lattice_walls(count: int, size: int, rng: np.random.Generator, max_loops: int = 6
+                  ) -> np.ndarray:
+    """``(count, size, size)`` bool walls of corridor mazes: a random spanning tree of the
+    lattice of odd cells drawn by Kruskal's algorithm (edges in random order, joined when
+    they link two components), a walled border, then 0 to ``max_loops`` (uniform) of the
+    edges left out of the tree opened as well, so some mazes have loops."""
+    k = (size - 1) // 2
+    walls = np.ones((count, size, size), dtype=bool)
+    odd = 2 * np.arange(k) + 1
+    walls[:, odd[:, None], odd[None, :]] = False
+    edges = ([(r * k + c, r * k + c + 1) for r in range(k) for c in range(k - 1)]
+             + [(r * k + c, (r + 1) * k + c) for r in range(k - 1) for c in range(k)])
+
+    def find(parent: list[int], x: int) -> int:
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for m in range(count):
+        parent = list(range(k * k))
+        left_out = []
+        for e in rng.permutation(len(edges)):
+            a, b = edges[e]
+            ra, rb = find(parent, a), find(parent, b)
+            if ra == rb:
+                left_out.append((a, b))
+                continue
+            parent[ra] = rb
+            walls[m, a // k + b // k + 1, a % k + b % k + 1] = False
+        for a, b in left_out[:int(rng.integers(0, max_loops + 1))]:
+            walls[m, a // k + b // k + 1, a % k + b % k + 1] = False
+    return walls
+
+
 def _candidates(count: int, size: int, min_path: int, density: tuple[float, float],
-                rng: np.random.Generator, layout: str = "hard", far_share: float = 0.5
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                rng: np.random.Generator, layout: str = "hard", far_share: float = 0.5,
+                lattice_share: float = 0.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Draw ``count`` random layouts and keep those with a long enough path.
 
     ``layout="hard"``: S and G are the two ends of a double sweep (about the longest shortest
@@ -23,7 +59,8 @@ def _candidates(count: int, size: int, min_path: int, density: tuple[float, floa
     ``far_share`` (half by default) of the mazes take their ends that way while the others
     take a random open cell as one end and, as the other, a random cell at a distance drawn
     uniformly from ``min_path`` to that cell's eccentricity; so path lengths spread from
-    ``min_path`` up (see ``generate``).
+    ``min_path`` up (see ``generate``). A share ``lattice_share`` of the layouts (any
+    layout) are corridor mazes (``lattice_walls``) instead of random walls.
 
     Returns ``(questions, answers, lengths)`` for the accepted layouts (tokens ``(m, S)``,
     steps ``(m,)``), in the order drawn.
@@ -37,6 +74,9 @@ def _candidates(count: int, size: int, min_path: int, density: tuple[float, floa
         ring = np.ones((size, size), dtype=bool)
         ring[1:-1, 1:-1] = False
         walls |= border[:, None, None] & ring
+    if lattice_share > 0:
+        lattice = rng.random(count) < lattice_share
+        walls[lattice] = lattice_walls(int(lattice.sum()), size, rng)
     open_ = ~walls
     # Sweep 1 from a random open cell (the first open one of 8 random draws).
     draws = rng.integers(0, cells, (count, 8))
@@ -81,8 +121,8 @@ def _candidates(count: int, size: int, min_path: int, density: tuple[float, floa
 
 def generate(n: int, size: int, rng: np.random.Generator, min_path: int | None = None,
              density: tuple[float, float] = WALL_DENSITY, distinct: str = "exact",
-             progress: bool = False, layout: str = "hard", far_share: float = 0.5
-             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+             progress: bool = False, layout: str = "hard", far_share: float = 0.5,
+             lattice_share: float = 0.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``n`` distinct mazes whose shortest S-to-G path has at least ``min_path`` steps.
 
     Deterministic for a given ``rng`` state (candidates are drawn in fixed-size batches).
@@ -103,6 +143,9 @@ def generate(n: int, size: int, rng: np.random.Generator, min_path: int | None =
         far_share: with ``layout="mix"``, the share of mazes with S and G at the ends of
             the layout's longest path (the rest get a random S and a G at a drawn
             distance); a larger share means more long paths. Ignored for ``hard``.
+        lattice_share: the share of candidate layouts that are corridor mazes
+            (``lattice_walls``: a random spanning tree of the odd-cell lattice, a few loops)
+            instead of random walls; 0 draws the random-wall stream unchanged.
 
     Returns:
         ``questions (n, S)`` and ``answers (n, S)`` int64 tokens, ``lengths (n,)`` steps.
@@ -124,6 +167,8 @@ def generate(n: int, size: int, rng: np.random.Generator, min_path: int | None =
         raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
     if not 0.0 <= far_share <= 1.0:
         raise ValueError(f"far_share must be in [0, 1], got {far_share}")
+    if not 0.0 <= lattice_share <= 1.0:
+        raise ValueError(f"lattice_share must be in [0, 1], got {lattice_share}")
     cells = size * size
     batch = int(np.clip((1 << 22) // cells, 256, 8192))
     give_up, give_up_none = max(200_000, 2000 * n), 100_000
@@ -139,7 +184,8 @@ def generate(n: int, size: int, rng: np.random.Generator, min_path: int | None =
                              f"path of >= {min_path} steps in {tried} random layouts; lower "
                              f"min_path (data.min_difficulty; default for this size "
                              f"{default_min_path(size)}) or ask for fewer")
-        q, a, lengths = _candidates(batch, size, min_path, density, rng, layout, far_share)
+        q, a, lengths = _candidates(batch, size, min_path, density, rng, layout, far_share,
+                                    lattice_share)
         tried += batch
         keys = canonical_keys(q, size) if distinct == "orbit" else \
             [row.astype(np.uint8).tobytes() for row in q]

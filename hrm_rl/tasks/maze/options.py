@@ -1,5 +1,6 @@
 """``MazeOptions``: the settings a maze run reads (``task.size``, ``task.tie_break``,
-``data.layout``, ``data.wall_density``, ``data.far_share``) and their checks."""
+``data.layout``, ``data.wall_density``, ``data.far_share``, ``data.lattice_share``) and
+their checks."""
 
 from __future__ import annotations
 
@@ -14,12 +15,12 @@ from hrm_rl.tasks.maze.task import MazeTask
 @dataclass(frozen=True)
 class MazeOptions(TaskOptions):
     """Square mazes of side ``size`` whose labels break ties by ``tie_break``; the generator
-    knobs of their own are ``data.layout``, ``data.wall_density`` and ``data.far_share``
-    (``hrm_rl.tasks.maze.generate``)."""
+    knobs of their own are ``data.layout``, ``data.wall_density``, ``data.far_share`` and
+    ``data.lattice_share`` (``hrm_rl.tasks.maze.generate``)."""
 
     size: int
     tie_break: str
-    data_keys = ("layout", "wall_density", "far_share")
+    data_keys = ("layout", "wall_density", "far_share", "lattice_share")
 
     def validate(self, data: DataConfig) -> None:
         require(MIN_SIZE <= self.size <= MAX_SIZE, "task.size",
@@ -38,6 +39,8 @@ class MazeOptions(TaskOptions):
         require(share is None or (data.layout == "mix" and 0.0 <= share <= 1.0),
                 "data.far_share", f"must be null or, with data.layout: mix, a share in [0, 1]; "
                 f"got {share!r} with layout {data.layout!r}")
+        require(0.0 <= data.lattice_share <= 1.0, "data.lattice_share",
+                f"must be a share in [0, 1], got {data.lattice_share!r}")
 
     def make(self) -> MazeTask:
         return MazeTask(self.size, self.tie_break)

@@ -104,6 +104,8 @@ class MazeTask(Task):
             params["wall_density"] = data.wall_density
         if data.far_share is not None:
             params["far_share"] = data.far_share
+        if data.lattice_share:
+            params["lattice_share"] = data.lattice_share
         if self.tie_break != "random":
             params["tie_break"] = self.tie_break
         return params
@@ -129,7 +131,7 @@ class MazeTask(Task):
         ``data.min_difficulty`` is the minimum path length in steps (0 = ``default_min_path``,
         110 at 30x30); ``data.split_by`` ``orbit`` also keeps rotations/reflections of a test
         maze out of training, ``exact`` only identical mazes; ``data.layout``,
-        ``data.wall_density`` and ``data.far_share`` shape the layouts (``generate``). The
+        ``data.wall_density``, ``data.far_share`` and ``data.lattice_share`` shape the layouts (``generate``). The
         Sudoku givens knobs are ignored.
         """
         q, a, _ = generate(n_train + n_test, self.size, rng, distinct=data.split_by,
@@ -142,7 +144,7 @@ class MazeTask(Task):
     def sample(self, n: int, data: DataConfig, rng: np.random.Generator,
                progress: bool = False) -> PuzzleBatch:
         """``n`` fresh mazes, distinct up to symmetry, with the knobs of ``data``
-        (``min_difficulty``, ``layout``, ``wall_density``, ``far_share``)."""
+        (``min_difficulty``, ``layout``, ``wall_density``, ``far_share``, ``lattice_share``)."""
         q, a, _ = generate(n, self.size, rng, distinct="orbit", progress=progress,
                            **_generator_knobs(data))
         return self._relabel(PuzzleBatch(q, a, np.zeros(n, dtype=np.int64)))
@@ -273,4 +275,5 @@ def _generator_knobs(data: DataConfig) -> dict:
     return {"min_path": data.min_difficulty if data.min_difficulty > 0 else None,
             "layout": data.layout,
             "density": WALL_DENSITY if data.wall_density is None else tuple(data.wall_density),
-            "far_share": 0.5 if data.far_share is None else data.far_share}
+            "far_share": 0.5 if data.far_share is None else data.far_share,
+            "lattice_share": data.lattice_share}
