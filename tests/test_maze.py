@@ -450,3 +450,50 @@ def test_far_share_moves_the_mix_toward_long_paths_and_names_the_cache():
 def test_far_share_is_validated(sets):
     with pytest.raises(ValueError, match="data.far_share"):
         load_config(None, ["task.name=maze", "task.size=9", *sets])
+
+
+@pytest.mark.parametrize("size", [9, 10])
+def test_lattice_walls_are_spanning_trees_with_at_most_max_loops_extra_passages(size):
+    from hrm_rl.tasks.maze.bfs import distance_maps
+    from hrm_rl.tasks.maze.generator import lattice_walls
+
+    k = (size - 1) // 2
+    for loops in (0, 6):
+        walls = lattice_walls(200, size, np.random.default_rng(loops), max_loops=loops)
+        assert walls[:, 0].all() and walls[:, -1].all() and walls[:, :, 0].all() \
+            and walls[:, :, -1].all()
+        assert walls[:, 0::2, 0::2].all()  # lattice corners are never opened
+        passages = (~walls).reshape(200, -1).sum(1) - k * k
+        assert passages.min() >= k * k - 1 and passages.max() <= k * k - 1 + loops
+        if loops == 0:
+            assert (passages == k * k - 1).all()  # a tree: one fewer edge than cells
+        else:
+            assert passages.max() > k * k - 1  # some mazes do get loops
+        dist = distance_maps(~walls, np.full(200, size + 1))  # from cell (1, 1)
+        odd = dist[:, 1:2 * k:2, 1:2 * k:2]
+        assert (odd >= 0).all()  # every lattice cell is reachable
+
+
+def test_lattice_share_draws_corridor_mazes_and_names_the_cache():
+    q, a, lengths = generate(300, 9, np.random.default_rng(0), 6, layout="mix",
+                             lattice_share=1.0)
+    grids = q.reshape(-1, 9, 9)
+    assert (grids[:, 0::2, 0::2] == WALL).all()
+    for i in range(0, 300, 37):
+        assert reference_bfs(q[i], 9) == lengths[i] == walk_path(a[i], 9)
+    # no share draws the random-wall stream it drew before the knob existed
+    np.testing.assert_array_equal(
+        generate(500, 9, np.random.default_rng(1), 6, layout="mix")[0],
+        generate(500, 9, np.random.default_rng(1), 6, layout="mix", lattice_share=0.0)[0])
+    mixed = generate(2000, 9, np.random.default_rng(2), 6, lattice_share=0.3)[0].reshape(-1, 9, 9)
+    share = (mixed[:, 0::2, 0::2] == WALL).all((1, 2)).mean()
+    assert 0.2 < share < 0.4  # random walls almost never wall all 25 lattice corners
+    assert MazeTask(9).cache_params(DataConfig(lattice_share=0.3))["lattice_share"] == 0.3
+    assert "lattice_share" not in MazeTask(9).cache_params(DataConfig())
+
+
+@pytest.mark.parametrize("sets", [["task.name=maze", "task.size=9", "data.lattice_share=1.5"],
+                                  ["task.name=sudoku", "data.lattice_share=0.3"]])
+def test_lattice_share_is_validated(sets):
+    with pytest.raises(ValueError, match="data.lattice_share"):
+        load_config(None, sets)
