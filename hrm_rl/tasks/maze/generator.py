@@ -26,6 +26,7 @@ def lattice_walls(count: int, size: int, rng: np.random.Generator, max_loops: in
     walls[:, odd[:, None], odd[None, :]] = False
     edges = ([(r * k + c, r * k + c + 1) for r in range(k) for c in range(k - 1)]
              + [(r * k + c, (r + 1) * k + c) for r in range(k - 1) for c in range(k)])
+    passages = [(a // k + b // k + 1, a % k + b % k + 1) for a, b in edges]  # wall between
 
     def find(parent: list[int], x: int) -> int:
         while parent[x] != x:
@@ -37,15 +38,14 @@ def lattice_walls(count: int, size: int, rng: np.random.Generator, max_loops: in
         parent = list(range(k * k))
         left_out = []
         for e in rng.permutation(len(edges)):
-            a, b = edges[e]
-            ra, rb = find(parent, a), find(parent, b)
+            ra, rb = find(parent, edges[e][0]), find(parent, edges[e][1])
             if ra == rb:
-                left_out.append((a, b))
+                left_out.append(e)
                 continue
             parent[ra] = rb
-            walls[m, a // k + b // k + 1, a % k + b % k + 1] = False
-        for a, b in left_out[:int(rng.integers(0, max_loops + 1))]:
-            walls[m, a // k + b // k + 1, a % k + b % k + 1] = False
+            walls[m][passages[e]] = False
+        for e in left_out[:int(rng.integers(0, max_loops + 1))]:
+            walls[m][passages[e]] = False
     return walls
 
 

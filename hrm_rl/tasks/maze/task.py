@@ -131,8 +131,8 @@ class MazeTask(Task):
         ``data.min_difficulty`` is the minimum path length in steps (0 = ``default_min_path``,
         110 at 30x30); ``data.split_by`` ``orbit`` also keeps rotations/reflections of a test
         maze out of training, ``exact`` only identical mazes; ``data.layout``,
-        ``data.wall_density``, ``data.far_share`` and ``data.lattice_share`` shape the layouts (``generate``). The
-        Sudoku givens knobs are ignored.
+        ``data.wall_density``, ``data.far_share`` and ``data.lattice_share`` shape the
+        layouts (``generate``). The Sudoku givens knobs are ignored.
         """
         q, a, _ = generate(n_train + n_test, self.size, rng, distinct=data.split_by,
                            progress=progress, **_generator_knobs(data))
@@ -144,7 +144,8 @@ class MazeTask(Task):
     def sample(self, n: int, data: DataConfig, rng: np.random.Generator,
                progress: bool = False) -> PuzzleBatch:
         """``n`` fresh mazes, distinct up to symmetry, with the knobs of ``data``
-        (``min_difficulty``, ``layout``, ``wall_density``, ``far_share``, ``lattice_share``)."""
+        (``min_difficulty``, ``layout``, ``wall_density``, ``far_share``,
+        ``lattice_share``)."""
         q, a, _ = generate(n, self.size, rng, distinct="orbit", progress=progress,
                            **_generator_knobs(data))
         return self._relabel(PuzzleBatch(q, a, np.zeros(n, dtype=np.int64)))
