@@ -9,7 +9,10 @@ every ``--eval-every-s`` seconds of its own training a variant is scored on the 
 puzzles: the last ``--val-size`` puzzles of the config's training set, held out from its
 training (6x6 minimal puzzles are distinct, so they are new to it; the test set is not
 touched). The curve points are (training seconds, steps, Q-head exact, exact at the cap,
-cell accuracy at the cap); the summary gives each variant's time to reach ``--targets``.
+cell accuracy at the cap); the summary gives each variant's time to reach ``--targets``
+(Q-head exact) and ``--cell-targets`` (cells at the cap, which separate short runs whose exact
+accuracy is still near 0). ``--out F`` rewrites the report to F after every evaluation, so a
+run stopped early keeps its curves.
 
 Default variants (on ``configs/sudoku6-small.yaml``; ``trm`` on ``sudoku6-trm-small.yaml``):
 base, lr 5e-4, 500 warm-up steps, weight decay 1.0, stablemax, no augmentation, batch 64,
@@ -22,11 +25,12 @@ TRM-MLP, TRM-MLP with 16 scratch prefix positions, TRM with attention.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from typing import Any
 
-from hrm_rl.bench.variants import (add_variant_arguments, chosen_variants,
-                                               config_path)
+from hrm_rl.bench.variants import add_variant_arguments, chosen_variants, config_path
+from hrm_rl.checkpoint import atomic_write_text
 
 BASE, TRM = "sudoku6-small.yaml", "sudoku6-trm-small.yaml"
 VARIANTS: dict[str, tuple[str, list[str]]] = {
@@ -72,16 +76,21 @@ def time_to(curve: list[dict[str, Any]], key: str, target: float) -> float | Non
     return next((p["seconds"] for p in curve if p[key] >= target), None)
 
 
-def markdown(results: list[dict[str, Any]], targets: list[float]) -> str:
-    head = "| variant | steps | Q-head exact (val) | exact at cap | " + \
-        " | ".join(f"time to {t:.0%}" for t in targets) + " |"
-    lines = [head, "|" + "---|" * (4 + len(targets))]
+def markdown(results: list[dict[str, Any]], targets: list[float],
+             cell_targets: list[float]) -> str:
+    """One row per variant: its last curve point and its times to the exact and cell targets."""
+    head = ("| variant | parameters | steps | Q-head exact (val) | exact at cap | cells at cap | "
+            + " | ".join([f"time to {t:.0%}" for t in targets]
+                         + [f"time to {t:.0%} cells" for t in cell_targets]) + " |")
+    lines = [head, "|" + "---|" * (6 + len(targets) + len(cell_targets))]
     for r in results:
         last = r["curve"][-1]
-        times = " | ".join("—" if r["time_to"][f"{t:g}"] is None else
-                           f"{r['time_to'][f'{t:g}'] / 60:.1f} min" for t in targets)
-        lines.append(f"| {r['variant']} | {last['steps']} | {last['exact_acc_qhalt']:.1%} | "
-                     f"{last['exact_at_max']:.1%} | {times} |")
+        times = [r["time_to"][f"{t:g}"] for t in targets] + \
+            [r["time_to_cells"][f"{t:g}"] for t in cell_targets]
+        cells = " | ".join("—" if t is None else f"{t / 60:.1f} min" for t in times)
+        lines.append(f"| {r['variant']} | {r['parameters']:,} | {last['steps']} | "
+                     f"{last['exact_acc_qhalt']:.1%} | {last['exact_at_max']:.1%} | "
+                     f"{last['cell_at_max']:.1%} | {cells} |")
     return "\n".join(lines)
 
 
@@ -94,7 +103,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="score a variant on val after this many of its training seconds")
     p.add_argument("--val-size", type=int, default=500)
     p.add_argument("--targets", default="0.5,0.9", help="accuracies to time (Q-head exact)")
+    p.add_argument("--cell-targets", default="0.8,0.9",
+                   help="cell accuracies (at the cap) to time: they separate short runs whose "
+                        "exact accuracy is still near 0")
+    p.add_argument("--out", help="also write the report here, rewritten after every evaluation "
+                                 "(so a run stopped early keeps its curves)")
     add_variant_arguments(p, VARIANTS, threads=1)
+
+
+def _fractions(text: str, flag: str) -> list[float]:
+    values = [float(t) for t in text.split(",") if t.strip()]
+    if not all(0 < v <= 1 for v in values):
+        raise ValueError(f"{flag} must be fractions in (0, 1], got {text!r}")
+    return values
 
 
 def run_from_args(args: argparse.Namespace) -> dict[str, Any]:
@@ -103,10 +124,25 @@ def run_from_args(args: argparse.Namespace) -> dict[str, Any]:
     for flag in ("seconds", "slice_s", "eval_every_s"):
         if not getattr(args, flag) > 0:
             raise ValueError(f"--{flag.replace('_', '-')} must be > 0")
-    targets = [float(t) for t in args.targets.split(",") if t.strip()]
+    targets = _fractions(args.targets, "--targets")
+    cell_targets = _fractions(args.cell_targets, "--cell-targets")
     trainers = {n: make_variant(n, args.seconds, args.threads, args.config_dir,
                                 args.cache_dir, args.val_size, args.set) for n in names}
     curves: dict[str, list[dict[str, Any]]] = {n: [] for n in names}
+
+    def report() -> dict[str, Any]:
+        results = [{"variant": n, "config": VARIANTS[n][0], "overrides": VARIANTS[n][1],
+                    "parameters": trainers[n].model.num_parameters(), "curve": curves[n],
+                    "time_to": {f"{t:g}": time_to(curves[n], "exact_acc_qhalt", t)
+                                for t in targets},
+                    "time_to_cells": {f"{t:g}": time_to(curves[n], "cell_at_max", t)
+                                      for t in cell_targets}}
+                   for n in names if curves[n]]
+        return {"seconds_per_variant": args.seconds, "slice_s": args.slice_s,
+                "threads": args.threads, "val_size": args.val_size, "split": "val (held out "
+                "of the training set)", "results": results,
+                "markdown": markdown(results, targets, cell_targets)}
+
     next_eval = {n: args.eval_every_s for n in names}
     active = list(names)
     while active:
@@ -124,12 +160,8 @@ def run_from_args(args: argparse.Namespace) -> dict[str, Any]:
                 curves[name].append(point)
                 next_eval[name] += args.eval_every_s
                 print(f"[recipe] {name}: {point}", file=sys.stderr)
+                if args.out:
+                    atomic_write_text(args.out, json.dumps(report(), indent=2))
             if done:
                 active.remove(name)
-    results = [{"variant": n, "config": VARIANTS[n][0], "overrides": VARIANTS[n][1],
-                "parameters": trainers[n].model.num_parameters(), "curve": curves[n],
-                "time_to": {f"{t:g}": time_to(curves[n], "exact_acc_qhalt", t) for t in targets}}
-               for n in names]
-    return {"seconds_per_variant": args.seconds, "slice_s": args.slice_s,
-            "threads": args.threads, "val_size": args.val_size, "split": "val (held out of "
-            "the training set)", "results": results, "markdown": markdown(results, targets)}
+    return report()

@@ -95,7 +95,8 @@ def test_recipe_bench_alternates_variants_and_scores_on_val(tmp_path, capsys):
              "data.train_size=120", "data.test_size=10", "train.max_segments=2",
              "train.eval_batch_size=64"]
     args = ["bench", "recipe", "--variants", "base,lr5e-4", "--seconds", "2", "--slice-s", "0.5",
-            "--eval-every-s", "1", "--val-size", "20", "--cache-dir", str(tmp_path)]
+            "--eval-every-s", "1", "--val-size", "20", "--cache-dir", str(tmp_path),
+            "--cell-targets", "0.05", "--out", str(tmp_path / "recipe.json")]
     for item in small:
         args += ["--set", item]
     assert main(args) == 0
@@ -105,8 +106,12 @@ def test_recipe_bench_alternates_variants_and_scores_on_val(tmp_path, capsys):
         seconds = [p["seconds"] for p in r["curve"]]
         assert len(seconds) >= 2 and seconds == sorted(seconds) and seconds[-1] >= 2
         assert all(0 <= p["exact_acc_qhalt"] <= 1 for p in r["curve"])
-    assert "time to 50%" in report["markdown"]
+    assert "time to 50%" in report["markdown"] and "time to 5% cells" in report["markdown"]
+    # cells at the cap are above 5% once trained a little; the written report is the printed one
+    assert all(r["time_to_cells"]["0.05"] is not None for r in report["results"])
+    assert json.loads((tmp_path / "recipe.json").read_text()) == report
     assert main(["bench", "recipe", "--variants", "nope"]) == 2
+    assert main(["bench", "recipe", "--variants", "base", "--cell-targets", "90"]) == 2
 
 
 def test_bench_profile_cli_prints_shares_by_phase_kind_and_shape(tiny, capsys):
