@@ -81,19 +81,26 @@ def main() -> None:
         if not (args.run and args.name and args.config and args.command):
             parser.error("give RUN NAME --config and at least one --command")
         source = resolve_checkpoint(args.run)
+        splits = {}
+        if args.splits_from:  # checked and read before the old bundle is removed (it may be it)
+            given = Path(args.splits_from)
+            missing = [n for n in ("halting_train.csv", "halting_val.csv", TEST_PUZZLES)
+                       if not (given / n).is_file()]
+            if missing:
+                raise SystemExit(f"--splits-from {given} lacks {', '.join(missing)}")
+            if (given / TEST_PUZZLES).read_bytes() != (source / TEST_PUZZLES).read_bytes():
+                raise SystemExit(f"{given} was made for another test set")
+            splits = {n: (given / n).read_bytes() for n in ("halting_train.csv",
+                                                             "halting_val.csv")}
         folder = BUNDLE / args.name
         if folder.exists():
             shutil.rmtree(folder)
         folder.mkdir(parents=True)
         for name in (WEIGHTS, CONFIG, TEST_PUZZLES):
             shutil.copyfile(source / name, folder / name)
-        if args.splits_from:
-            for split in ("train", "val"):
-                shutil.copyfile(Path(args.splits_from) / f"halting_{split}.csv",
-                                folder / f"halting_{split}.csv")
-            if (Path(args.splits_from) / TEST_PUZZLES).read_bytes() != \
-                    (folder / TEST_PUZZLES).read_bytes():
-                raise SystemExit(f"{args.splits_from} was made for another test set")
+        if splits:
+            for name, data in splits.items():
+                (folder / name).write_bytes(data)
         else:
             write_halting_splits(folder, progress=True)
         stages = []
