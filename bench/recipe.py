@@ -87,10 +87,10 @@ def markdown(results: list[dict[str, Any]], targets: list[float],
         last = r["curve"][-1]
         times = [r["time_to"][f"{t:g}"] for t in targets] + \
             [r["time_to_cells"][f"{t:g}"] for t in cell_targets]
-        cells = " | ".join("—" if t is None else f"{t / 60:.1f} min" for t in times)
+        timed = " | ".join("—" if t is None else f"{t / 60:.1f} min" for t in times)
         lines.append(f"| {r['variant']} | {r['parameters']:,} | {last['steps']} | "
                      f"{last['exact_acc_qhalt']:.1%} | {last['exact_at_max']:.1%} | "
-                     f"{last['cell_at_max']:.1%} | {cells} |")
+                     f"{last['cell_at_max']:.1%} | {timed} |")
     return "\n".join(lines)
 
 

@@ -63,6 +63,8 @@ TRAINER_STATE = "trainer_state.pt"
 LATEST = "latest"
 BEST = "best"
 """Pointer files in ``<run>/checkpoints``: the newest checkpoint, and the best-evaluated one."""
+HALTING_FILES = {"train": "halting_train.csv", "val": "halting_val.csv"}
+"""The halting splits a checkpoint may ship beside its weights (``write_halting_splits``)."""
 _KEEP = 2
 _STEP_DIR = re.compile(r"step_(\d+)")
 ARCHITECTURE_KEY = "hrm_rl.architecture"
@@ -129,7 +131,7 @@ class Checkpoint:
                                  "split=<path to a CSV of puzzles>")
             if split == "test":
                 return test
-            shipped = self.path / f"halting_{split}.csv"
+            shipped = self.path / HALTING_FILES[split]
             if shipped.is_file():
                 return self.task.read_csv(shipped)
             key = (str(self.path.resolve()), split)
@@ -152,8 +154,8 @@ def write_halting_splits(folder: str | Path, progress: bool = False) -> list[Pat
     ship them), so loading a split is a CSV read. Returns the files written."""
     ckpt = load_checkpoint(folder)
     written = []
-    for split in ("train", "val"):
-        target = ckpt.path / f"halting_{split}.csv"
+    for split, name in HALTING_FILES.items():
+        target = ckpt.path / name
         if target.exists():
             raise FileExistsError(f"{target} exists; remove it to regenerate")
         batch = ckpt.task.halting_split(split, ckpt.config.data, ckpt.puzzles("test"),

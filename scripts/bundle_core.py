@@ -22,9 +22,9 @@ import json
 import shutil
 from pathlib import Path
 
-from hrm_rl.checkpoint import (CONFIG, TEST_PUZZLES, TRAINER_STATE, WEIGHTS, load_checkpoint,
-                               load_trainer_state, read_checkpoint_config, resolve_checkpoint,
-                               write_halting_splits)
+from hrm_rl.checkpoint import (CONFIG, HALTING_FILES, TEST_PUZZLES, TRAINER_STATE, WEIGHTS,
+                               load_checkpoint, load_trainer_state, read_checkpoint_config,
+                               resolve_checkpoint, write_halting_splits)
 from hrm_rl.evaluation import evaluate
 
 BUNDLE = Path(__file__).resolve().parents[1] / "hrm_rl" / "checkpoints"
@@ -84,14 +84,13 @@ def main() -> None:
         splits = {}
         if args.splits_from:  # checked and read before the old bundle is removed (it may be it)
             given = Path(args.splits_from)
-            missing = [n for n in ("halting_train.csv", "halting_val.csv", TEST_PUZZLES)
+            missing = [n for n in (*HALTING_FILES.values(), TEST_PUZZLES)
                        if not (given / n).is_file()]
             if missing:
                 raise SystemExit(f"--splits-from {given} lacks {', '.join(missing)}")
             if (given / TEST_PUZZLES).read_bytes() != (source / TEST_PUZZLES).read_bytes():
                 raise SystemExit(f"{given} was made for another test set")
-            splits = {n: (given / n).read_bytes() for n in ("halting_train.csv",
-                                                             "halting_val.csv")}
+            splits = {n: (given / n).read_bytes() for n in HALTING_FILES.values()}
         folder = BUNDLE / args.name
         if folder.exists():
             shutil.rmtree(folder)
