@@ -1,10 +1,12 @@
-"""The ``hrm-rl`` command line: train, eval, halt, params, demo, bench.
+"""The ``hrm-rl`` command line: train, eval, halt, holdout, params, cores, rollouts, demo,
+bench.
 
     hrm-rl train configs/sudoku4-tiny.yaml --set train.steps=500
     hrm-rl eval sudoku4 --data puzzles.csv --max-segments 8
     hrm-rl halt train --algo ppo --timesteps 200000 --env-kwargs step_cost=0.01
     hrm-rl halt eval --policies qhead,fixed:4,threshold:0.9,oracle
     hrm-rl params configs/sudoku9-extreme.yaml
+    hrm-rl holdout --data val.csv --trained-on runs/a --trained-on b.yaml --out clean.csv
     hrm-rl cores                # the halting-zoo table of the bundled cores
     hrm-rl rollouts record sudoku4 --split train --out sudoku4-train.npz
     hrm-rl demo
@@ -147,6 +149,49 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     out = {"checkpoint": str(ckpt.path), "task": ckpt.task.name, "data": str(args.data),
            **result.to_dict()}
     print(json.dumps(out, indent=2))
+    return 0
+
+
+def _trained_config(source: str):
+    """The run config of ``source``: a YAML config file, or a checkpoint, run folder or
+    bundled name (the config saved with its weights)."""
+    from hrm_rl.checkpoint import read_checkpoint_config, resolve_checkpoint
+    from hrm_rl.config import load_config
+
+    if source.endswith((".yaml", ".yml")):
+        return load_config(source)
+    return read_checkpoint_config(resolve_checkpoint(source))[0]
+
+
+def _cmd_holdout(args: argparse.Namespace) -> int:
+    """Write the puzzles of ``--data`` that none of the ``--trained-on`` runs trained on."""
+    from hrm_rl.tasks import make_task
+    from hrm_rl.tasks.splits import in_training_set
+
+    out = Path(args.out)
+    if out.exists():
+        raise ValueError(f"--out {out} exists; give a new file (nothing is overwritten)")
+    configs = [(source, _trained_config(source)) for source in args.trained_on]
+    first_source, first = configs[0]
+    for source, config in configs[1:]:
+        if config.task != first.task:
+            raise ValueError(f"{source} trains task {config.task}, {first_source} task "
+                             f"{first.task}: give runs of one task")
+    task = make_task(first.task)
+    puzzles = task.read_csv(args.data)
+    trained = np.zeros(len(puzzles), dtype=bool)
+    report = []
+    for source, config in configs:
+        if args.cache_dir:
+            config.data.cache_dir = args.cache_dir
+        hit = in_training_set(task, puzzles, config.data, progress=not args.no_progress)
+        report.append({"source": source, "in_training_set": int(hit.sum())})
+        trained |= hit
+    kept = puzzles.take(np.flatnonzero(~trained))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    task.write_csv(out, kept)
+    print(json.dumps({"data": str(args.data), "n": len(puzzles), "trained_on": report,
+                      "kept": len(kept), "out": str(out)}, indent=2))
     return 0
 
 
@@ -375,6 +420,19 @@ def build_parser() -> argparse.ArgumentParser:
     from hrm_rl.agents.halt_cli import add_parser as add_halt_parser
 
     add_halt_parser(sub)
+
+    p = sub.add_parser("holdout", help="drop from a CSV the puzzles that given runs trained "
+                                       "on (up to symmetry), for clean validation sets")
+    p.add_argument("--data", required=True, help="CSV file in the task's format")
+    p.add_argument("--trained-on", action="append", required=True, metavar="RUN",
+                   help="a YAML config, checkpoint, run folder or bundled name whose "
+                        "training set (regenerated from its data section) to keep out; "
+                        "repeatable")
+    p.add_argument("--out", required=True, help="the CSV to write (must not exist)")
+    p.add_argument("--cache-dir", help="generated-puzzle cache for every run (default: each "
+                                       "run's data.cache_dir)")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_cmd_holdout)
 
     p = sub.add_parser("params", help="print a config's parameter count")
     p.add_argument("config")

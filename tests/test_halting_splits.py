@@ -131,3 +131,40 @@ def test_outside_sets_are_valid_and_in_range(tmp_path):
     assert lengths.min() >= 10 and lengths.max() <= 21
     grids = mazes.inputs.reshape(-1, 9, 9)
     assert (grids[:, 0] == WALL).all() and (grids[:, :, -1] == WALL).all()
+
+
+def _write_config(path: Path, task: str, cache: Path) -> Path:
+    path.write_text(f"task: {task}\ndata: {{train_size: 300, test_size: 30, "
+                    f"min_difficulty: 4, split_by: orbit, cache_dir: '{cache}'}}\n")
+    return path
+
+
+def test_holdout_drops_what_a_run_trained_on_up_to_symmetry(tmp_path, capsys):
+    """``hrm-rl holdout``: of training puzzles (some rotated) and test puzzles, only the test
+    puzzles are kept; it refuses to overwrite and to mix tasks."""
+    from hrm_rl.cli import main
+    from hrm_rl.config import load_config
+    from hrm_rl.tasks.splits import build_splits
+
+    config = _write_config(tmp_path / "run.yaml", "{name: maze, size: 6}", tmp_path / "cache")
+    task = MazeTask(6)
+    train, test = build_splits(task, load_config(config).data)
+    rotated = np.rot90(train.inputs[:5].reshape(-1, 6, 6), axes=(1, 2)).reshape(5, -1)
+    rotated_labels = np.rot90(train.labels[:5].reshape(-1, 6, 6), axes=(1, 2)).reshape(5, -1)
+    mixed = base.PuzzleBatch.concat([
+        test.take(slice(0, 10)), train.take(slice(5, 10)),
+        base.PuzzleBatch(rotated, rotated_labels, np.zeros(5, dtype=np.int64))])
+    task.write_csv(tmp_path / "mixed.csv", mixed)
+    out = tmp_path / "clean.csv"
+    argv = ["holdout", "--data", str(tmp_path / "mixed.csv"), "--trained-on", str(config),
+            "--out", str(out), "--no-progress"]
+    assert main(argv) == 0
+    report = capsys.readouterr().out
+    assert '"in_training_set": 10' in report and '"kept": 10' in report
+    np.testing.assert_array_equal(task.read_csv(out).inputs, test.inputs[:10])
+    assert main(argv) == 2  # --out exists: nothing overwritten
+    assert "exists" in capsys.readouterr().err
+    other = _write_config(tmp_path / "sudoku.yaml", "{name: sudoku, size: 4}", tmp_path / "c")
+    assert main(argv[:-3] + ["--trained-on", str(other), "--out", str(tmp_path / "x.csv")]) == 2
+    assert "one task" in capsys.readouterr().err
+    assert not (tmp_path / "x.csv").exists()

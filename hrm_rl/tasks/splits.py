@@ -60,3 +60,18 @@ def build_splits(task: Task, data: DataConfig, progress: bool = False
         train = gen_train if train is None else train
         test = gen_test if test is None else test
     return train, test
+
+
+def in_training_set(task: Task, puzzles: PuzzleBatch, data: DataConfig,
+                    progress: bool = False) -> np.ndarray:
+    """``(n,)`` bool: which of ``puzzles`` are, up to the task's symmetries
+    (``symmetry_keys``), in the training set that ``data`` gives (``build_splits``).
+
+    With ``augment`` a run trains on symmetries of its training puzzles, so a puzzle that is
+    only a rotation of one of them is counted as trained on too. Use it to keep a
+    validation or outside set clear of every run whose result it is meant to judge.
+    """
+    train, _ = build_splits(task, data, progress)
+    seen = set(task.symmetry_keys(train.inputs))
+    return np.fromiter((key in seen for key in task.symmetry_keys(puzzles.inputs)),
+                       dtype=bool, count=len(puzzles))
