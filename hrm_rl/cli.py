@@ -136,6 +136,10 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         device = resolve_device(args.device)
     except ValueError as err:
         raise ValueError(f"--device: {err}") from None
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     ckpt = load_checkpoint(args.checkpoint, device)
     if args.check_unique and not ckpt.task.checks_uniqueness:
         raise ValueError(f"--check-unique is not available for task {ckpt.task.name}")
@@ -414,6 +418,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "well defined for unique puzzles; runs the solver once per puzzle)")
     p.add_argument("--device", default="auto")
     p.add_argument("--precision", choices=("fp32", "bf16"))
+    p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_cmd_eval)
 

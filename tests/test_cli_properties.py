@@ -509,6 +509,8 @@ def oracle_reward(report: dict) -> float:
     (["rollouts", "record", "sudoku4", "--out", "x.npz", "--max-segments", "10000000000"],
      "--max-segments"),
     (["eval", "sudoku4", "--data", "x.csv", "--device", "abc"], "--device"),
+    (["eval", "sudoku4", "--data", "x.csv", "--threads", "0"], "--threads"),
+    (["holdout", "--data", "x.csv", "--trained-on", "sudoku4", "--out", "x.csv"], "--out"),
     (["halt", "train", "--algo-kwargs", "learning_rate=nan", "--timesteps", "8"],
      "learning_rate"),
     (["halt", "train", "--algo-kwargs", "n_steps=abc", "--timesteps", "8", "--num-envs", "2",
