@@ -5,10 +5,10 @@
 A core's own held-out set comes from its training generator. These come from others:
 
 * ``sudoku6.csv``: 1000 6x6 puzzles (2x3 boxes) with a 180-degree symmetric pattern of
-  givens, as published puzzles have, minimal among symmetric patterns (not cell by cell). A solved grid is a shuffled
-  pattern grid (bands, rows in a band, stacks, columns in a stack and digits permuted);
-  symmetric pairs of givens are revealed at random until the solution is unique, then
-  each pair whose removal keeps it unique is hidden again.
+  givens, as published puzzles have, minimal among symmetric patterns (not cell by cell).
+  A solved grid is a shuffled pattern grid (bands, rows in a band, stacks, columns in a
+  stack and digits permuted); symmetric pairs of givens are revealed at random until the
+  solution is unique, then each pair whose removal keeps it unique is hidden again.
 * ``maze9.csv``: 1000 9x9 mazes with a walled border and shortest paths of 10 to 21 steps, in
   two families of 500: corridor mazes (a depth-first-search maze on the 4x4 lattice of odd
   cells, then 0-6 random inner walls knocked out to make loops) and open rooms (random inner
