@@ -31,6 +31,7 @@ from typing import Any
 
 from hrm_rl.bench.variants import add_variant_arguments, chosen_variants, config_path
 from hrm_rl.checkpoint import atomic_write_text
+from hrm_rl.cli_types import float_list
 
 BASE, TRM = "sudoku6-small.yaml", "sudoku6-trm-small.yaml"
 VARIANTS: dict[str, tuple[str, list[str]]] = {
@@ -102,20 +103,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--eval-every-s", type=float, default=150.0,
                    help="score a variant on val after this many of its training seconds")
     p.add_argument("--val-size", type=int, default=500)
-    p.add_argument("--targets", default="0.5,0.9", help="accuracies to time (Q-head exact)")
-    p.add_argument("--cell-targets", default="0.8,0.9",
+    p.add_argument("--targets", type=float_list(0, 1, low_open=True), default="0.5,0.9",
+                   help="accuracies to time (Q-head exact)")
+    p.add_argument("--cell-targets", type=float_list(0, 1, low_open=True), default="0.8,0.9",
                    help="cell accuracies (at the cap) to time: they separate short runs whose "
                         "exact accuracy is still near 0")
     p.add_argument("--out", help="also write the report here, rewritten after every evaluation "
                                  "(so a run stopped early keeps its curves)")
     add_variant_arguments(p, VARIANTS, threads=1)
-
-
-def _fractions(text: str, flag: str) -> list[float]:
-    values = [float(t) for t in text.split(",") if t.strip()]
-    if not all(0 < v <= 1 for v in values):
-        raise ValueError(f"{flag} must be fractions in (0, 1], got {text!r}")
-    return values
 
 
 def run_from_args(args: argparse.Namespace) -> dict[str, Any]:
@@ -124,8 +119,7 @@ def run_from_args(args: argparse.Namespace) -> dict[str, Any]:
     for flag in ("seconds", "slice_s", "eval_every_s"):
         if not getattr(args, flag) > 0:
             raise ValueError(f"--{flag.replace('_', '-')} must be > 0")
-    targets = _fractions(args.targets, "--targets")
-    cell_targets = _fractions(args.cell_targets, "--cell-targets")
+    targets, cell_targets = list(args.targets), list(args.cell_targets)
     trainers = {n: make_variant(n, args.seconds, args.threads, args.config_dir,
                                 args.cache_dir, args.val_size, args.set) for n in names}
     curves: dict[str, list[dict[str, Any]]] = {n: [] for n in names}

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from hrm_rl.cli_types import int_in, positive_int, segment_count
+from hrm_rl.cli_types import float_list, int_in, positive_int, segment_count
 
 if TYPE_CHECKING:
     from hrm_rl.distributed import DistInfo
@@ -300,16 +300,10 @@ def _cmd_cores(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     names = args.cores or bundled_core_names()
-    try:
-        costs = tuple(float(c) for c in args.step_costs.split(",") if c.strip())
-    except ValueError:
-        costs = ()
-    if not costs or any(not 0 <= c <= 1 for c in costs):
-        raise ValueError(f"--step-costs must be numbers in [0, 1], got {args.step_costs!r}")
     reports = []
     for name in names:
         print(f"recording {name} (val to K, {args.split} to 2K) ...", file=sys.stderr)
-        reports.append(core_report(name, costs, progress=not args.no_progress,
+        reports.append(core_report(name, args.step_costs, progress=not args.no_progress,
                                    test_split=args.split))
         if args.plots:
             import matplotlib.pyplot as plt
@@ -449,7 +443,8 @@ def build_parser() -> argparse.ArgumentParser:
                                             "(default: every bundled core)")
     p.add_argument("--split", default="test",
                    help="puzzles to score on: test (default) or a CSV path (an outside set)")
-    p.add_argument("--step-costs", default="0.01,0.001", help="comma-separated step costs")
+    p.add_argument("--step-costs", type=float_list(0, 1), default="0.01,0.001",
+                   help="comma-separated step costs in [0, 1]")
     p.add_argument("--plots", metavar="DIR", help="write difficulty-<core>.png figures here")
     p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads")
     p.add_argument("--json", action="store_true", help="print JSON instead of tables")

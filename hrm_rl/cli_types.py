@@ -33,6 +33,26 @@ def int_in(low: int, high: int):
     return parse
 
 
+def float_list(low: float, high: float, *, low_open: bool = False):
+    """argparse type: comma-separated numbers, at least one, each in ``[low, high]`` (or
+    ``(low, high]`` with ``low_open``); a tuple, or a usage error naming the value."""
+    interval = f"{'(' if low_open else '['}{low:g}, {high:g}]"
+
+    def parse(text: str) -> tuple[float, ...]:
+        try:
+            values = tuple(float(t) for t in text.split(",") if t.strip())
+        except ValueError:
+            values = ()
+        if not values or not all((low < v if low_open else low <= v) and v <= high
+                                 for v in values):
+            raise argparse.ArgumentTypeError(f"expected comma-separated numbers in {interval}, "
+                                             f"got {text!r}")
+        return values
+
+    parse.__name__ = f"numbers in {interval}"
+    return parse
+
+
 MAX_SEGMENTS = 1024  # as train.max_segments: beyond it a rollout's arrays only grow
 segment_count = int_in(1, MAX_SEGMENTS)
 seed_int = int_in(0, 2**32 - 1)  # what every seeded library (numpy, SB3, gymnasium) takes

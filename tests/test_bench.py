@@ -111,7 +111,10 @@ def test_recipe_bench_alternates_variants_and_scores_on_val(tmp_path, capsys):
     assert all(r["time_to_cells"]["0.05"] is not None for r in report["results"])
     assert json.loads((tmp_path / "recipe.json").read_text()) == report
     assert main(["bench", "recipe", "--variants", "nope"]) == 2
-    assert main(["bench", "recipe", "--variants", "base", "--cell-targets", "90"]) == 2
+    with pytest.raises(SystemExit) as refused:  # a usage error, as the other bench options
+        main(["bench", "recipe", "--variants", "base", "--cell-targets", "90"])
+    assert refused.value.code == 2
+    assert "--cell-targets" in capsys.readouterr().err
 
 
 def test_bench_profile_cli_prints_shares_by_phase_kind_and_shape(tiny, capsys):

@@ -16,6 +16,7 @@ or option. Never a traceback, never exit 0 with wrong figures.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import dataclasses
 import io
@@ -23,6 +24,7 @@ import itertools
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 import typing
@@ -552,3 +554,21 @@ def test_halt_eval_on_the_live_core_scores_in_range(work):
     for row in report["results"]:
         assert in_unit(row["accuracy"]) and 1 <= row["mean_segments"] <= 4
     assert {r["policy"]: r for r in report["results"]}["fixed:3"]["mean_segments"] == 3
+
+
+@pytest.mark.parametrize("text, low_open, expected", [
+    ("0.01,0.001", False, (0.01, 0.001)), (" 0 , 1 ", False, (0.0, 1.0)), ("0.5,", True, (0.5,)),
+    ("0", True, None), ("1.5", False, None), ("-0.1", False, None), ("", False, None),
+    (",", False, None), ("abc", False, None), ("nan", False, None), ("0.1,x", False, None),
+])
+def test_float_list_takes_numbers_in_its_interval_and_refuses_the_rest(text, low_open, expected):
+    """The comma-separated number type behind ``cores --step-costs`` and ``bench recipe
+    --targets``: every value in range, at least one, else a usage error quoting the text."""
+    from hrm_rl.cli_types import float_list
+
+    parse = float_list(0, 1, low_open=low_open)
+    if expected is None:
+        with pytest.raises(argparse.ArgumentTypeError, match=re.escape(repr(text))):
+            parse(text)
+    else:
+        assert parse(text) == expected
