@@ -170,4 +170,6 @@ def test_cores_cli_prints_the_tables(capsys, monkeypatch, tmp_path):
     out = capsys.readouterr().out
     assert "| arc-tiny |" in out and "headroom" in out and "split: test" in out
     assert (tmp_path / "difficulty-arc-tiny.png").is_file()
-    assert main(["cores", "arc-tiny", "--step-costs", "2"]) == 2
+    with pytest.raises(SystemExit) as refused:  # a usage error naming the option
+        main(["cores", "arc-tiny", "--step-costs", "2"])
+    assert refused.value.code == 2 and "--step-costs" in capsys.readouterr().err
