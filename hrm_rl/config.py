@@ -8,6 +8,12 @@ dotted key in the message, so a typo never costs an hour of training.
 Example::
 
     cfg = load_config("configs/sudoku4-tiny.yaml", overrides=["train.lr=3e-4"])
+
+A config may start from another with a top-level ``extends: other.yaml`` (a path relative to
+the extending file): the other file is read first (it may extend a third), and this file's
+settings are merged over it key by key within each section. Every setting is inherited but
+``name``, which each file gives itself (a stage config names its own run). A run saves the
+merged config, so its ``config.yaml`` never depends on the files it came from.
 """
 
 from __future__ import annotations
@@ -591,13 +597,7 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None,
         path = Path(path)
         if not path.is_file():
             raise ConfigError(f"config file not found: {path}")
-        loaded = _read_yaml(path)
-        if loaded is None:
-            raise ConfigError(f"{path}: the file is empty; give at least the task and model "
-                              "sections (see configs/sudoku4-tiny.yaml), or no config file "
-                              "for the paper-scale defaults")
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"{path}: top level must be a mapping")
+        loaded = _read_config_file(path, ())
         data = with_saved_defaults(loaded) if saved else loaded
         for old in [] if saved else RENAMED_KEYS:
             section, key = old.split(".")
@@ -611,6 +611,48 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None,
         where = f"{path}: " if path is not None else ""
         raise ConfigError(f"{where}{err}") from None
     return cfg
+
+
+EXTENDS_KEY = "extends"
+"""The top-level key naming the config file a config starts from (see the module docstring)."""
+
+
+def _read_config_file(path: Path, chain: tuple[Path, ...]) -> dict[str, Any]:
+    """The mapping in config file ``path`` with its ``extends`` chain merged in (the files
+    that led here are ``chain``, to refuse a cycle)."""
+    loaded = _read_yaml(path)
+    if loaded is None:
+        raise ConfigError(f"{path}: the file is empty; give at least the task and model "
+                          "sections (see configs/sudoku4-tiny.yaml), or no config file "
+                          "for the paper-scale defaults")
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{path}: top level must be a mapping")
+    if EXTENDS_KEY not in loaded:
+        return loaded
+    base_name = loaded.pop(EXTENDS_KEY)
+    if not isinstance(base_name, str) or not base_name.strip():
+        raise ConfigError(f"{path}: {EXTENDS_KEY} must name a config file, got {base_name!r}")
+    base_path = (path.parent / base_name).resolve()
+    here = path.resolve()
+    if base_path in (*chain, here):
+        cycle = " -> ".join(str(p) for p in (*chain, here, base_path))
+        raise ConfigError(f"{path}: {EXTENDS_KEY} makes a cycle: {cycle}")
+    if not base_path.is_file():
+        raise ConfigError(f"{path}: {EXTENDS_KEY}: config file not found: {base_path}")
+    base = _read_config_file(base_path, (*chain, here))
+    base.pop("name", None)
+    return _merged(base, loaded)
+
+
+def _merged(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """``over`` merged into a copy of ``base``: mappings key by key, anything else replaced."""
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merged(out[key], value)
+        else:
+            out[key] = value
+    return out
 
 
 class _StrictLoader(yaml.SafeLoader):

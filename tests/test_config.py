@@ -211,3 +211,45 @@ def test_a_saved_config_with_a_key_its_task_does_not_read_still_loads(tmp_path):
 def test_each_task_checks_its_own_keys(overrides, message):
     with pytest.raises(ConfigError, match=message):
         load_config(None, overrides)
+
+
+def test_extends_merges_over_the_base_key_by_key_and_keeps_its_own_name(tmp_path):
+    """A stage config that ``extends`` another changes only the keys it gives; the base's
+    other settings (nested ones too) are kept, overrides apply last, ``name`` is not
+    inherited, and the merged config is what a run saves."""
+    (tmp_path / "base").mkdir()
+    (tmp_path / "base" / "a.yaml").write_text(yaml.safe_dump({
+        "name": "stage-a", "task": {"name": "maze", "size": 6},
+        "model": {"hidden_size": 64, "num_heads": 2},
+        "train": {"lr": 1e-3, "max_segments": 4, "batch_size": 16}}))
+    (tmp_path / "b.yaml").write_text("extends: base/a.yaml\nname: stage-b\n"
+                                     "train: {lr: 3.0e-4}\n")
+    (tmp_path / "c.yaml").write_text("extends: b.yaml\ntrain: {max_segments: 8}\n")
+    a, b = load_config(tmp_path / "base" / "a.yaml"), load_config(tmp_path / "b.yaml")
+    c = load_config(tmp_path / "c.yaml", overrides=["train.batch_size=8"])
+    assert (b.name, b.train.lr, b.train.max_segments, b.train.batch_size) == \
+        ("stage-b", 3e-4, 4, 16)
+    assert (c.name, c.train.lr, c.train.max_segments, c.train.batch_size) == \
+        ("run", 3e-4, 8, 8)
+    assert b.model == a.model and c.task == a.task and c.task.size == 6
+    saved = tmp_path / "saved.yaml"
+    saved.write_text(yaml.safe_dump(c.to_dict()))
+    assert load_config(saved, saved=True) == c
+
+
+@pytest.mark.parametrize("text, other, message", [
+    ("extends: missing.yaml\n", None, "not found"),
+    ("extends: 3\n", None, "must name a config file"),
+    ("extends: ''\n", None, "must name a config file"),
+    ("extends: other.yaml\n", "extends: main.yaml\n", "cycle"),
+    ("extends: main.yaml\n", None, "cycle"),
+    ("extends: other.yaml\n", "train: {lr: -1}\n", "train.lr"),
+    ("extends: other.yaml\n", "train: {nope: 1}\n", "train.nope"),
+])
+def test_extends_mistakes_are_config_errors_naming_the_file(tmp_path, text, other, message):
+    (tmp_path / "main.yaml").write_text(text)
+    if other is not None:
+        (tmp_path / "other.yaml").write_text(other)
+    with pytest.raises(ConfigError, match=re.escape(message)) as err:
+        load_config(tmp_path / "main.yaml")
+    assert "main.yaml" in str(err.value)
