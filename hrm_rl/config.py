@@ -641,6 +641,11 @@ def _read_config_file(path: Path, chain: tuple[Path, ...]) -> dict[str, Any]:
         raise ConfigError(f"{path}: {EXTENDS_KEY}: config file not found: {base_path}")
     base = _read_config_file(base_path, (*chain, here))
     base.pop("name", None)
+    for dotted in RENAMED_KEYS.items():  # a key this file sets replaces both of its names
+        (section, old), (_, new) = (name.split(".") for name in dotted)
+        mine, theirs = loaded.get(section), base.get(section)
+        if isinstance(mine, dict) and isinstance(theirs, dict) and (old in mine or new in mine):
+            base[section] = {k: v for k, v in theirs.items() if k not in (old, new)}
     return _merged(base, loaded)
 
 

@@ -253,3 +253,15 @@ def test_extends_mistakes_are_config_errors_naming_the_file(tmp_path, text, othe
     with pytest.raises(ConfigError, match=re.escape(message)) as err:
         load_config(tmp_path / "main.yaml")
     assert "main.yaml" in str(err.value)
+
+
+def test_extends_a_former_key_name_is_replaced_by_the_extending_files_setting(tmp_path):
+    """A base written with ``train.halt_max_steps`` (the former name) and a stage that sets
+    ``train.max_segments``: the stage's value wins, as a ``--set`` of either name does."""
+    (tmp_path / "a.yaml").write_text("task: {name: sudoku, size: 4}\n"
+                                     "train: {halt_max_steps: 4, lr: 1.0e-3}\n")
+    (tmp_path / "b.yaml").write_text("extends: a.yaml\ntrain: {max_segments: 8}\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        a, b = load_config(tmp_path / "a.yaml"), load_config(tmp_path / "b.yaml")
+    assert (a.train.max_segments, b.train.max_segments, b.train.lr) == (4, 8, 1e-3)
