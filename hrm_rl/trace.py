@@ -287,6 +287,18 @@ class Trace:
             return {"features": feats, "latent": latent}
         raise ValueError(f"obs_mode must be features, features+latent or dict, got {obs_mode!r}")
 
+    def for_policy(self, track: str, blind: bool = False) -> Trace:
+        """This trace as a policy on ``track`` may see it: on ``verifier-free`` the
+        checker's features are NaN; with ``blind`` (the set a policy is scored on) the
+        answers are hidden too (``correct`` False, ``cell`` 0, no puzzles, so no targets)."""
+        width = len(track_features(track))
+        features = self.features.copy()
+        features[:, :, width:] = np.nan
+        if not blind:
+            return replace(self, features=features)
+        return replace(self, features=features, correct=np.zeros_like(self.correct),
+                       cell=np.zeros_like(self.cell), puzzles=None)
+
     # on disk ------------------------------------------------------------------------------
     def arrays(self) -> dict[str, np.ndarray]:
         """The arrays that go on disk, by name."""
@@ -477,6 +489,14 @@ def score(trace: Trace, halt_at: np.ndarray, step_cost: float, policy: str = "",
                  bootstrap_ci(per_puzzle, seed), halt_at, per_puzzle)
 
 
+def mean_reward(trace: Trace, halt_at: np.ndarray, step_cost: float,
+                reward: str = "exact") -> float:
+    """``score(...).reward`` without the intervals (for choosing settings on val)."""
+    ok, cell = trace.at(np.asarray(halt_at, dtype=np.int64))
+    pay = ok.astype(np.float64) if reward == "exact" else cell.astype(np.float64)
+    return float((pay - step_cost * np.asarray(halt_at, dtype=np.float64)).mean())
+
+
 def paired_difference(a: Score, b: Score, seed: int = 0) -> tuple[float, tuple[float, float]]:
     """Mean per-puzzle reward of ``a`` minus ``b`` on the same puzzles, with its paired 95%
     bootstrap interval."""
@@ -566,8 +586,7 @@ def choose_on(val: Trace, name: str, step_cost: float, cap: int | None = None,
     its grid on ties; None for a family without one)."""
     cap = val.max_segments if cap is None else cap
     grid = grid_of(name, cap)
-    rewards = [score(val, halts(val, name, p, cap), step_cost, reward=reward).reward
-               for p in grid]
+    rewards = [mean_reward(val, halts(val, name, p, cap), step_cost, reward) for p in grid]
     return grid[int(np.argmax(rewards))]
 
 
