@@ -1,9 +1,9 @@
 """Segments per second of the halting envs; prints one JSON object.
 
 Compares, in one run: the batched ``HaltingVectorEnv`` at 1, 16 and 256 envs; the same env
-replaying recorded rollouts of the core (``rollouts=``, no model; recorded once into a
-temporary file first); Gymnasium's ``SyncVectorEnv`` over single ``HaltingEnv``s; and the
-bare segment-engine forward on the same batch. Actions are random (halt with probability 0.25). The setups of one batch size
+replaying a recorded trace of the core (``rollouts=``, no model: a lookup into the trace;
+recorded once into a temporary file first); Gymnasium's ``SyncVectorEnv`` over single
+``HaltingEnv``s; and the bare segment-engine forward on the same batch. Actions are random (halt with probability 0.25). The setups of one batch size
 are timed in alternating slices (``interleaved``), so their ratios survive a machine whose
 speed drifts during the run.
 

@@ -15,27 +15,55 @@ Reward: every segment costs ``step_cost``; halting pays 1 for an exactly correct
 that ends the episode (and ``-step_cost`` more when that step ran the final segment). The
 return of an episode of k segments is ``pay - step_cost * k``.
 
-Observation (``obs_mode``):
+Observation: the **track**'s features (``track=``), then, per ``obs_mode``, H's state.
+The features are ``hrm_rl.trace.FEATURES`` in order (``FEATURE_NAMES``; the trace files and
+``hrm-rl haltbench`` read the same table):
 
-* ``"features"``: ``Box(9,)`` float32 = ``FEATURES`` in order: ``[q_halt, q_continue,
-  segment / max_segments, mean confidence, min confidence, fraction of cells with
-  confidence < 0.9, fraction of cells changed since the last segment, constraint violations /
-  cells, segment]`` (confidence = max softmax probability per cell; q logits clipped to +-30;
-  violations from the task's verifier, at most 4; ``segment`` is the integer number of
-  segments run on this puzzle, 1 to ``max_segments``).
-* ``"features+latent"`` (also ``"latent"``): ``Box(9 + hidden,)``: the features, then H's
-  state at the Q-head position.
-* ``"dict"``: ``{"features": Box(9,), "latent": Box(hidden,)}``.
+======  ======================  ==================================================================
+index   name                    meaning
+======  ======================  ==================================================================
+0, 1    q_halt, q_continue      the core's Q-head logits (clipped to +-30)
+2       segment_fraction        segments run / ``max_segments``
+3, 4    mean/min_confidence     of the per-cell max softmax probability
+5       low_confidence_fraction cells with confidence < 0.9
+6       changed_fraction        cells whose predicted token changed since the last segment
+7       latent_residual         ``|h_k - h_(k-1)| / (|h_k| + |h_(k-1)|)`` of H's state at the
+                                Q-head position (0 on a puzzle's first segment)
+8       segment                 segments run on this puzzle, an integer, 1 to ``max_segments``
+9       violations              the task's checker: rule violations of the prediction / cells,
+                                at most 4 (``verifier`` track only)
+======  ======================  ==================================================================
+
+* ``track="verifier-free"`` (the default): features 0-8, all from the model alone; no
+  checker output reaches the policy.
+* ``track="verifier"``: features 0-9, the checker's ``violations`` last.
+
+Why the default is verifier-free: HRM's own Q-head decides from the model's state alone, as
+any halting policy must on ARC (and on proofs or programs), where no cheap checker exists.
+On Sudoku and mazes the checker nearly solves halting by itself: "halt once violations ==
+0" takes 78-89% of the headroom between the best fixed budget and the oracle, so a policy
+that sees it mostly learns to read it. Halting from the model's state is the open problem;
+the ``verifier`` track is the reference to measure against.
+
+``obs_mode``, with ``F`` = 9 (verifier-free) or 10 (verifier):
+
+* ``"features"``: ``Box(F,)`` float32, the track's features.
+* ``"features+latent"`` (also ``"latent"``): ``Box(F + hidden,)``: the features, then H's
+  state at the Q-head position (clipped to +-sqrt(hidden)).
+* ``"dict"``: ``{"features": Box(F,), "latent": Box(hidden,)}``.
 
 ``info``: ``prediction`` (decoded answer, e.g. digits), ``is_success`` (exactly correct),
 ``cell_accuracy``, ``segments`` (used so far): numpy values (``np.bool_``, ``np.float64``,
 ``np.int64``), the vector env's arrays with one entry per row and a ``_key`` mask beside
 every key, as Gymnasium's vector envs give them.
 
-Recorded rollouts (``rollouts=FILE``, see ``hrm_rl.envs.rollouts``): the env replays a
-core's recorded segments instead of running it (no model is loaded; ``split`` is the
+Recorded rollouts (``rollouts=FILE``, a trace file, see ``hrm_rl.envs.rollouts``): the env
+replays a core's trace instead of running it (no model is loaded; ``split`` is the
 recording's and ``max_segments`` at most its cap), with the same observations, rewards and
-infos as the live env for the same seed and actions.
+infos as the live env for the same seed and actions, on either track. Without
+``checkpoint=`` the recording defines the core (its task must be the env id's: Sudoku for
+``HRM-Sudoku-v0``); a ``checkpoint=`` given with it must be the recorded core (same weights
+SHA-256, task and sequence length), else the env refuses, naming both.
 
 Puzzles (``split``): ``"train"`` (the default) and ``"val"`` are fresh puzzles from the core's
 generator, none the same as or a symmetry of a test puzzle, and disjoint from each other up
@@ -64,71 +92,27 @@ from hrm_rl.device import resolve_device
 from hrm_rl.model import SegmentOutput
 from hrm_rl.segment_engine import SegmentEngine, SegmentStep
 from hrm_rl.tasks.base import PuzzleBatch
+from hrm_rl.trace import (DEFAULT_TRACK, FEATURE_NAMES, FEATURES, N_FEATURES,
+                          N_MODEL_FEATURES, TRACKS, Trace, feature_bounds,
+                          file_sha256, load_trace, segment_features, track_features)
+from hrm_rl.envs import DefaultCheckpoint
 from hrm_rl.envs.rendering import render_rgb
-from hrm_rl.envs.rollouts import RecordedSegments, Recording, ReplayEngine, load_rollouts
+from hrm_rl.envs.rollouts import ReplayEngine, TraceRows, puzzles_of
 
-_Q_CLIP = 30.0
-FEATURES: tuple[tuple[str, float, float | None], ...] = (
-    ("q_halt", -_Q_CLIP, _Q_CLIP),
-    ("q_continue", -_Q_CLIP, _Q_CLIP),
-    ("segment_fraction", 0.0, 1.0),
-    ("mean_confidence", 0.0, 1.0),
-    ("min_confidence", 0.0, 1.0),
-    ("low_confidence_fraction", 0.0, 1.0),
-    ("changed_fraction", 0.0, 1.0),
-    ("violations", 0.0, 4.0),
-    ("segment", 1.0, None),  # None: the env's max_segments
-)
-"""The ``features`` observation entries in order: ``(name, low, high)``."""
-FEATURE_NAMES = tuple(name for name, _, _ in FEATURES)
-"""Names of the ``features`` entries, in order (policies index by name)."""
-N_FEATURES = len(FEATURES)
+__all__ = ["FEATURES", "FEATURE_NAMES", "N_FEATURES", "N_MODEL_FEATURES", "TRACKS",
+           "DEFAULT_TRACK", "DefaultCheckpoint", "HaltingEnv", "HaltingVectorEnv",
+           "RowSeededSource", "parse_autoreset_mode", "step_rewards"]
+
 _OBS_MODES = ("features", "features+latent", "dict")
 _OBS_ALIASES = {"latent": "features+latent"}
 _REWARDS = ("exact", "cell")
-
-
-def segment_state(task, out: SegmentOutput, labels: torch.Tensor, segments: torch.Tensor,
-                  prev_pred: torch.Tensor, first: torch.Tensor, max_segments: int,
-                  hidden: int) -> dict[str, torch.Tensor]:
-    """What the envs observe, pay and report after a segment, as a pure function of it.
-
-    Args:
-        task: the task (verifier, answer checks).
-        out: the segment's outputs for ``n`` rows.
-        labels: ``(n, seq_len)`` the rows' targets; ``segments``: ``(n,)`` segments run on
-            each row's puzzle, this one included.
-        prev_pred: ``(n, seq_len)`` each row's prediction after the previous segment;
-            ``first``: ``(n,)`` rows whose puzzle began with this segment (nothing changed).
-        max_segments, hidden: the env's cap and the core's hidden size (bounds).
-
-    Returns:
-        ``features`` ``(n, N_FEATURES)`` (``FEATURES``), ``latent`` ``(n, hidden)``,
-        ``pred`` ``(n, seq_len)``, ``correct`` ``(n,)`` bool, ``cell`` ``(n,)`` and
-        ``segments``.
-    """
-    logits = out.logits.float()
-    conf, pred = logits.softmax(-1).max(-1)
-    changed = (pred != prev_pred).float().mean(-1)
-    changed = torch.where(first, torch.zeros_like(changed), changed)
-    cells = float(task.seq_len)
-    features = torch.stack([
-        out.q_halt.clamp(-_Q_CLIP, _Q_CLIP), out.q_continue.clamp(-_Q_CLIP, _Q_CLIP),
-        segments.float() / max_segments, conf.mean(-1), conf.min(-1).values,
-        (conf < 0.9).float().mean(-1), changed,
-        (task.violations(pred).float() / cells).clamp(0, 4), segments.float(),
-    ], dim=-1)
-    bound = math.sqrt(hidden)
-    return {"features": features, "latent": out.h_state.float().clamp(-bound, bound),
-            "pred": pred, "correct": task.is_correct(pred, labels),
-            "cell": task.cell_accuracy(pred, labels), "segments": segments}
 
 
 _SHARED: dict[tuple, Any] = {}
 
 
 def _shared(kind: str, path: Path, device: torch.device, load: Callable[[], Any]) -> Any:
-    """One loaded core (or recording) per file, version and device in a process. The envs
+    """One loaded core (or trace) per file, version and device in a process. The envs
     only read it (inference), so ``n`` single envs in one process (SB3's ``make_vec_env``,
     rl-zoo3, ``SyncVectorEnv``) hold one copy of the weights, not ``n``. Keyed by the file's
     size and modification time, so a rewritten file loads afresh."""
@@ -139,19 +123,75 @@ def _shared(kind: str, path: Path, device: torch.device, load: Callable[[], Any]
     return _SHARED[key]
 
 
-class _HaltingCore:
-    """Checkpoint, puzzles, engine and the observation/reward maps shared by both envs.
+def _recorded_hidden(identity: dict[str, Any]) -> int:
+    """The hidden size of a recorded core (its run config), for the latent's bounds."""
+    model = identity.get("config", {}).get("model", {})
+    return int(model.get("hidden_size") or 1)
 
-    The loaded core or recording is shared by every env of the process that uses the same
-    file (``_shared``): do not train ``env.core.model`` in place."""
+
+def _check_recorded_core(path: Path, trace: Trace, task: Any, checkpoint: str | Path) -> None:
+    """Refuse a recording that is not of the env's core.
+
+    With the env id's default core (``DefaultCheckpoint``: the caller chose none) the
+    recording defines the core, but its task family must be the env id's (Sudoku, Maze, ARC).
+    A ``checkpoint`` the caller chose must be the recorded core: the same weights (SHA-256),
+    task and sequence length; the ValueError names both."""
+    identity = trace.identity
+    folder = resolve_checkpoint(checkpoint)
+    config, model_cfg, _ = read_checkpoint_config(folder)
+    recorded_family = identity.get("config", {}).get("task", {}).get("name")
+    if isinstance(checkpoint, DefaultCheckpoint):
+        if recorded_family != config.task.name:
+            raise ValueError(f"{path} records a {task.name} core ({recorded_family}); this "
+                             f"env is for {config.task.name} (its default core is "
+                             f"{checkpoint}); replay it with the env id of its task")
+        return
+    from hrm_rl.tasks import make_task
+
+    weights = folder / WEIGHTS
+    mine = {"weights SHA-256": _shared("sha256", weights, torch.device("cpu"),
+                                       lambda: file_sha256(weights)),
+            "task": make_task(config.task).name, "seq_len": int(model_cfg.seq_len)}
+    theirs = {"weights SHA-256": identity.get("weights_sha256"), "task": task.name,
+              "seq_len": int(task.seq_len)}
+    differ = [key for key in mine if mine[key] != theirs[key]]
+    if differ:
+        def show(d: dict[str, Any]) -> str:
+            return (f"task {d['task']}, seq_len {d['seq_len']}, weights "
+                    f"{str(d['weights SHA-256'])[:12]}")
+
+        raise ValueError(
+            f"rollouts {path} records core {identity.get('checkpoint', '?')} ({show(theirs)}), "
+            f"not checkpoint {checkpoint} ({show(mine)}): {', '.join(differ)} differ. Leave "
+            f"checkpoint= unset to replay the recorded core, or record this checkpoint "
+            f"(hrm-rl rollouts record {checkpoint} --out FILE.npz)")
+
+
+class _HaltingCore:
+    """Checkpoint (or trace), puzzles, engine and the observation/reward maps shared by both
+    envs.
+
+    The loaded core or trace is shared by every env of the process that uses the same file
+    (``_shared``): do not train ``env.core.model`` in place.
+
+    Live, ``last`` holds what ``hrm_rl.trace.segment_features`` computed for each row's last
+    segment; replayed (``trace`` set), each row's place in the trace (``row``, ``segments``)
+    and its answer there (``pred``, ``correct``, ``cell``), and observations are
+    ``Trace.observations`` at those places."""
 
     def __init__(self, num_envs: int, checkpoint: str | Path, split: str | None,
                  max_segments: int | None, step_cost: float, reward: str, obs_mode: str,
-                 device: str, rollouts: str | Path | None = None) -> None:
+                 device: str, rollouts: str | Path | None = None,
+                 track: str = DEFAULT_TRACK) -> None:
         obs_mode = _OBS_ALIASES.get(obs_mode, obs_mode)
         if obs_mode not in _OBS_MODES:
             raise ValueError(f"obs_mode must be one of {_OBS_MODES} (or 'latent'), "
                              f"got {obs_mode!r}")
+        if not isinstance(track, str) or track not in TRACKS:
+            raise ValueError(f"track must be one of {TRACKS} ('verifier-free': the model's "
+                             f"features only; 'verifier': also the task checker's "
+                             f"violations), got {track!r}")
+        self.track = track
         if reward not in _REWARDS:
             raise ValueError(f"reward must be one of {_REWARDS}, got {reward!r}")
         if not (isinstance(step_cost, (int, float)) and not isinstance(step_cost, bool)
@@ -161,26 +201,30 @@ class _HaltingCore:
             raise ValueError(f"num_envs must be an int >= 1, got {num_envs!r}")
         if split is not None and not isinstance(split, (str, Path)):
             raise ValueError(f"split must be 'train', 'val', 'test' or a CSV path, got {split!r}")
-        self.recording: Recording | None = None
-        if rollouts is not None:  # replay: no model, the recording's task and puzzles
+        self.trace: Trace | None = None
+        self.rollouts: Path | None = None
+        if rollouts is not None:  # replay: no model, the trace's task and puzzles
             self.device = torch.device("cpu")
-            path = Path(rollouts)
-            rec = self.recording = (_shared("rollouts", path, self.device,
-                                            lambda: load_rollouts(path))
-                                    if path.is_file() else load_rollouts(path))
-            if split is not None and str(split) != rec.identity["split"]:
-                raise ValueError(f"{rec.path} was recorded on split {rec.identity['split']!r}, "
+            path = self.rollouts = Path(rollouts)
+            self.trace, self.task = (_shared("rollouts", path, self.device,
+                                             lambda: load_trace(path))
+                                     if path.is_file() else load_trace(path))
+            identity = self.trace.identity
+            if split is not None and str(split) != str(identity["split"]):
+                raise ValueError(f"{path} was recorded on split {identity['split']!r}, "
                                  f"not {str(split)!r}; leave split unset with rollouts=")
-            expected = read_checkpoint_config(resolve_checkpoint(checkpoint))[0].task.name
-            if rec.config.task.name != expected:
-                raise ValueError(f"{rec.path} records a {rec.config.task.name} core; this env "
-                                 f"is for {expected} (checkpoint {checkpoint})")
-            if obs_mode != "features" and "latent" not in rec.arrays:
-                raise ValueError(f"obs_mode={obs_mode!r} needs latents; {rec.path} was "
+            _check_recorded_core(path, self.trace, self.task, checkpoint)
+            if obs_mode != "features" and self.trace.latent is None:
+                raise ValueError(f"obs_mode={obs_mode!r} needs latents; {path} was "
                                  "recorded without them (hrm-rl rollouts record --latent)")
-            self.task, self.model, self.puzzles = rec.task, None, rec.puzzles
-            self.split, self.hidden, cap = rec.identity["split"], rec.hidden, rec.max_segments
-            default_max = cap
+            if self.trace.pred is None:
+                raise ValueError(f"{path} holds no predictions; the env needs them for its "
+                                 "infos (record it with hrm-rl rollouts record)")
+            self.model, self.puzzles = None, puzzles_of(self.trace)
+            self.split = str(identity["split"])
+            self.hidden = (int(self.trace.latent.shape[2]) if self.trace.latent is not None
+                           else _recorded_hidden(identity))
+            default_max = cap = self.trace.max_segments
         else:
             self.device = resolve_device(device)
             folder = resolve_checkpoint(checkpoint)
@@ -194,24 +238,31 @@ class _HaltingCore:
         self.max_segments = default_max if max_segments is None else max_segments
         if not _is_int(self.max_segments) or self.max_segments < 1:
             raise ValueError(f"max_segments must be an int >= 1, got {max_segments!r}")
-        if self.recording is not None and self.max_segments > cap:
+        if self.trace is not None and self.max_segments > cap:
             raise ValueError(f"max_segments={max_segments} exceeds the {cap} segments "
-                             f"recorded in {self.recording.path}")
+                             f"recorded in {self.rollouts}")
         self.step_cost, self.reward, self.obs_mode = float(step_cost), reward, obs_mode
         self.num_envs = num_envs
         self.engine: SegmentEngine | ReplayEngine | None = None  # built by reset(), seeded there
         self.prev_pred = torch.zeros(num_envs, self.task.seq_len, dtype=torch.long,
                                      device=self.device)
+        # H's unclipped state after each row's previous segment (the latent residual)
+        self.prev_h = torch.zeros(num_envs, self.hidden or 1, device=self.device)
         self.last: dict[str, torch.Tensor] = {}
+
+    @property
+    def n_features(self) -> int:
+        """The width of the features part of an observation (the track's features)."""
+        return len(track_features(self.track))
 
     def _new_engine(self, source: ShuffledSource | RowSeededSource, restart_at_cap: bool
                     ) -> SegmentEngine | ReplayEngine:
         """The episode's engine over ``source``: the cap is its, and the vector env in
         same-step mode restarts rows at the cap in the same step; a policy's halt is the
         ``halt`` mask, an episode that ended without a restart is held (``hold``)."""
-        if self.recording is not None:
-            return ReplayEngine(self.recording, source, self.num_envs, self.max_segments,
-                                restart_at_cap)
+        if self.trace is not None:
+            return ReplayEngine(self.trace, source, self.num_envs, self.max_segments,
+                                restart_at_cap, puzzles=self.puzzles)
         return SegmentEngine(self.model, source, self.num_envs, self.device,
                              max_segments=self.max_segments, restart_at_cap=restart_at_cap)
 
@@ -222,48 +273,55 @@ class _HaltingCore:
 
     # spaces ------------------------------------------------------------------------
     def observation_space(self) -> spaces.Space:
-        low = np.array([lo for _, lo, _ in FEATURES], dtype=np.float32)
-        high = np.array([self.max_segments if hi is None else hi for _, _, hi in FEATURES],
-                        dtype=np.float32)
+        low, high = feature_bounds(self.track, self.max_segments)
         features = spaces.Box(low, high, dtype=np.float32)
-        bound = math.sqrt(self.hidden) * 1.001
-        latent = spaces.Box(-bound, bound, (self.hidden,), dtype=np.float32)
         if self.obs_mode == "features":
             return features
+        bound = math.sqrt(self.hidden) * 1.001
+        latent = spaces.Box(-bound, bound, (self.hidden,), dtype=np.float32)
         if self.obs_mode == "features+latent":
             return spaces.Box(np.concatenate([low, latent.low]),
                               np.concatenate([high, latent.high]), dtype=np.float32)
         return spaces.Dict({"features": features, "latent": latent})
 
     # per-segment bookkeeping -------------------------------------------------------------
-    def record(self, out: SegmentOutput | RecordedSegments, rows: torch.Tensor | None = None,
+    def record(self, out: SegmentOutput | TraceRows, rows: torch.Tensor | None = None,
                fresh: torch.Tensor | None = None, labels: torch.Tensor | None = None,
                segments: torch.Tensor | None = None) -> None:
-        """Turn a segment's outputs into the state behind observations, rewards and infos.
+        """Turn a segment's outputs (or, replayed, its places in the trace) into the state
+        behind observations, rewards and infos.
 
         ``rows`` limits the update to those row indices (``out`` then has those rows only);
         ``fresh`` marks rows whose puzzle just started (nothing "changed" on a first segment).
         ``labels`` and ``segments`` (all rows) stand in for the engine's when some rows have
         moved on to a new puzzle since ``out`` was computed.
         """
-        if labels is None:
-            labels = self.engine.labels if rows is None else self.engine.labels[rows]
-        if segments is None:
-            segments = self.engine.segments if rows is None else self.engine.segments[rows]
-        prev = self.prev_pred if rows is None else self.prev_pred[rows]
-        first = segments == 1 if fresh is None else fresh
-        if isinstance(out, RecordedSegments):
-            state = out.state(segments, self.max_segments)
+        if isinstance(out, TraceRows):
+            state = {"row": torch.from_numpy(out.row), "segments": torch.from_numpy(out.segment),
+                     "pred": out.pred(), "correct": out.correct(), "cell": out.cell()}
         else:
-            state = segment_state(self.task, out, labels, segments, prev, first,
-                                  self.max_segments, self.hidden)
+            if labels is None:
+                labels = self.engine.labels if rows is None else self.engine.labels[rows]
+            if segments is None:
+                segments = self.engine.segments if rows is None else self.engine.segments[rows]
+            prev = self.prev_pred if rows is None else self.prev_pred[rows]
+            prev_h = self.prev_h if rows is None else self.prev_h[rows]
+            first = segments == 1 if fresh is None else fresh
+            full = segment_features(self.task, out, labels, segments, prev, prev_h, first,
+                                    self.max_segments)
+            state = {key: full[key] for key in
+                     ("features", "latent", "h", "pred", "correct", "cell", "segments")}
         if rows is None:
             self.last = state
             self.prev_pred = state["pred"]
+            if "h" in state:
+                self.prev_h = state["h"]
         else:
             for key, value in state.items():
                 self.last[key] = self.last[key].index_put((rows,), value)
             self.prev_pred = self.prev_pred.index_put((rows,), state["pred"])
+            if "h" in state:
+                self.prev_h = self.prev_h.index_put((rows,), state["h"])
 
     def _require_reset(self) -> None:
         if not self.last:
@@ -280,9 +338,20 @@ class _HaltingCore:
         self._require_reset()
         return (self.engine.segments >= self.max_segments).cpu().numpy()
 
-    def observations(self, index: np.ndarray | slice = slice(None)) -> Any:
+    def observations(self, index: np.ndarray | slice | int = slice(None)) -> Any:
+        """The rows' observations (fresh arrays every call): the track's features, and H's
+        state per ``obs_mode``; an int ``index`` gives one row's, unbatched."""
         self._require_reset()
-        feats = self.last["features"][index].cpu().numpy().copy()  # fresh arrays every call
+        one = _is_int(index)
+        if self.trace is not None:
+            rows = np.atleast_1d(self.last["row"][index].numpy())
+            segments = np.atleast_1d(self.last["segments"][index].numpy())
+            obs = self.trace.observations(rows, segments, self.track, self.obs_mode,
+                                          self.max_segments)
+            if one:
+                return {k: v[0] for k, v in obs.items()} if isinstance(obs, dict) else obs[0]
+            return obs
+        feats = self.last["features"][index][..., :self.n_features].cpu().numpy().copy()
         if self.obs_mode == "features":
             return feats
         latent = self.last["latent"][index].cpu().numpy().copy()
@@ -407,15 +476,16 @@ def _check_actions(actions: Any, n: int, batched: bool = False) -> np.ndarray:
 class HaltingEnv(gym.Env):
     metadata = {"render_modes": ["human", "ansi", "rgb_array"], "render_fps": 2}
 
-    def __init__(self, checkpoint: str | Path = "sudoku4", split: str | None = None,
-                 max_segments: int | None = None, step_cost: float = 0.01,
-                 reward: str = "exact", obs_mode: str = "features", device: str = "cpu",
-                 render_mode: str | None = None, rollouts: str | Path | None = None) -> None:
+    def __init__(self, checkpoint: str | Path = DefaultCheckpoint("sudoku4"),
+                 split: str | None = None, max_segments: int | None = None,
+                 step_cost: float = 0.01, reward: str = "exact", obs_mode: str = "features",
+                 device: str = "cpu", render_mode: str | None = None,
+                 rollouts: str | Path | None = None, track: str = DEFAULT_TRACK) -> None:
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or "
                              f"None, got {render_mode!r}")
         self.core = _HaltingCore(1, checkpoint, split, max_segments, step_cost, reward,
-                                 obs_mode, device, rollouts)
+                                 obs_mode, device, rollouts, track)
         self.render_mode = render_mode
         self.observation_space = self.core.observation_space()
         self.action_space = spaces.Discrete(2)
@@ -537,19 +607,20 @@ class HaltingVectorEnv(VectorEnv):
     metadata = {"render_modes": ["human", "ansi", "rgb_array"], "render_fps": 2,
                 "autoreset_mode": AutoresetMode.SAME_STEP}
 
-    def __init__(self, num_envs: int = 1, checkpoint: str | Path = "sudoku4",
+    def __init__(self, num_envs: int = 1, checkpoint: str | Path = DefaultCheckpoint("sudoku4"),
                  split: str | None = None, max_segments: int | None = None,
                  step_cost: float = 0.01, reward: str = "exact", obs_mode: str = "features",
                  device: str = "cpu", render_mode: str | None = None,
                  rollouts: str | Path | None = None,
-                 autoreset_mode: AutoresetMode | str = AutoresetMode.SAME_STEP) -> None:
+                 autoreset_mode: AutoresetMode | str = AutoresetMode.SAME_STEP,
+                 track: str = DEFAULT_TRACK) -> None:
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or "
                              f"None, got {render_mode!r}")
         self.autoreset_mode = parse_autoreset_mode(autoreset_mode)
         self.metadata = {**type(self).metadata, "autoreset_mode": self.autoreset_mode}
         self.core = _HaltingCore(num_envs, checkpoint, split, max_segments, step_cost, reward,
-                                 obs_mode, device, rollouts)
+                                 obs_mode, device, rollouts, track)
         self.num_envs = num_envs
         self.render_mode = render_mode
         self.single_observation_space = self.core.observation_space()
@@ -753,7 +824,7 @@ class HaltingVectorEnv(VectorEnv):
         if len(idx) == 0:
             return
         index = torch.from_numpy(idx).to(core.device)
-        out = step.out.take(idx) if isinstance(step.out, RecordedSegments) else step.out.take(index)
+        out = step.out.take(idx) if isinstance(step.out, TraceRows) else step.out.take(index)
         core.record(out, rows=index, fresh=step.started[index])
 
     def _infos(self, rows: np.ndarray) -> dict[str, Any]:

@@ -14,7 +14,8 @@ from gymnasium.utils.env_checker import check_env
 
 import hrm_rl  # noqa: F401  (registers the envs)
 from hrm_rl.agents.trainer import ACTTrainer
-from hrm_rl.envs.halting import N_FEATURES, HaltingEnv, HaltingVectorEnv
+from hrm_rl.envs.halting import (FEATURE_NAMES, N_FEATURES, N_MODEL_FEATURES, HaltingEnv,
+                                  HaltingVectorEnv)
 from tests.test_trainer import tiny_config
 
 
@@ -28,11 +29,12 @@ def ckpt(tmp_path_factory):
     return str(tmp / "run")
 
 
+@pytest.mark.parametrize("track", ["verifier-free", "verifier"])
 @pytest.mark.parametrize("obs_mode", ["features", "latent", "dict"])
-def test_gymnasium_and_sb3_checkers_pass_without_warnings(ckpt, obs_mode):
+def test_gymnasium_and_sb3_checkers_pass_without_warnings(ckpt, obs_mode, track):
     from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
-    env = HaltingEnv(checkpoint=ckpt, obs_mode=obs_mode)
+    env = HaltingEnv(checkpoint=ckpt, obs_mode=obs_mode, track=track)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         check_env(env.unwrapped, skip_render_check=True)
@@ -83,7 +85,7 @@ def test_return_is_pay_minus_cost_per_segment(ckpt, reward):
 def test_observation_carries_the_segment_fraction(ckpt):
     env = HaltingEnv(checkpoint=ckpt, max_segments=4)
     obs, _ = env.reset(seed=1)
-    assert obs.shape == (N_FEATURES,) and obs[2] == pytest.approx(0.25)
+    assert obs.shape == (N_MODEL_FEATURES,) and obs[2] == pytest.approx(0.25)
     obs, *_ = env.step(0)
     assert obs[2] == pytest.approx(0.5)
 
@@ -103,6 +105,8 @@ def test_step_after_the_end_and_bad_actions_are_errors(ckpt):
     ({"step_cost": -1}, "step_cost"), ({"max_segments": 0}, "max_segments"),
     ({"split": "validation"}, "split"), ({"render_mode": "window"}, "render_mode"),
     ({"checkpoint": "no-such-core"}, "no checkpoint"),
+    ({"track": "oracle"}, "track must be one of .*verifier-free"),
+    ({"track": None}, "track must be one of"),
 ])
 def test_bad_kwargs_raise_clear_errors(ckpt, kwargs, message):
     kwargs = {"checkpoint": ckpt, **kwargs}
@@ -125,11 +129,11 @@ def test_render_modes(ckpt):
 def test_vector_env_autoresets_in_the_same_step(ckpt):
     venv = HaltingVectorEnv(num_envs=4, checkpoint=ckpt, max_segments=3, step_cost=0.1)
     obs, info = venv.reset(seed=0)
-    assert obs.shape == (4, N_FEATURES) and venv.observation_space.contains(obs)
+    assert obs.shape == (4, N_MODEL_FEATURES) and venv.observation_space.contains(obs)
     obs2, rewards, term, trunc, info = venv.step(np.array([1, 0, 0, 1]))
     assert term.tolist() == [True, False, False, True] and not trunc.any()
     assert info["_final_obs"].tolist() == [True, False, False, True]
-    assert info["final_obs"][0].shape == (N_FEATURES,) and info["final_obs"][1] is None
+    assert info["final_obs"][0].shape == (N_MODEL_FEATURES,) and info["final_obs"][1] is None
     assert info["final_info"]["_is_success"].tolist() == [True, False, False, True]
     assert obs2[0, 2] == pytest.approx(1 / 3)       # a new puzzle's first segment
     assert obs2[1, 2] == pytest.approx(2 / 3)
@@ -218,30 +222,78 @@ def test_obs_mode_names_say_what_they_hold_and_the_old_name_still_works():
     assert new.core.obs_mode == old.core.obs_mode == "features+latent"
     assert new.single_observation_space == old.single_observation_space
     hidden = new.core.hidden
-    assert new.single_observation_space.shape == (N_FEATURES + hidden,)
+    assert new.single_observation_space.shape == (N_MODEL_FEATURES + hidden,)
+    verifier = HaltingVectorEnv(2, obs_mode="features+latent", split="test", track="verifier")
+    assert verifier.single_observation_space.shape == (N_FEATURES + hidden,)
     with pytest.raises(ValueError, match="features\\+latent"):
         HaltingVectorEnv(2, obs_mode="latents")
 
 
 def test_features_table_bounds_the_observation_and_the_segment_index_is_an_integer():
-    from hrm_rl.envs.halting import FEATURE_NAMES, FEATURES
+    from hrm_rl.envs.halting import FEATURES
 
-    env = HaltingVectorEnv(3, max_segments=5, split="test")
-    space = env.single_observation_space
     assert [name for name, _, _ in FEATURES] == list(FEATURE_NAMES)
+    assert FEATURE_NAMES.index("latent_residual") == 7 and FEATURE_NAMES.index("segment") == 8
+    assert FEATURE_NAMES.index("violations") == 9 == N_MODEL_FEATURES == N_FEATURES - 1
     seg = FEATURE_NAMES.index("segment")
-    assert space.low[seg] == 1 and space.high[seg] == 5
-    obs, _ = env.reset(seed=0)
-    for k in range(2, 6):
-        assert obs[:, seg].tolist() == [k - 1] * 3 and env.observation_space.contains(obs)
-        obs, *_ = env.step(np.zeros(3, dtype=np.int64))
+    for track, width in (("verifier-free", N_MODEL_FEATURES), ("verifier", N_FEATURES)):
+        env = HaltingVectorEnv(3, max_segments=5, split="test", track=track)
+        space = env.single_observation_space
+        assert space.shape == (width,)
+        assert space.low[seg] == 1 and space.high[seg] == 5
+        if track == "verifier":
+            assert space.low[9] == 0 and space.high[9] == 4  # violations / cells, at most 4
+        obs, _ = env.reset(seed=0)
+        for k in range(2, 6):
+            assert obs[:, seg].tolist() == [k - 1] * 3 and env.observation_space.contains(obs)
+            obs, *_ = env.step(np.zeros(3, dtype=np.int64))
+
+
+def test_verifier_free_observations_hold_no_checker_output(monkeypatch):
+    """The default track shows the model only: a checker that says something else leaves
+    its observations as they were, while the verifier track's last feature follows it."""
+    def run(track, patched):
+        env = HaltingVectorEnv(4, split="test", max_segments=4, track=track, obs_mode="dict")
+        if patched:
+            monkeypatch.setattr(env.core.task, "violations",
+                                lambda pred: torch.full((pred.shape[0],), 3 * pred.shape[1]))
+        out = [env.reset(seed=2)[0]]
+        rng = np.random.default_rng(0)
+        for _ in range(6):
+            out.append(env.step((rng.random(4) < 0.3).astype(np.int64))[0])
+        monkeypatch.undo()
+        return out
+
+    plain, patched = run("verifier-free", False), run("verifier-free", True)
+    assert plain[0]["features"].shape == (4, N_MODEL_FEATURES)
+    np.testing.assert_equal(plain, patched)
+    plain, patched = run("verifier", False), run("verifier", True)
+    assert all((p["features"][:, 9] == 3).all() for p in patched)  # 3 violations per cell
+    assert any((p["features"][:, 9] != 3).any() for p in plain)
+    for a, b in zip(plain, patched):  # the model's features agree on both tracks
+        np.testing.assert_equal(a["features"][:, :9], b["features"][:, :9])
+        np.testing.assert_equal(a["latent"], b["latent"])
+
+
+def test_latent_residual_is_zero_on_a_first_segment_and_tracks_each_rows_state():
+    res = FEATURE_NAMES.index("latent_residual")
+    venv = HaltingVectorEnv(3, split="test", max_segments=3)
+    obs, _ = venv.reset(seed=0)
+    assert (obs[:, res] == 0).all()  # nothing to compare with yet
+    obs, *_ = venv.step(np.array([0, 0, 1]))
+    assert (obs[:2, res] > 0).all() and obs[2, res] == 0  # row 2 began a new puzzle
+    single = HaltingEnv(split="test", max_segments=3)
+    first, _ = single.reset(seed=0)
+    second, *_ = single.step(0)
+    assert first[res] == 0 and second[res] == pytest.approx(obs[0, res], abs=1e-5)
 
 
 def test_observations_and_rewards_are_pure_functions_of_a_segment():
     """No model: a hand-made segment output gives the features, answers and rewards."""
-    from hrm_rl.envs.halting import FEATURE_NAMES, segment_state, step_rewards
+    from hrm_rl.envs.halting import step_rewards
     from hrm_rl.model import Carry, SegmentOutput
     from hrm_rl.tasks.sudoku import SudokuTask
+    from hrm_rl.trace import segment_features
 
     task = SudokuTask(4)
     solution = torch.tensor([[1, 2, 3, 4, 3, 4, 1, 2, 2, 1, 4, 3, 4, 3, 2, 1]]) + 1
@@ -249,16 +301,19 @@ def test_observations_and_rewards_are_pure_functions_of_a_segment():
     logits = torch.full((2, 16, 6), -10.0)
     logits[0].scatter_(1, solution[0][:, None], 10.0)       # row 0 predicts the solution
     logits[1].scatter_(1, (solution[0] % 5 + 1)[:, None], 10.0)  # row 1 predicts wrong digits
+    h = torch.tensor([[3.0, 4.0, 0.0, 0.0], [1.0, 0.0, 0.0, 0.0]])
     out = SegmentOutput(Carry(torch.zeros(2, 1, 4), torch.zeros(2, 1, 4)), logits,
-                        torch.tensor([2.0, -50.0]), torch.tensor([1.0, 0.0]), torch.zeros(2, 4))
+                        torch.tensor([2.0, -50.0]), torch.tensor([1.0, 0.0]), h)
     prev = torch.stack([solution[0], solution[0]])
-    state = segment_state(task, out, labels, torch.tensor([3, 1]), prev,
-                          torch.tensor([False, True]), 4, 4)
+    prev_h = torch.tensor([[0.0, 4.0, 0.0, 0.0], [5.0, 5.0, 5.0, 5.0]])
+    state = segment_features(task, out, labels, torch.tensor([3, 1]), prev, prev_h,
+                             torch.tensor([False, True]), 4)
     f = dict(zip(FEATURE_NAMES, state["features"].T))
     assert state["correct"].tolist() == [True, False]
     assert f["q_halt"].tolist() == [2.0, -30.0]  # clipped
     assert f["segment"].tolist() == [3, 1] and f["segment_fraction"].tolist() == [0.75, 0.25]
     assert f["changed_fraction"].tolist() == [0.0, 0.0]  # row 1 just started
+    assert f["latent_residual"].tolist() == [pytest.approx(3 / 9), 0.0]  # |3,0| / (5 + 4)
     assert f["violations"][0] == 0 and f["violations"][1] > 0
     rewards = step_rewards(np.array([True, False]), state["correct"].float().numpy(), 0.1)
     np.testing.assert_allclose(rewards, [0.9, -0.1])
@@ -340,7 +395,7 @@ def test_vector_reset_takes_per_row_seeds_and_names_unknown_options():
     with pytest.raises(ValueError, match="'max_segments'"):
         venv.reset(options={"max_segments": 2})
     obs, info = venv.reset(seed=[0, 1, 2])
-    assert obs.shape == (3, N_FEATURES) and info["_segments"].all()
+    assert obs.shape == (3, N_MODEL_FEATURES) and info["_segments"].all()
     with pytest.raises(TypeError, match="batch of actions"):
         venv.step(0)
 

@@ -14,15 +14,18 @@ import hrm_rl  # noqa: F401  (registers the envs)
 from hrm_rl.agents.sb3 import make_sb3_vec_env
 from hrm_rl.checkpoint import load_checkpoint
 from hrm_rl.evaluation import evaluate
-from hrm_rl.envs.halting import N_FEATURES
+from hrm_rl.envs.halting import N_FEATURES, N_MODEL_FEATURES
 
 ENV_IDS = ["HRM-Maze-v0", "HRM-ARC-v0"]
 
 
 @pytest.mark.parametrize("env_id", ENV_IDS)
-@pytest.mark.parametrize("obs_mode", ["features", "latent", "dict"])
-def test_checkers_pass_without_warnings(env_id, obs_mode):
-    env = gym.make(env_id, obs_mode=obs_mode)
+@pytest.mark.parametrize("obs_mode,track", [("features", "verifier-free"),
+                                            ("latent", "verifier-free"),
+                                            ("dict", "verifier-free"),
+                                            ("features", "verifier"), ("dict", "verifier")])
+def test_checkers_pass_without_warnings(env_id, obs_mode, track):
+    env = gym.make(env_id, obs_mode=obs_mode, track=track)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         check_env(env.unwrapped, skip_render_check=True)
@@ -33,13 +36,16 @@ def test_checkers_pass_without_warnings(env_id, obs_mode):
 def test_make_vec_and_sb3_adapter(env_id):
     venv = gym.make_vec(env_id, num_envs=4)
     obs, info = venv.reset(seed=0)
-    assert obs.shape == (4, N_FEATURES) and venv.observation_space.contains(obs)
+    assert obs.shape == (4, N_MODEL_FEATURES) and venv.observation_space.contains(obs)
     for _ in range(6):
         obs, rewards, term, trunc, info = venv.step(np.array([0, 1, 0, 1]))
         assert venv.observation_space.contains(obs)
     sb3 = make_sb3_vec_env(env_id, num_envs=3)
     sb3.seed(1)
-    assert sb3.reset().shape == (3, N_FEATURES)
+    assert sb3.reset().shape == (3, N_MODEL_FEATURES)
+    verifier = gym.make_vec(env_id, num_envs=2, track="verifier")
+    obs, _ = verifier.reset(seed=0)
+    assert obs.shape == (2, N_FEATURES) and verifier.observation_space.contains(obs)
 
 
 @pytest.mark.parametrize("env_id", ENV_IDS)

@@ -18,6 +18,7 @@ from gymnasium.vector import AutoresetMode
 
 import hrm_rl  # noqa: F401  (registers the envs)
 from hrm_rl.envs.halting import FEATURE_NAMES, HaltingEnv, HaltingVectorEnv
+from hrm_rl.trace import track_features
 
 MODES = [AutoresetMode.SAME_STEP, AutoresetMode.NEXT_STEP, AutoresetMode.DISABLED]
 SEG = FEATURE_NAMES.index("segment")
@@ -109,11 +110,16 @@ def test_an_unknown_autoreset_mode_is_refused():
         _venv(2, "sometimes")
 
 
+@pytest.mark.parametrize("track", ["verifier-free", "verifier"])
 @pytest.mark.parametrize("obs_mode", ["features", "features+latent", "dict"])
 @pytest.mark.parametrize("mode", MODES)
-def test_spaces_and_returned_batches(obs_mode, mode):
+def test_spaces_and_returned_batches(obs_mode, mode, track):
     n = 3
-    env = _venv(n, mode, obs_mode=obs_mode, max_segments=3)
+    env = _venv(n, mode, obs_mode=obs_mode, max_segments=3, track=track)
+    width = len(track_features(track))
+    features = env.single_observation_space
+    features = features["features"] if obs_mode == "dict" else features
+    assert features.shape[0] == width + (env.core.hidden if obs_mode == "features+latent" else 0)
     assert env.observation_space == gym.vector.utils.batch_space(env.single_observation_space, n)
     assert env.action_space == gym.spaces.MultiDiscrete([2] * n)
     assert env.single_action_space == gym.spaces.Discrete(2)
@@ -341,10 +347,29 @@ def _scribble(value):
             value[...] = 1 if value.dtype == np.bool_ else 7
 
 
+@pytest.fixture(scope="module")
+def recording(tmp_path_factory):
+    """A recording of the first 30 test puzzles of the default core, with latents."""
+    from hrm_rl.envs.rollouts import record_rollouts
+
+    csv = tmp_path_factory.mktemp("contract") / "test30.csv"
+    env = _venv(1)
+    env.core.task.write_csv(csv, env.core.puzzles.take(slice(0, 30)))
+    return record_rollouts("sudoku4", str(csv), csv.with_suffix(".npz"), latent=True,
+                           progress=False)
+
+
+@pytest.mark.parametrize("replay", [False, True])
 @pytest.mark.parametrize("obs_mode", ["features", "dict"])
 @pytest.mark.parametrize("mode", MODES)
-def test_returned_arrays_are_fresh(obs_mode, mode):
-    clean, dirty = (_venv(3, mode, obs_mode=obs_mode, max_segments=2) for _ in range(2))
+def test_returned_arrays_are_fresh(obs_mode, mode, replay, request):
+    def make():
+        if replay:  # the observations are a trace lookup: still fresh arrays
+            return HaltingVectorEnv(3, autoreset_mode=mode, obs_mode=obs_mode, max_segments=2,
+                                    rollouts=request.getfixturevalue("recording"))
+        return _venv(3, mode, obs_mode=obs_mode, max_segments=2)
+
+    clean, dirty = make(), make()
     actions = [np.array([1, 0, 0]), np.zeros(3, dtype=np.int64), np.array([0, 1, 0])] * 2
     a, b = clean.reset(seed=2), dirty.reset(seed=2)
     assert data_equivalence(a, b)
