@@ -20,12 +20,22 @@ index: per-row values (arrays or tensors with one row per env, tuples of one ent
 env, dicts of those) are cut to that index's row, shared values are repeated.
 ``action_masks()`` (and ``env_method("action_masks")``) gives the ``(num_envs, 2)`` masks
 sb3-contrib's ``MaskablePPO`` asks for.
+
+``train_halting_policy`` is ``hrm-rl halt train`` as a function: PPO/A2C/DQN on the batched
+env, observations normalized (``VecNormalize``, statistics saved beside the model), scored
+periodically on a val trace (``ValTraceCallback``: ``val/*`` tags, ``best_model.zip``).
 """
 
 from __future__ import annotations
 
+import json
+import math
+import os
+import time
 from collections import deque
 from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
@@ -37,6 +47,7 @@ from stable_baselines3.common.vec_env.base_vec_env import VecEnvIndices, VecEnvS
 from gymnasium.vector import AutoresetMode
 
 from hrm_rl.envs.halting import HaltingVectorEnv
+from hrm_rl.trace import DEFAULT_TRACK, Score, Trace, predict_halts, score
 
 _EPISODE_KEYS = ("is_success", "segments", "cell_accuracy")
 
@@ -243,3 +254,227 @@ class HaltingMetricsCallback(BaseCallback):
         self.logger.record("halt/cell_accuracy", float(np.mean(self.cells)))
         self.logger.record("halt/segments", torch.tensor(list(self.segments), dtype=torch.float32),
                            exclude=("stdout", "log", "json", "csv"))
+
+
+ALGO_DEFAULTS: dict[str, dict[str, Any]] = {
+    # Rollouts of num_envs x n_steps; episodes last a few steps, so short rollouts suffice.
+    "ppo": {"n_steps": 16, "batch_size": 1024, "n_epochs": 4, "learning_rate": 1e-3,
+            "gamma": 1.0, "gae_lambda": 0.95, "ent_coef": 0.0},
+    "a2c": {"n_steps": 8, "learning_rate": 1e-3, "gamma": 1.0},
+    "dqn": {"learning_starts": 2000, "buffer_size": 200_000, "batch_size": 256,
+            "train_freq": 1, "gradient_steps": 4, "target_update_interval": 500,
+            "exploration_fraction": 0.3, "learning_rate": 5e-4, "gamma": 1.0},
+}
+"""Each algorithm's constructor options unless given (``algo_kwargs`` override them)."""
+
+
+class ValTraceCallback(BaseCallback):
+    """Scores the policy being trained on a val trace every ``eval_every`` env steps (at the
+    first rollout boundary after each multiple, once the algorithm has updated on those
+    steps) and when training ends: ``predict_halts`` + ``score``, as ``hrm-rl halt eval``
+    would, with the training env's current observation normalization. Logs ``val/reward``,
+    ``val/accuracy`` and ``val/mean_segments``; saves the best model so far (by val reward)
+    to ``best_path`` with its normalization statistics beside it (``normalization_path``).
+
+    Args:
+        trace: the val trace (at least ``cap`` segments).
+        eval_every: env steps (all rows summed) between evaluations.
+        step_cost, reward, track, obs_mode, cap: the training env's settings.
+        best_path: where the best model goes (None: not saved).
+
+    Attributes:
+        history: one dict per evaluation (``timesteps``, ``reward``, ``accuracy``,
+            ``mean_segments``); best: the best ``Score`` so far.
+    """
+
+    def __init__(self, trace: Trace, eval_every: int, step_cost: float, reward: str = "exact",
+                 track: str = DEFAULT_TRACK, obs_mode: str = "features", cap: int | None = None,
+                 best_path: str | Path | None = None, verbose: int = 0) -> None:
+        super().__init__(verbose)
+        if eval_every < 1:
+            raise ValueError(f"eval_every must be >= 1, got {eval_every}")
+        self.trace, self.eval_every = trace, int(eval_every)
+        self.step_cost, self.reward, self.track, self.obs_mode = step_cost, reward, track, obs_mode
+        self.cap = trace.max_segments if cap is None else cap
+        self.best_path = None if best_path is None else Path(best_path)
+        self.history: list[dict[str, float]] = []
+        self.best: Score | None = None
+        self._next = self.eval_every
+        self._last = -1
+
+    def _on_step(self) -> bool:
+        return True
+
+    def _on_rollout_start(self) -> None:
+        # between rollouts: the policy has had its update from the steps collected so far
+        if self.num_timesteps >= self._next:
+            self._next = (self.num_timesteps // self.eval_every + 1) * self.eval_every
+            self.evaluate_now()
+
+    def _on_training_end(self) -> None:
+        if self.num_timesteps != self._last:
+            self.evaluate_now()
+
+    def evaluate_now(self) -> Score:
+        """Score the current policy on the trace, log it, keep it if best."""
+        from hrm_rl.agents.policies import NormalizedPolicy, normalization_path
+
+        vec_normalize = self.model.get_vec_normalize_env()
+        policy = (self.model if vec_normalize is None
+                  else NormalizedPolicy(self.model, vec_normalize))
+        halt_at = predict_halts(policy, self.trace, self.track, self.obs_mode, self.cap,
+                                deterministic=True, name="the policy in training")
+        result = score(self.trace, halt_at, self.step_cost, "val", self.reward)
+        self._last = self.num_timesteps
+        self.history.append({"timesteps": int(self.num_timesteps), "reward": result.reward,
+                             "accuracy": result.accuracy,
+                             "mean_segments": result.mean_segments})
+        self.logger.record("val/reward", result.reward)
+        self.logger.record("val/accuracy", result.accuracy)
+        self.logger.record("val/mean_segments", result.mean_segments)
+        self.logger.dump(self.num_timesteps)
+        if self.best is None or result.reward > self.best.reward:
+            self.best = result
+            if self.best_path is not None:
+                self.model.save(self.best_path)
+                if vec_normalize is not None:
+                    vec_normalize.save(str(normalization_path(self.best_path)))
+        return result
+
+
+def default_run_dir(base: str | Path, algo: str) -> Path:
+    """``base/halt-<algo>-<timestamp>-<pid>``: a fresh run folder name."""
+    return Path(base) / f"halt-{algo}-{datetime.now().strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+
+
+def _env_setting(venv: HaltingSB3VecEnv, name: str, default: Any) -> Any:
+    try:
+        return venv.get_attr(name, indices=[0])[0]
+    except AttributeError:
+        return default
+
+
+def train_halting_policy(env_id: str = "HRM-Sudoku-v0", algo: str = "ppo",
+                         timesteps: int = 200_000, num_envs: int = 256,
+                         env_kwargs: dict[str, Any] | None = None,
+                         algo_kwargs: dict[str, Any] | None = None, seed: int = 0,
+                         run_dir: str | Path | None = None, normalize: bool = True,
+                         val_trace: Trace | None = None, eval_every: int = 10_000,
+                         progress: bool = True, threads: int | None = None
+                         ) -> tuple[Any, dict[str, Any]]:
+    """Train an SB3 policy (``ppo``, ``a2c`` or ``dqn``) on the batched halting env.
+
+    Args:
+        env_id, num_envs, env_kwargs: the env (``gym.make_vec`` options: ``checkpoint``,
+            ``split``, ``step_cost``, ``track``, ``obs_mode``, ``rollouts``, ...).
+        algo, algo_kwargs: the algorithm and its constructor options (over
+            ``ALGO_DEFAULTS``); timesteps: env steps, all rows summed; seed: SB3's seed.
+        run_dir: the output folder (default ``runs/halt-<algo>-<timestamp>-<pid>``); it must
+            not hold a ``model.zip`` yet, and is locked while training (``RunLock``).
+        normalize: wrap the env in ``VecNormalize(norm_obs=True, norm_reward=False)`` and
+            save its statistics as ``vecnormalize.pkl`` beside ``model.zip``
+            (``load_sb3_model`` applies them).
+        val_trace: score the policy on it every ``eval_every`` steps and at the end
+            (``ValTraceCallback``: ``val/*`` tags, ``best_model.zip``); None: no val
+            evaluation. It must hold at least the env's cap of segments.
+        progress: SB3's progress bar; threads: torch CPU threads.
+
+    Returns:
+        The policy to score, ready for ``predict_halts`` (its observation normalization
+        applied: ``load_sb3_model`` of the saved file): the best model on val when
+        ``val_trace`` is given, else the final one; and ``info``: ``run_dir``, ``model``
+        (the final model's path), ``best_model`` (or None), ``policy`` (which of the two
+        was returned: ``best_model`` or ``model``), ``normalize``, ``train_seconds``,
+        ``timesteps``, ``val`` (the evaluations), the env's ``step_cost``/``reward``/
+        ``track``/``obs_mode``/``max_segments``.
+
+    Raises:
+        ValueError: bad options (the message names them); RunLockedError: the folder is
+            in use.
+    """
+    import stable_baselines3 as sb3
+    from stable_baselines3.common.callbacks import CallbackList
+    from stable_baselines3.common.vec_env import VecMonitor, VecNormalize
+
+    from hrm_rl.checkpoint import RunLock
+
+    if algo not in ALGO_DEFAULTS:
+        raise ValueError(f"algo must be one of {tuple(ALGO_DEFAULTS)}, got {algo!r}")
+    if not isinstance(timesteps, (int, np.integer)) or timesteps < 1:
+        raise ValueError(f"timesteps must be an int >= 1, got {timesteps!r}")
+    if not isinstance(eval_every, (int, np.integer)) or eval_every < 1:
+        raise ValueError(f"eval_every must be an int >= 1, got {eval_every!r}")
+    env_kwargs = dict(env_kwargs or {})
+    algo_kwargs = {**ALGO_DEFAULTS[algo], **(algo_kwargs or {})}
+    for key, value in algo_kwargs.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"algo_kwargs: {key}={value} is not a finite number")
+    if threads:
+        torch.set_num_threads(threads)
+    run_dir = default_run_dir("runs", algo) if run_dir is None else Path(run_dir)
+    lock = RunLock(run_dir)  # one live training per folder
+    try:
+        if (run_dir / "model.zip").exists():
+            raise ValueError(f"{run_dir} already holds a trained model.zip; choose another "
+                             "run folder (or move it away)")
+        base = make_sb3_vec_env(env_id, num_envs, **env_kwargs)
+        settings = {"step_cost": float(_env_setting(base, "step_cost", 0.01)),
+                    "reward": _env_setting(base, "reward", "exact"),
+                    "track": _env_setting(base, "track",
+                                          env_kwargs.get("track", DEFAULT_TRACK)),
+                    "obs_mode": _env_setting(base, "obs_mode", "features"),
+                    "max_segments": int(_env_setting(base, "max_segments", 0))}
+        if val_trace is not None:
+            if val_trace.max_segments < settings["max_segments"]:
+                raise ValueError(f"the val trace holds {val_trace.max_segments} segments, the "
+                                 f"env's cap is {settings['max_segments']}")
+            if settings["obs_mode"] != "features" and val_trace.latent is None:
+                raise ValueError(f"obs_mode={settings['obs_mode']!r} needs latents; the val "
+                                 "trace has none (record it with latents)")
+        venv: Any = VecMonitor(base)
+        venv.seed(seed)
+        if normalize:
+            venv = VecNormalize(venv, norm_obs=True, norm_reward=False)
+        policy = ("MultiInputPolicy" if isinstance(venv.observation_space, gym.spaces.Dict)
+                  else "MlpPolicy")
+        try:
+            model = getattr(sb3, algo.upper())(policy, venv, seed=seed, verbose=0, device="cpu",
+                                               tensorboard_log=str(run_dir), **algo_kwargs)
+        except (AssertionError, TypeError, ValueError) as err:  # SB3's checks of its options
+            shown = ",".join(f"{k}={v}" for k, v in algo_kwargs.items())
+            raise ValueError(f"algo_kwargs {shown}: {algo} refuses the options: {err}"
+                             ) from None
+        callbacks: list[BaseCallback] = [HaltingMetricsCallback()]
+        val_cb = None
+        if val_trace is not None:
+            val_cb = ValTraceCallback(val_trace, eval_every, settings["step_cost"],
+                                      settings["reward"], settings["track"],
+                                      settings["obs_mode"], settings["max_segments"],
+                                      best_path=run_dir / "best_model.zip")
+            callbacks.append(val_cb)
+        start = time.perf_counter()
+        model.learn(timesteps, callback=CallbackList(callbacks), tb_log_name=algo,
+                    progress_bar=progress)
+        seconds = time.perf_counter() - start
+        model.save(run_dir / "model.zip")
+        if normalize:
+            venv.save(str(run_dir / "vecnormalize.pkl"))
+        (run_dir / "train_args.json").write_text(json.dumps(
+            {"env": env_id, "algo": algo, "timesteps": timesteps, "num_envs": num_envs,
+             "env_kwargs": env_kwargs, "algo_kwargs": algo_kwargs, "seed": seed,
+             "normalize": normalize, "eval_every": eval_every if val_trace is not None else None,
+             "val_trace": None if val_trace is None else val_trace.identity.get("split")},
+            indent=2, default=str))
+        venv.close()
+    finally:
+        lock.release()
+    from hrm_rl.agents.policies import load_sb3_model
+
+    best = run_dir / "best_model.zip"
+    chosen = "best_model" if best.is_file() else "model"
+    info = {"run_dir": str(run_dir), "model": str(run_dir / "model.zip"),
+            "best_model": str(best) if best.is_file() else None, "policy": chosen,
+            "normalize": normalize, "train_seconds": round(seconds, 1),
+            "timesteps": int(model.num_timesteps),
+            "val": [] if val_cb is None else val_cb.history, **settings}
+    return load_sb3_model(algo, run_dir / f"{chosen}.zip"), info

@@ -1,13 +1,14 @@
 """The halting zoo: how much a halting policy can gain on each core, measured honestly.
 
-For a core (a bundled name or any checkpoint) ``core_report`` records two rollouts that never
-halt (``hrm_rl.evaluation.record_rollout``): its ``val`` puzzles to the training cap ``K``,
-and its ``test`` puzzles to ``2K``. On them it scores, at each step cost ``c`` (reward = 1 for
-an exactly right answer minus ``c`` per segment):
+For a core (a bundled name or any checkpoint) ``core_report`` records two traces that never
+halt (``hrm_rl.trace.record_trace``): its ``val`` puzzles to the training cap ``K``, and its
+``test`` puzzles to ``2K``. On them it scores (``hrm_rl.trace.score``), at each step cost
+``c`` (reward = 1 for an exactly right answer minus ``c`` per segment):
 
 * the Q-head (the core's ``model.halts``: HRM's ``q_halt > q_continue``, TRM's ``q_halt > 0``);
 * the best fixed number of segments ``k`` and the best confidence threshold ``t`` (halt once
-  every cell's confidence is at least ``t``), each **chosen on val** and scored on test;
+  every cell's confidence is at least ``t``), each **chosen on val** (``choose_on``, over
+  ``1..K`` and ``THRESHOLD_GRID``; the first of the grid on ties) and scored on test;
 * the oracle, which reads the targets: it halts at the first right answer, or after one
   segment when no segment is right; an upper bound, not a policy.
 
@@ -16,7 +17,8 @@ better halting policy could still win. Every test figure carries a 95% bootstrap
 over puzzles (paired for the headroom). The report also holds accuracy after each segment,
 inference-time scaling (the fixed cap ``K`` against ``2K``, and the Q-head given ``2K``),
 and thinking time against difficulty (Q-head mean segments and exact@1 per bucket of the
-task's difficulty measure: givens for Sudoku, path length for mazes).
+task's difficulty measure: givens for Sudoku, path length for mazes; ``trace_report``
+computes these from any trace).
 
     report = core_report("sudoku4")
     print(format_zoo([report]))
@@ -25,73 +27,19 @@ task's difficulty measure: givens for Sudoku, path length for mazes).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from hrm_rl.checkpoint import Checkpoint, bundled_checkpoints, load_checkpoint
-from hrm_rl.evaluation import Rollout, bootstrap_ci, oracle_halt_at, record_rollout
+from hrm_rl.tasks.base import Task
+from hrm_rl.trace import (Trace, bootstrap_ci, choose_on, halts, oracle_halt_at, record_trace,
+                          rule_name, score)
 
 CARD = "card.json"
 """A bundled core's provenance: config, training commands, CPU time (beside its weights)."""
 STEP_COSTS = (0.01, 0.001)
-THRESHOLD_GRID = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995, 0.999, 0.9999)
-
-
-@dataclass
-class Score:
-    """One halting rule on one split: accuracy, segments and reward, with 95% intervals."""
-
-    policy: str
-    accuracy: float
-    mean_segments: float
-    reward: float
-    accuracy_ci: tuple[float, float]
-    reward_ci: tuple[float, float]
-    per_puzzle_reward: np.ndarray = field(repr=False)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"policy": self.policy, "accuracy": self.accuracy,
-                "mean_segments": self.mean_segments, "reward": self.reward,
-                "accuracy_ci": list(self.accuracy_ci), "reward_ci": list(self.reward_ci)}
-
-
-def score(roll: Rollout, halt_at: np.ndarray, step_cost: float, policy: str,
-          seed: int = 0) -> Score:
-    """Score halting each puzzle after ``halt_at`` ``(n,)`` segments (exact reward)."""
-    ok, _ = roll.at(halt_at)
-    reward = ok.astype(np.float64) - step_cost * halt_at
-    return Score(policy, float(ok.mean()), float(halt_at.mean()), float(reward.mean()),
-                 bootstrap_ci(ok, seed), bootstrap_ci(reward, seed), reward)
-
-
-def oracle_halts(roll: Rollout, cap: int) -> np.ndarray:
-    """Halt at the first right answer within ``cap``; after one segment if none is right."""
-    return oracle_halt_at(roll.correct[:, :cap])
-
-
-def threshold_halts(roll: Rollout, threshold: float, cap: int) -> np.ndarray:
-    return roll.first(roll.min_confidence >= threshold, cap)
-
-
-def _mean_reward(roll: Rollout, halt_at: np.ndarray, step_cost: float) -> float:
-    ok, _ = roll.at(halt_at)
-    return float(ok.mean() - step_cost * halt_at.mean())
-
-
-def choose_fixed(val: Rollout, step_cost: float, cap: int) -> int:
-    """The ``k`` in 1..cap with the best mean reward on ``val`` (the smallest on ties)."""
-    rewards = [_mean_reward(val, np.full(val.n, k), step_cost) for k in range(1, cap + 1)]
-    return int(np.argmax(rewards)) + 1
-
-
-def choose_threshold(val: Rollout, step_cost: float, cap: int) -> float:
-    """The threshold of ``THRESHOLD_GRID`` with the best mean reward on ``val``."""
-    rewards = [_mean_reward(val, threshold_halts(val, t, cap), step_cost)
-               for t in THRESHOLD_GRID]
-    return THRESHOLD_GRID[int(np.argmax(rewards))]
 
 
 def difficulty_buckets(values: np.ndarray, max_buckets: int = 6) -> list[tuple[int, int]]:
@@ -120,6 +68,38 @@ def read_card(ckpt: Checkpoint) -> dict[str, Any]:
         raise ValueError(f"{path}: not valid JSON ({err})") from None
 
 
+def trace_report(trace: Trace, task: Task, cap: int | None = None) -> dict[str, Any]:
+    """What ``difficulty_figure`` draws, from one trace: exact accuracy after each of its
+    segments (with 95% bootstrap intervals) and, per bucket of the task's difficulty measure
+    (``Task.difficulty`` of the trace's puzzles; none for a task without one), the Q-head's
+    thinking time and accuracy when it halts within ``cap`` (default the trace's ``K``).
+
+    Keys: ``exact_by_segment``, ``exact_by_segment_ci``, ``max_segments`` (``cap``),
+    ``difficulty_name`` and ``difficulty`` (a list of buckets).
+    """
+    cap = trace.max_segments if cap is None else cap
+    report: dict[str, Any] = {
+        "exact_by_segment": trace.correct.mean(0).tolist(),
+        "exact_by_segment_ci": [list(bootstrap_ci(trace.correct[:, k]))
+                                for k in range(trace.max_segments)],
+        "max_segments": cap, "difficulty_name": task.difficulty_name, "difficulty": []}
+    difficulty = None if trace.puzzles is None else task.difficulty(trace.puzzles)
+    if difficulty is not None:
+        difficulty = np.asarray(difficulty)[trace.puzzle]
+        halt_at = trace.qhead_halts(cap)
+        ok, _ = trace.at(halt_at)
+        for lo, hi in difficulty_buckets(difficulty):
+            rows = (difficulty >= lo) & (difficulty <= hi)
+            report["difficulty"].append({
+                "range": [lo, hi], "n": int(rows.sum()),
+                "exact_at_1": float(trace.correct[rows, 0].mean()),
+                "exact_at_K": float(trace.correct[rows, cap - 1].mean()),
+                "qhead_exact": float(ok[rows].mean()),
+                "qhead_mean_segments": float(halt_at[rows].mean()),
+            })
+    return report
+
+
 def core_report(checkpoint: str | Path, step_costs: tuple[float, ...] = STEP_COSTS,
                 batch_size: int = 512, progress: bool = False,
                 test_split: str = "test") -> dict[str, Any]:
@@ -132,17 +112,17 @@ def core_report(checkpoint: str | Path, step_costs: tuple[float, ...] = STEP_COS
     cap = ckpt.config.train.max_segments
     kind = ckpt.config.model.kind
     test_puzzles, val_puzzles = ckpt.puzzles(test_split), ckpt.puzzles("val", progress)
-    test = record_rollout(ckpt.model, ckpt.task, test_puzzles, 2 * cap, batch_size,
-                          progress=progress)
-    val = record_rollout(ckpt.model, ckpt.task, val_puzzles, cap, batch_size,
-                         progress=progress)
+    test = record_trace(ckpt.model, ckpt.task, test_puzzles, 2 * cap, keep_pred=False,
+                        batch_size=batch_size, progress=progress, desc="test trace")
+    val = record_trace(ckpt.model, ckpt.task, val_puzzles, cap, keep_pred=False,
+                       batch_size=batch_size, progress=progress, desc="val trace")
+    by_segment = trace_report(test, ckpt.task, cap)
     report: dict[str, Any] = {
         "core": str(checkpoint), "task": ckpt.task.name, "kind": kind,
         "parameters": ckpt.model.num_parameters(), "card": read_card(ckpt),
         "max_segments": cap, "test_split": str(test_split), "n_test": test.n, "n_val": val.n,
-        "exact_by_segment": test.correct.mean(0).tolist(),
-        "exact_by_segment_ci": [list(bootstrap_ci(test.correct[:, k]))
-                                for k in range(test.max_segments)],
+        "exact_by_segment": by_segment["exact_by_segment"],
+        "exact_by_segment_ci": by_segment["exact_by_segment_ci"],
     }
     qhead = score(test, test.qhead_halts(cap), 0.0, "qhead")
     qhead_2x = score(test, test.qhead_halts(2 * cap), 0.0, "qhead@2K")
@@ -156,12 +136,12 @@ def core_report(checkpoint: str | Path, step_costs: tuple[float, ...] = STEP_COS
     }
     report["costs"] = {}
     for c in step_costs:
-        k = choose_fixed(val, c, cap)
-        t = choose_threshold(val, c, cap)
+        k = choose_on(val, "fixed", c, cap)
+        t = choose_on(val, "threshold", c, cap)
         rows = [score(test, test.qhead_halts(cap), c, "qhead"),
-                score(test, np.full(test.n, k), c, f"fixed:{k}"),
-                score(test, threshold_halts(test, t, cap), c, f"threshold:{t:g}")]
-        oracle = score(test, oracle_halts(test, cap), c, "oracle")
+                score(test, halts(test, "fixed", k, cap), c, rule_name("fixed", k)),
+                score(test, halts(test, "threshold", t, cap), c, rule_name("threshold", t))]
+        oracle = score(test, oracle_halt_at(test.correct[:, :cap]), c, "oracle")
         best = max(rows, key=lambda r: r.reward)
         gap = oracle.per_puzzle_reward - best.per_puzzle_reward
         report["costs"][f"{c:g}"] = {
@@ -170,20 +150,8 @@ def core_report(checkpoint: str | Path, step_costs: tuple[float, ...] = STEP_COS
             "best": best.policy, "headroom": float(gap.mean()),
             "headroom_ci": list(bootstrap_ci(gap)),
         }
-    difficulty = ckpt.task.difficulty(test_puzzles)
-    report["difficulty_name"] = ckpt.task.difficulty_name
-    report["difficulty"] = []
-    if difficulty is not None:
-        halts = test.qhead_halts(cap)
-        for lo, hi in difficulty_buckets(difficulty):
-            rows = (difficulty >= lo) & (difficulty <= hi)
-            report["difficulty"].append({
-                "range": [lo, hi], "n": int(rows.sum()),
-                "exact_at_1": float(test.correct[rows, 0].mean()),
-                "exact_at_K": float(test.correct[rows, cap - 1].mean()),
-                "qhead_exact": float(test.take(rows).at(halts[rows])[0].mean()),
-                "qhead_mean_segments": float(halts[rows].mean()),
-            })
+    report["difficulty_name"] = by_segment["difficulty_name"]
+    report["difficulty"] = by_segment["difficulty"]
     return report
 
 
@@ -273,7 +241,8 @@ def difficulty_figure(report: dict[str, Any]):
     ax2.axvline(report["max_segments"], color="grey", ls=":", label="training cap K")
     ax2.set_xlabel("segments")
     ax2.set_ylabel("exact accuracy")
-    ax2.set_title("inference-time scaling (to 2K)")
+    ax2.set_title("inference-time scaling (to 2K)" if len(ex) == 2 * report["max_segments"]
+                  else "accuracy by segment")
     ax2.legend(fontsize=7)
     ax2.grid(alpha=0.3)
     fig.suptitle(f"{report['core']} ({report['test_split']}, n={report['n_test']})")

@@ -34,7 +34,7 @@ What it measures:
    4+4 layers, seq 81, batch 32; 27,275,266 parameters). A training step is one segment on
    every row plus the bootstrap forward, backward and the optimiser step (ours:
    ``ACTTrainer.train_step``); an evaluation round runs ``--eval-segments`` segments on one
-   batch from the initial carry without halting (ours: ``evaluation.record_rollout``; the
+   batch from the initial carry without halting (ours: ``trace.record_trace``; the
    reference: its ``evaluate`` loop, ``ACTLossHead`` in eval mode under inference_mode).
    Project and reference alternate in ``--rounds`` rounds; each side's figure is the
    median segments/s over the rounds and ``ratio`` is project / reference (> 1: ours is
@@ -616,7 +616,7 @@ def time_setup(reference: Reference, setup: Setup, device: torch.device, seconds
     """Median segments/s of training steps and evaluation rounds, project vs reference,
     timed alternately in ``rounds`` rounds of ``seconds / rounds`` each per side and mode."""
     from hrm_rl.bench.train import make_trainer, random_puzzles
-    from hrm_rl.evaluation import record_rollout
+    from hrm_rl.trace import record_trace
 
     config = project_config(setup, batch_size, str(device), torch.get_num_threads(),
                             optimizer=optimizer)
@@ -638,7 +638,7 @@ def time_setup(reference: Reference, setup: Setup, device: torch.device, seconds
         return b
 
     def ours_eval() -> int:
-        record_rollout(model, task, puzzles, eval_segments, batch_size=b)
+        record_trace(model, task, puzzles, eval_segments, keep_pred=False, batch_size=b)
         return b * eval_segments
 
     def theirs_eval() -> int:

@@ -325,16 +325,21 @@ def _cmd_cores(args: argparse.Namespace) -> int:
 
 
 def _cmd_rollouts(args: argparse.Namespace) -> int:
-    """Record a core's segments over a split for replay (``hrm_rl.envs.rollouts``)."""
+    """Record a core's trace over a split for replay (``hrm_rl.envs.rollouts``); an
+    existing ``--out`` is refused (exit 2) unless ``--force``."""
     import torch
 
     from hrm_rl.envs.rollouts import record_rollouts
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    path = record_rollouts(args.checkpoint, args.split, args.out, args.episodes,
-                           args.max_segments, args.latent, args.batch_size, args.device,
-                           progress=not args.no_progress)
+    try:
+        path = record_rollouts(args.checkpoint, args.split, args.out, args.episodes,
+                               args.max_segments, args.latent, args.batch_size, args.device,
+                               progress=not args.no_progress, force=args.force)
+    except FileExistsError as err:  # refused input, not a failed write
+        print(f"hrm-rl {args.command}: error: {err}", file=sys.stderr)
+        return 2
     print(json.dumps({"out": str(path), "split": args.split,
                       "bytes": path.stat().st_size}, indent=2))
     return 0
@@ -420,6 +425,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_halt_parser(sub)
 
+    from hrm_rl.agents.haltbench import add_parser as add_haltbench_parser
+
+    add_haltbench_parser(sub)
+
     p = sub.add_parser("holdout", help="drop from a CSV the puzzles that given runs trained "
                                        "on (up to symmetry), for clean validation sets")
     p.add_argument("--data", required=True, help="CSV file in the task's format")
@@ -466,6 +475,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--device", default="cpu")
     r.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads")
     r.add_argument("--no-progress", action="store_true")
+    r.add_argument("--force", action="store_true", help="overwrite an existing --out file")
     r.set_defaults(func=_cmd_rollouts)
 
     p = sub.add_parser("demo", help="a small end-to-end run on the CPU (about two minutes)")

@@ -485,21 +485,21 @@ def test_halt_eval_scores_in_range_or_names_the_option(work, replay, step_cost, 
     rows = {row["policy"]: row for row in report["results"]}
     assert list(rows) == list(dict.fromkeys(p.strip() for p in policies))
     for spec, row in rows.items():
-        assert row["episodes"] == n
+        assert row["n"] == n
         assert in_unit(row["accuracy"]) and in_unit(row["cell_accuracy"]), row
         assert 1.0 <= row["mean_segments"] <= k, row
-        assert row["mean_reward"] == pytest.approx(row["accuracy"]
-                                                   - cost * row["mean_segments"]), row
+        assert row["reward"] == pytest.approx(row["accuracy"]
+                                              - cost * row["mean_segments"]), row
         if spec.startswith("fixed:"):  # exactly K segments, never silently capped
             assert row["mean_segments"] == int(spec.split(":")[1]), row
-        assert row["mean_reward"] <= oracle_reward(report) + 1e-9
+        assert row["reward"] <= oracle_reward(report) + 1e-9
     assert len(report["curves"]["fixed"]) == k
 
 
 def oracle_reward(report: dict) -> float:
     """The oracle's reward on the same trace: no policy can earn more."""
     rows = [r for r in report["results"] if r["policy"] == "oracle"]
-    return rows[0]["mean_reward"] if rows else math.inf
+    return rows[0]["reward"] if rows else math.inf
 
 
 @pytest.mark.parametrize("argv, option", [

@@ -14,19 +14,44 @@ from stable_baselines3.common.vec_env import VecMonitor
 
 import hrm_rl  # noqa: F401
 from hrm_rl.agents import policies as policies_module
-from hrm_rl.agents.halting_eval import evaluate_on_trace, oracle_on_trace, record_trace
-from hrm_rl.agents.policies import (FixedSegmentsPolicy, QHeadPolicy, RandomPolicy,
-                                    ThresholdPolicy, parse_policy)
-from hrm_rl.envs.halting import FEATURE_NAMES, N_FEATURES, HaltingEnv, HaltingVectorEnv
+from hrm_rl.agents.halting_eval import evaluate_policy_on_trace
+from hrm_rl.agents.policies import (FixedSegmentsPolicy, QHeadPolicy, QMarginPolicy,
+                                    RandomPolicy, ThresholdPolicy, parse_policy)
+from hrm_rl.envs.halting import HaltingEnv, HaltingVectorEnv
 from hrm_rl.agents.sb3 import HaltingSB3VecEnv, make_sb3_vec_env
 from hrm_rl.cli import main
+from hrm_rl.trace import (FEATURE_NAMES, N_FEATURES, N_MODEL_FEATURES, load_trace,
+                          oracle_halt_at, record_core_trace, score)
 
 ENV = "HRM-Sudoku-v0"
 
 
 @pytest.fixture(scope="module")
-def trace():
-    return record_trace(ENV, n=96, seed=3, step_cost=0.01)
+def puzzles_csv(tmp_path_factory):
+    """The first 96 test puzzles of the Sudoku env's core, as a split CSV."""
+    from hrm_rl.checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint("sudoku4")
+    path = tmp_path_factory.mktemp("split") / "test96.csv"
+    ckpt.task.write_csv(path, ckpt.puzzles("test").take(slice(0, 96)))
+    return path
+
+
+@pytest.fixture(scope="module")
+def trace(puzzles_csv):
+    return record_core_trace("sudoku4", str(puzzles_csv))
+
+
+@pytest.fixture(scope="module")
+def trace_files(tmp_path_factory):
+    """``(test, val)`` trace files of the Sudoku core: 96 test and 96 val puzzles."""
+    from hrm_rl.checkpoint import load_checkpoint
+
+    task = load_checkpoint("sudoku4").task
+    folder = tmp_path_factory.mktemp("traces")
+    test = record_core_trace("sudoku4", "test", episodes=96).save(folder / "test.npz", task)
+    val = record_core_trace("sudoku4", "val", episodes=96).save(folder / "val.npz", task)
+    return test, val
 
 
 def _vec(n=8, **kw):
@@ -38,7 +63,7 @@ def _vec(n=8, **kw):
 def test_vec_env_api_and_sparse_infos():
     venv = _vec(8)
     obs = venv.reset()
-    assert obs.shape == (8, N_FEATURES) and obs.dtype == np.float32
+    assert obs.shape == (8, N_MODEL_FEATURES) and obs.dtype == np.float32  # verifier-free
     assert len(venv.reset_infos) == 8 and "is_success" in venv.reset_infos[0]
     assert venv.env_is_wrapped(gym.Wrapper) == [False] * 8
     assert venv.env_is_wrapped(gym.Wrapper, indices=[1, 2]) == [False, False]
@@ -52,7 +77,7 @@ def test_vec_env_api_and_sparse_infos():
             if dones[i]:
                 ended += 1
                 info = infos[i]
-                assert info["terminal_observation"].shape == (N_FEATURES,)
+                assert info["terminal_observation"].shape == (N_MODEL_FEATURES,)
                 assert info["TimeLimit.truncated"] is False
                 assert isinstance(info["is_success"], bool)
                 assert 1 <= info["segments"] <= 8
@@ -124,10 +149,14 @@ def test_policies_predict_shapes_and_rules():
     latent = np.concatenate([feats, np.ones((3, 5), np.float32)], 1)
     assert QHeadPolicy().predict(latent)[0].tolist() == [1, 0, 0]
     assert QHeadPolicy().predict({"features": feats, "latent": latent})[0].tolist() == [1, 0, 0]
+    for width in (N_MODEL_FEATURES, N_FEATURES):  # either track: the model's features
+        assert ThresholdPolicy(0.9).predict(feats[:, :width])[0].tolist() == [1, 0, 1]
+    assert QMarginPolicy(0.75).predict(feats)[0].tolist() == [1, 0, 0]
+    assert QMarginPolicy(-0.75).predict(feats)[0].tolist() == [1, 0, 1]
     assert RandomPolicy(1.0).predict(feats)[0].tolist() == [1, 1, 1]
     assert RandomPolicy(0.0).predict(feats)[0].tolist() == [0, 0, 0]
     with pytest.raises(ValueError, match="shape"):
-        QHeadPolicy().predict(np.zeros((2, 3)))
+        QHeadPolicy().predict(np.zeros((2, N_MODEL_FEATURES - 1)))
     with pytest.raises(ValueError, match="threshold must be in"):
         ThresholdPolicy(1.5)
     with pytest.raises(ValueError, match="k must be"):
@@ -138,6 +167,8 @@ def test_parse_policy_specs():
     assert parse_policy("fixed:4").k == 4
     assert isinstance(parse_policy("qhead"), QHeadPolicy)
     assert parse_policy("threshold:0.8:mean_confidence").feature == "mean_confidence"
+    assert parse_policy("mean-threshold:0.8").feature == "mean_confidence"
+    assert parse_policy("q-margin:-1").m == -1.0
     with pytest.raises(ValueError, match="unknown policy spec"):
         parse_policy("greedy")
     with pytest.raises(ValueError, match="fixed:x"):
@@ -178,13 +209,13 @@ def test_fixed_policy_reads_the_segment_index_under_any_cap():
         assert set(ends) == {3}
 
 
-def test_trace_replay_matches_live_env(trace):
+def test_trace_replay_matches_live_env(trace, puzzles_csv):
     """Replaying a policy on the trace gives what the live env gives on the same puzzles."""
     policy = ThresholdPolicy(0.9)
-    replay = evaluate_on_trace(policy, trace)
+    replay = evaluate_policy_on_trace(policy, trace, step_cost=0.01)
     env = gym.make_vec(ENV, num_envs=trace.n, vectorization_mode="vector_entry_point",
-                       step_cost=0.01, split="test").unwrapped
-    obs, _ = env.reset(seed=3)
+                       step_cost=0.01, split=str(puzzles_csv)).unwrapped
+    obs, _ = env.reset(seed=3)  # the first draws of a shuffle of the 96: each puzzle once
     first = np.full(trace.n, -1.0)  # each row's first episode: success
     segs = np.zeros(trace.n)
     for _ in range(trace.max_segments):
@@ -197,17 +228,29 @@ def test_trace_replay_matches_live_env(trace):
     assert replay.mean_segments == pytest.approx(segs.mean())
 
 
+def test_the_qhead_policy_replayed_is_the_qhead_rule(trace):
+    """A learned-free check of the replay: the Q-head policy halts where the trace's rule
+    does, and scores the same."""
+    replay = evaluate_policy_on_trace(QHeadPolicy(), trace, "qhead", step_cost=0.01)
+    direct = score(trace, trace.qhead_halts(), 0.01, "qhead")
+    np.testing.assert_array_equal(replay.halt_at, direct.halt_at)
+    assert replay.to_dict() == direct.to_dict()
+    assert 1 < direct.mean_segments < trace.max_segments  # the rule halts rows apart
+    cell = evaluate_policy_on_trace(QHeadPolicy(), trace, step_cost=0.0, reward="cell")
+    assert cell.reward == pytest.approx(direct.cell_accuracy)
+
+
 def test_trace_oracle_is_an_upper_bound(trace):
-    oracle = oracle_on_trace(trace)
+    oracle = score(trace, oracle_halt_at(trace.correct), 0.01, "oracle")
     assert oracle.accuracy == pytest.approx(trace.correct.any(1).mean())
     never = ~trace.correct.any(1)  # those halt after one segment
     assert oracle.mean_segments == pytest.approx(np.where(
         never, 1, trace.correct.argmax(1) + 1).mean())
     for k in range(1, trace.max_segments + 1):
-        fixed = evaluate_on_trace(FixedSegmentsPolicy(k), trace)
+        fixed = evaluate_policy_on_trace(FixedSegmentsPolicy(k), trace, step_cost=0.01)
         assert fixed.accuracy == pytest.approx(trace.correct[:, k - 1].mean())
         assert fixed.mean_segments == k
-        assert oracle.accuracy >= fixed.accuracy and oracle.mean_reward >= fixed.mean_reward
+        assert oracle.accuracy >= fixed.accuracy and oracle.reward >= fixed.reward
 
 
 @pytest.mark.slow
@@ -231,7 +274,7 @@ def test_halt_cli_writes_tensorboard_tags(tmp_path, capsys):
                  "--episodes", "64", "--out-dir", str(out), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert [r["policy"] for r in report["results"]][:3] == ["qhead", "fixed:2", "oracle"]
-    assert report["split"] == "test"
+    assert report["split"] == "test" and report["track"] == "verifier-free"
     assert len(report["curves"]["fixed"]) == report["max_segments"]
     assert (out / "pareto.png").stat().st_size > 1000
     assert (out / "difficulty.png").stat().st_size > 1000
@@ -285,9 +328,9 @@ def test_cli_mistakes_exit_2_naming_the_option(argv, message, capsys):
 
 
 def test_policy_rows_carry_bootstrap_intervals(trace):
-    row = evaluate_on_trace(ThresholdPolicy(0.9), trace, "t")
+    row = evaluate_policy_on_trace(ThresholdPolicy(0.9), trace, "t")
     for value, (lo, hi) in ((row.accuracy, row.accuracy_ci), (row.mean_segments, row.segments_ci),
-                            (row.mean_reward, row.reward_ci)):
+                            (row.reward, row.reward_ci)):
         assert lo <= value <= hi
 
 
@@ -333,12 +376,6 @@ def test_adapter_needs_same_step_autoreset():
             make_sb3_vec_env(ENV, num_envs=2, autoreset_mode=mode)
 
 
-def test_a_trace_refuses_an_autoreset_mode_other_than_same_step():
-    with pytest.raises(ValueError, match="autoreset_mode='NextStep'"):
-        record_trace(n=4, autoreset_mode="NextStep")
-    assert record_trace(n=4, autoreset_mode="SameStep").correct.shape[0] == 4
-
-
 def test_interquartile_mean_trims_a_quarter_from_each_end():
     from hrm_rl.agents.halting_eval import interquartile_mean
 
@@ -350,12 +387,15 @@ def test_interquartile_mean_trims_a_quarter_from_each_end():
 
 
 def test_seeds_aggregate_to_their_iqm_with_an_interval_over_seeds():
-    from hrm_rl.agents.halting_eval import PolicyResult, aggregate_seeds
+    from hrm_rl.agents.halting_eval import aggregate_seeds
+    from hrm_rl.trace import Score
 
-    runs = [PolicyResult(f"ppo:s{i}", acc, acc, seg, acc - 0.01 * seg, 1000)
+    empty = np.zeros(0)
+    runs = [Score(f"ppo:s{i}", acc, acc, seg, acc - 0.01 * seg, 1000, 0.01, (0, 1), (1, 8),
+                  (0, 1), empty, empty)
             for i, (acc, seg) in enumerate([(0.90, 2.0), (0.95, 2.5), (0.97, 3.0), (0.20, 1.0)])]
-    row = aggregate_seeds(runs, "ppo (4 seeds)")
-    assert row.policy == "ppo (4 seeds)" and row.episodes == 1000
+    row = aggregate_seeds(runs, "ppo")
+    assert row.policy == "ppo (IQM over 4 seeds, 95% CI over seeds)" and row.n == 1000
     assert row.accuracy == pytest.approx((0.90 + 0.95) / 2)  # the outliers 0.20, 0.97 cut
     assert row.mean_segments == pytest.approx((2.0 + 2.5) / 2)
     lo, hi = row.accuracy_ci
@@ -376,12 +416,222 @@ def test_halt_eval_aggregates_a_glob_of_seeds_to_their_iqm(tmp_path, capsys):
                  "--out-dir", str(tmp_path / "out")]) == 0
     rows = {r["policy"]: r for r in json.loads(capsys.readouterr().out)["results"]}
     members = [rows[f"ppo:{tmp_path}/seed{s}/model.zip"] for s in range(3)]
-    agg = rows[f"ppo:{tmp_path}/seed*/model.zip (IQM of 3 seeds)"]
-    assert agg["mean_reward"] == pytest.approx(interquartile_mean([m["mean_reward"]
-                                                                  for m in members]))
+    agg = rows[f"ppo:{tmp_path}/seed*/model.zip (IQM over 3 seeds, 95% CI over seeds)"]
+    assert agg["reward"] == pytest.approx(interquartile_mean([m["reward"] for m in members]))
+    assert "paired_vs_baseline" not in agg and "paired_vs_baseline" in members[0]
     lo, hi = agg["reward_ci"]
-    assert min(m["mean_reward"] for m in members) <= lo <= hi <= max(m["mean_reward"]
-                                                                    for m in members)
+    assert min(m["reward"] for m in members) <= lo <= hi <= max(m["reward"] for m in members)
     assert main(["halt", "eval", "--episodes", "8", "--policies",
                  f"ppo:{tmp_path}/nothing*/model.zip"]) == 2
     assert "no file matches" in capsys.readouterr().err
+
+
+def _eval_json(capsys, *argv) -> dict:
+    assert main(["halt", "eval", "--no-progress", "--json", *argv]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_halt_eval_tunes_rules_on_val_and_scores_them_on_the_trace(trace_files, tmp_path,
+                                                                   capsys):
+    from hrm_rl.trace import choose_on, halts
+
+    test_path, val_path = trace_files
+    report = _eval_json(capsys, "--trace", str(test_path), "--tune-on", str(val_path),
+                        "--policies", "qhead,fixed,threshold:auto,q-margin,oracle",
+                        "--env-kwargs", "step_cost=0.02", "--out-dir", str(tmp_path))
+    assert report["env"] == ENV and report["split"] == "test" and report["tuned_on"] == "val"
+    test, _ = load_trace(test_path)
+    val, _ = load_trace(val_path)
+    rows = {r.get("spec", r["policy"]): r for r in report["results"]}
+    for family in ("fixed", "threshold", "q-margin"):
+        want = choose_on(val, family, 0.02)
+        spec = "threshold:auto" if family == "threshold" else family
+        assert rows[spec]["param"] == want and rows[spec]["chosen_on"] == "val"
+        expected = score(test, halts(test, family, want), 0.02)
+        assert rows[spec]["reward"] == expected.reward
+        assert rows[spec]["accuracy"] == expected.accuracy
+    assert rows["fixed"]["param"] != choose_on(test, "fixed", 0.02)  # val's choice, not test's
+    assert rows["qhead"]["reward"] == score(test, test.qhead_halts(), 0.02).reward
+    # every row but the baseline's has its paired difference to it, with an interval
+    assert report["baseline"] == "qhead" and "paired_vs_baseline" not in rows["qhead"]
+    oracle = rows["oracle"]["paired_vs_baseline"]
+    assert oracle["reward_difference"] == pytest.approx(rows["oracle"]["reward"]
+                                                        - rows["qhead"]["reward"])
+    assert oracle["ci"][0] <= oracle["reward_difference"] <= oracle["ci"][1]
+    # a tunable rule without a parameter needs --tune-on; tuning on the scored split is refused
+    assert main(["halt", "eval", "--trace", str(test_path), "--policies", "threshold",
+                 "--out-dir", str(tmp_path)]) == 2
+    assert "--tune-on" in capsys.readouterr().err
+    assert main(["halt", "eval", "--trace", str(test_path), "--tune-on", str(test_path),
+                 "--policies", "fixed", "--out-dir", str(tmp_path)]) == 2
+    assert "split" in capsys.readouterr().err
+
+
+def test_halt_eval_writes_one_row_per_puzzle(trace_files, tmp_path, capsys):
+    import csv
+
+    test_path, _ = trace_files
+    out = tmp_path / "puzzles.csv"
+    assert main(["halt", "eval", "--trace", str(test_path), "--episodes", "40", "--policies",
+                 "qhead,fixed:3,oracle", "--baseline", "fixed:3", "--per-puzzle", str(out),
+                 "--out-dir", str(tmp_path), "--no-progress"]) == 0
+    text = capsys.readouterr().out
+    assert text.count("split: test") == 1 and "reward - fixed:3" in text
+    with open(out, newline="") as f:
+        rows = list(csv.DictReader(f))
+    test, task = load_trace(test_path)
+    test = test.take(slice(0, 40))
+    assert len(rows) == 40
+    assert [int(r["puzzle"]) for r in rows] == test.puzzle.tolist()
+    questions = {int(r["puzzle"]): r["question"] for r in rows}
+    assert len(set(questions.values())) == 40 and all(questions.values())
+    givens = task.difficulty(test.puzzles)
+    assert [int(r["difficulty (givens)"]) for r in rows] == givens[test.puzzle].tolist()
+    halt_at = test.qhead_halts()
+    assert [int(r["halt_at:qhead"]) for r in rows] == halt_at.tolist()
+    assert [int(r["correct:qhead"]) for r in rows] == test.at(halt_at)[0].astype(int).tolist()
+    assert {int(r["halt_at:fixed:3"]) for r in rows} == {3}
+    assert (tmp_path / "difficulty.png").stat().st_size > 1000  # drawn from the recording
+
+
+def test_halt_eval_names_the_sb3_policy_whose_observations_do_not_fit(trace_files, tmp_path,
+                                                                       capsys):
+    from stable_baselines3.common.env_util import make_vec_env
+
+    test_path, _ = trace_files
+    cartpole = tmp_path / "cartpole" / "model.zip"
+    cartpole.parent.mkdir()
+    PPO("MlpPolicy", make_vec_env("CartPole-v1", n_envs=1), n_steps=8, batch_size=8,
+        device="cpu").save(cartpole)
+    assert main(["halt", "eval", "--trace", str(test_path), "--policies",
+                 f"qhead,ppo:{cartpole}", "--out-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert f"ppo:{cartpole}" in err and "width 4" in err
+    verifier = tmp_path / "verifier" / "model.zip"  # 10 features: the verifier track's
+    verifier.parent.mkdir()
+    PPO("MlpPolicy", make_sb3_vec_env(ENV, num_envs=2, track="verifier"), n_steps=8,
+        batch_size=8, device="cpu").save(verifier)
+    assert main(["halt", "eval", "--trace", str(test_path), "--policies",
+                 f"ppo:{verifier}", "--out-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert f"ppo:{verifier}" in err and "--track verifier" in err
+    report = _eval_json(capsys, "--trace", str(test_path), "--track", "verifier",
+                        "--policies", f"qhead,checker,ppo:{verifier}", "--out-dir", str(tmp_path))
+    assert [r["policy"] for r in report["results"]] == ["qhead", "checker", f"ppo:{verifier}"]
+    assert main(["halt", "eval", "--trace", str(test_path), "--policies", "checker",
+                 "--out-dir", str(tmp_path)]) == 2  # the checker is not verifier-free
+    assert "verifier track only" in capsys.readouterr().err
+
+
+def test_policies_of_both_observation_modes_share_one_table(tmp_path, capsys, puzzles_csv):
+    latent = tmp_path / "latent" / "model.zip"
+    latent.parent.mkdir()
+    PPO("MlpPolicy", make_sb3_vec_env(ENV, num_envs=2, obs_mode="features+latent"),
+        n_steps=8, batch_size=8, device="cpu").save(latent)
+    features = tmp_path / "features" / "model.zip"
+    features.parent.mkdir()
+    PPO("MlpPolicy", make_sb3_vec_env(ENV, num_envs=2), n_steps=8, batch_size=8,
+        device="cpu").save(features)
+    report = _eval_json(capsys, "--split", str(puzzles_csv), "--episodes", "32", "--policies",
+                        f"fixed:2,ppo:{latent},ppo:{features}", "--out-dir", str(tmp_path))
+    rows = {r["policy"]: r for r in report["results"]}
+    assert rows[f"ppo:{latent}"]["obs_mode"] == "features+latent"
+    assert "obs_mode" not in rows[f"ppo:{features}"] and report["episodes"] == 32
+
+
+def test_train_normalizes_observations_and_evaluation_applies_the_statistics(
+        trace_files, tmp_path, capsys):
+    from stable_baselines3.common.vec_env import VecNormalize
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from hrm_rl.agents.sb3 import train_halting_policy
+    from hrm_rl.trace import predict_halts
+
+    test_path, val_path = trace_files
+    val, _ = load_trace(val_path)
+    run = tmp_path / "run"
+    policy, info = train_halting_policy(
+        ENV, "ppo", 256, 8, {"step_cost": 0.01}, {"n_steps": 16, "batch_size": 64}, seed=1,
+        run_dir=run, normalize=True, val_trace=val, eval_every=128, progress=False)
+    assert (run / "vecnormalize.pkl").is_file() and info["normalize"]
+    assert [h["timesteps"] for h in info["val"]] == [128, 256]
+    assert info["best_model"] == str(run / "best_model.zip") and info["policy"] == "best_model"
+    assert (run / "best_model_vecnormalize.pkl").is_file()
+    # the returned policy is the best model on val, behind its own statistics
+    best_val = max(h["reward"] for h in info["val"])
+    assert score(val, predict_halts(policy, val), 0.01).reward == best_val
+    model = PPO.load(run / "model.zip", device="cpu")  # the final model, raw
+    events = EventAccumulator(str(next(run.rglob("events.out.tfevents.*")).parent)).Reload()
+    assert {"val/reward", "val/accuracy", "val/mean_segments"} <= set(events.Tags()["scalars"])
+
+    stats = VecNormalize.load(str(run / "vecnormalize.pkl"), make_sb3_vec_env(ENV, 2))
+    assert np.abs(stats.obs_rms.mean).max() > 0.01  # the statistics are not the identity
+
+    class Wrapped:  # the model behind its own VecNormalize, as SB3 runs it
+        def predict(self, obs, state=None, episode_start=None, deterministic=False):
+            return model.predict(stats.normalize_obs(obs), state, episode_start, deterministic)
+
+    test, _ = load_trace(test_path)
+    want = score(test, predict_halts(Wrapped(), test), 0.01)
+    raw = predict_halts(model, test)
+    out = tmp_path / "per.csv"
+    report = _eval_json(capsys, "--trace", str(test_path), "--policies",
+                        f"ppo:{run / 'model.zip'}", "--per-puzzle", str(out),
+                        "--out-dir", str(tmp_path / "eval"))
+    row = report["results"][0]
+    assert row["reward"] == want.reward and row["mean_segments"] == want.mean_segments
+    import csv
+
+    with open(out, newline="") as f:
+        got = [int(r[f"halt_at:ppo:{run / 'model.zip'}"]) for r in csv.DictReader(f)]
+    assert got == want.halt_at.tolist()
+    assert not np.array_equal(raw, want.halt_at)  # unnormalized, the policy halts elsewhere
+
+
+def test_halt_train_compares_on_the_val_trace_it_evaluated_on(trace_files, tmp_path, capsys):
+    _, val_path = trace_files
+    run = tmp_path / "run"
+    assert main(["halt", "train", "--timesteps", "128", "--num-envs", "8", "--algo-kwargs",
+                 "n_steps=8,batch_size=32", "--val-rollouts", str(val_path), "--eval-every",
+                 "64", "--run-dir", str(run), "--no-progress"]) == 0
+    captured = capsys.readouterr()
+    summary = json.loads(captured.out)
+    assert summary["eval_split"] == "val" and summary["normalize"] is True
+    assert [h["timesteps"] for h in summary["val_history"]] == [64, 128]
+    names = [r["policy"] for r in summary["eval"]]
+    assert names[:3] == ["ppo:trained", "ppo:best", "qhead"] and names[3].startswith("fixed:")
+    val, _ = load_trace(val_path)
+    assert summary["eval"][2]["reward"] == score(val, val.qhead_halts(), 0.01).reward
+    # the final row is the model as saved, scored on val: the last evaluation while training
+    assert summary["eval"][0]["reward"] == summary["val_history"][-1]["reward"]
+    assert "split: val" in captured.err
+    assert main(["halt", "train", "--timesteps", "8", "--val-rollouts", str(val_path),
+                 "--no-eval", "--run-dir", str(tmp_path / "other")]) == 2
+
+
+def test_format_table_aligns_long_policy_names_and_the_paired_column(trace):
+    from hrm_rl.agents.halting_eval import format_table
+    from hrm_rl.trace import paired_difference
+
+    long = "ppo:runs/very/long/path/to/a/model/trained/for/days/model.zip"
+    rows = [score(trace, trace.qhead_halts(), 0.01, "qhead"),
+            score(trace, np.full(trace.n, 3), 0.01, long)]
+    lines = format_table(rows, {long: paired_difference(rows[1], rows[0])}, "qhead").splitlines()
+    assert len({len(line) for line in lines}) == 1  # every row as wide as the header
+    assert lines[3].startswith(long + " ") and "reward - qhead" in lines[0]
+    starts = {line.index("[") for line in (lines[2], lines[3])}
+    assert len(starts) == 1  # the accuracy column starts at the same place in both rows
+
+
+def test_halt_eval_takes_the_env_from_the_recordings_task(tmp_path, capsys):
+    from hrm_rl.checkpoint import load_checkpoint
+
+    task = load_checkpoint("maze6").task
+    path = record_core_trace("maze6", "test", max_segments=2, episodes=8).save(
+        tmp_path / "maze.npz", task)
+    report = _eval_json(capsys, "--env-kwargs", f"rollouts={path}", "--policies", "qhead",
+                        "--out-dir", str(tmp_path))
+    assert report["env"] == "HRM-Maze-v0" and report["episodes"] == 8
+    assert main(["halt", "eval", "--trace", str(path), "--env-kwargs", f"rollouts={path}",
+                 "--out-dir", str(tmp_path)]) == 2
+    assert "--trace" in capsys.readouterr().err

@@ -1,4 +1,4 @@
-"""Rollouts and the halting zoo: halting rules scored on recorded segments."""
+"""The halting zoo and the trainer's evaluation, both read off traces (``hrm_rl.trace``)."""
 
 from __future__ import annotations
 
@@ -8,43 +8,26 @@ import numpy as np
 import pytest
 import torch
 
-from hrm_rl.agents.zoo import (choose_fixed, choose_threshold, core_report,
-                               difficulty_buckets, format_difficulty, format_zoo,
-                               oracle_halts, score, threshold_halts)
+from hrm_rl.agents.zoo import (core_report, difficulty_buckets, difficulty_figure,
+                               format_difficulty, format_zoo, trace_report)
 from hrm_rl.checkpoint import bundled_checkpoints, load_checkpoint
 from hrm_rl.cli import main
-from hrm_rl.evaluation import Rollout, bootstrap_ci, evaluate, record_rollout
+from hrm_rl.evaluation import evaluate
+from hrm_rl.trace import (N_FEATURES, THRESHOLD_GRID, Trace, choose_on, halts, record_trace,
+                          score)
 
 from conftest import random_puzzles
 
 
-def rollout(correct, min_conf=None, q_halt=None, q_continue=None) -> Rollout:
+def synthetic(correct, min_conf=None) -> Trace:
+    """A trace with the given correctness (and min-confidence feature); no Q-head halts."""
     correct = np.asarray(correct, dtype=bool)
-    zeros = np.zeros(correct.shape, dtype=np.float32)
-    q_halt = zeros if q_halt is None else np.asarray(q_halt, np.float32)
-    q_continue = zeros if q_continue is None else np.asarray(q_continue, np.float32)
-    return Rollout(correct, correct.astype(np.float32), q_halt, q_continue,
-                   zeros if min_conf is None else np.asarray(min_conf, np.float32),
-                   halts=q_halt > q_continue)
-
-
-def test_first_finds_the_first_hit_or_the_cap():
-    r = rollout([[0, 1, 1, 0], [0, 0, 0, 0], [1, 0, 0, 0]])
-    assert r.first(r.correct).tolist() == [2, 4, 1]
-    assert r.first(r.correct, cap=2).tolist() == [2, 2, 1]
-    with pytest.raises(ValueError, match="cap"):
-        r.first(r.correct, cap=5)
-
-
-def test_oracle_halts_at_the_first_right_answer_or_after_one_segment():
-    r = rollout([[0, 1, 1, 0], [0, 0, 0, 0], [0, 0, 0, 1]])
-    assert oracle_halts(r, 4).tolist() == [2, 1, 4]
-    assert oracle_halts(r, 3).tolist() == [2, 1, 1]
-
-
-def test_qhead_halts_where_the_cores_rule_first_fires():
-    r = rollout([[0, 0, 0]], q_halt=[[-1.0, 0.5, 2.0]], q_continue=[[0.0, 1.0, 1.0]])
-    assert r.qhead_halts().tolist() == [3] and r.qhead_halts(cap=2).tolist() == [2]
+    n, k = correct.shape
+    features = np.zeros((n, k, N_FEATURES), np.float32)
+    if min_conf is not None:
+        features[:, :, 4] = min_conf
+    zeros = np.zeros((n, k), np.float32)
+    return Trace(features, correct, correct.astype(np.float32), zeros, zeros)
 
 
 def test_the_trm_rule_is_q_halt_positive_through_the_one_rule():
@@ -58,26 +41,40 @@ def test_the_trm_rule_is_q_halt_positive_through_the_one_rule():
     assert torch.equal(model.halts(out), out.q_halt > 0)
 
 
-def test_choices_maximise_val_reward():
+def test_the_zoos_choices_maximise_val_reward_first_of_the_grid_on_ties():
     # right from segment 3 on: k=3 is best at a small cost, k=1 (nothing right) at a large one
-    r = rollout([[0, 0, 1, 1]] * 10)
-    assert choose_fixed(r, 0.01, 4) == 3
-    assert choose_fixed(r, 0.5, 4) == 1
+    r = synthetic([[0, 0, 1, 1]] * 10)
+    assert choose_on(r, "fixed", 0.01, 4) == 3
+    assert choose_on(r, "fixed", 0.5, 4) == 1
     conf = np.array([[0.3, 0.6, 0.96, 0.99]] * 10)
-    r = rollout([[0, 0, 1, 1]] * 10, min_conf=conf)
-    chosen = choose_threshold(r, 0.01, 4)
-    assert chosen == 0.7  # the first of the tied thresholds 0.7-0.95, which all halt at 3
-    assert threshold_halts(r, chosen, 4).tolist() == [3] * 10
+    r = synthetic([[0, 0, 1, 1]] * 10, min_conf=conf)
+    chosen = choose_on(r, "threshold", 0.01, 4)
+    assert chosen == 0.7 == THRESHOLD_GRID[2]  # the first of the tied 0.7-0.95 (all halt at 3)
+    assert halts(r, "threshold", chosen, 4).tolist() == [3] * 10
 
 
-def test_score_and_bootstrap_interval():
-    r = rollout([[1, 1]] * 30 + [[0, 1]] * 10)
-    s = score(r, np.full(40, 1), 0.1, "fixed:1")
-    assert s.accuracy == pytest.approx(0.75)
-    assert s.reward == pytest.approx(0.65)
-    assert s.accuracy_ci[0] < 0.75 < s.accuracy_ci[1]
-    lo, hi = bootstrap_ci(np.ones(50))
-    assert lo == hi == 1.0
+def test_trace_report_buckets_difficulty_and_qhead_thinking_time():
+    ckpt = load_checkpoint("sudoku4")
+    puzzles = ckpt.test_puzzles().take(slice(0, 64))
+    trace = record_trace(ckpt.model, ckpt.task, puzzles, 4, keep_pred=False, batch_size=32)
+    report = trace_report(trace, ckpt.task, cap=3)
+    assert report["exact_by_segment"] == pytest.approx(trace.correct.mean(0).tolist())
+    assert len(report["exact_by_segment_ci"]) == 4 and report["max_segments"] == 3
+    givens = ckpt.task.difficulty(puzzles)
+    assert sum(b["n"] for b in report["difficulty"]) == 64
+    halt_at = trace.qhead_halts(3)
+    for b in report["difficulty"]:
+        rows = (givens >= b["range"][0]) & (givens <= b["range"][1])
+        assert b["qhead_mean_segments"] == pytest.approx(halt_at[rows].mean())
+        assert b["exact_at_K"] == pytest.approx(trace.correct[rows, 2].mean())
+    # rows taken out of order are matched to their own puzzles through the trace's keys
+    shuffled = trace.take(np.arange(63, -1, -1))
+    again = trace_report(shuffled, ckpt.task, cap=3)
+    assert again["difficulty"] == report["difficulty"]
+    import matplotlib.pyplot as plt
+
+    plt.close(difficulty_figure({"core": "sudoku4", "test_split": "test", "n_test": 64,
+                                 **report}))
 
 
 def test_difficulty_buckets_cover_all_values():
@@ -88,31 +85,47 @@ def test_difficulty_buckets_cover_all_values():
     assert len(covered) == 100 and len(buckets) == 4
 
 
-def test_evaluate_is_the_qhead_summary_of_a_rollout(tiny_model):
+def test_evaluate_is_the_qhead_summary_of_a_trace(tiny_model):
     from hrm_rl.tasks.sudoku import SudokuTask
 
     puzzles = random_puzzles(20)
     task = SudokuTask(4)
-    roll = record_rollout(tiny_model, task, puzzles, 3, batch_size=7)
+    trace = record_trace(tiny_model, task, puzzles, 3, batch_size=7)
     res = evaluate(tiny_model, task, puzzles, 3, batch_size=20)
-    assert res.exact_by_segment == pytest.approx(roll.correct.mean(0).tolist())
-    assert res.cell_by_segment == pytest.approx(roll.cell.mean(0).tolist())
-    assert res.mean_segments_qhalt == pytest.approx(roll.qhead_halts().mean())
-    assert sum(res.segments_qhalt_histogram) == 20
-    assert ((roll.min_confidence > 0) & (roll.min_confidence <= 1)).all()
+    assert res.exact_by_segment == pytest.approx(trace.correct.mean(0).tolist())
+    assert res.cell_by_segment == pytest.approx(trace.cell.mean(0).tolist())
+    qhead = score(trace, trace.qhead_halts(), 0.0)
+    assert res.mean_segments_qhalt == pytest.approx(qhead.mean_segments)
+    assert res.exact_acc_qhalt == pytest.approx(qhead.accuracy)
+    assert res.cell_acc_qhalt == pytest.approx(qhead.cell_accuracy)
+    assert res.segments_qhalt_histogram == np.bincount(trace.qhead_halts() - 1,
+                                                       minlength=3).tolist()
 
 
-def test_kept_answers_are_the_answers_where_the_core_halts():
+def test_evaluate_scores_the_answers_where_the_core_halts(monkeypatch):
     ckpt = load_checkpoint("sudoku4")
     puzzles = ckpt.test_puzzles().take(slice(0, 64))
-    roll = record_rollout(ckpt.model, ckpt.task, puzzles, 4, batch_size=17, keep_answers=True)
-    ok, cell = roll.at(roll.qhead_halts())
-    answers, labels = torch.as_tensor(roll.answers, dtype=torch.long), torch.as_tensor(
-        puzzles.labels, dtype=torch.long)
-    np.testing.assert_array_equal(ckpt.task.is_correct(answers, labels).numpy(), ok)
-    np.testing.assert_allclose(ckpt.task.cell_accuracy(answers, labels).numpy(), cell, atol=1e-6)
-    assert 1 < roll.qhead_halts().mean() < 4  # rows halt at different segments
-    assert record_rollout(ckpt.model, ckpt.task, puzzles, 2).answers is None
+    trace = record_trace(ckpt.model, ckpt.task, puzzles, 4, batch_size=17)
+    halt_at = trace.qhead_halts()
+    assert 1 < halt_at.mean() < 4  # rows halt at different segments
+    seen = {}
+
+    def fake_score(batch, answers, q_halt):  # what evaluate hands a scored task
+        seen["answers"], seen["q_halt"] = np.asarray(answers), np.asarray(q_halt)
+        return {"metric": 1.0}
+
+    monkeypatch.setattr(ckpt.task, "scored", True)
+    monkeypatch.setattr(ckpt.task, "score", fake_score)
+    assert evaluate(ckpt.model, ckpt.task, puzzles, 4, batch_size=17).task_scores == {
+        "metric": 1.0}
+    rows = np.arange(64)
+    np.testing.assert_array_equal(seen["answers"], trace.pred[rows, halt_at - 1])
+    np.testing.assert_array_equal(seen["q_halt"], trace.q_halt[rows, halt_at - 1])
+    answers = torch.as_tensor(seen["answers"], dtype=torch.long)
+    ok, _ = trace.at(halt_at)
+    np.testing.assert_array_equal(ckpt.task.is_correct(
+        answers, torch.as_tensor(puzzles.labels, dtype=torch.long)).numpy(), ok)
+    monkeypatch.undo()
     assert evaluate(ckpt.model, ckpt.task, puzzles, 2).task_scores == {}  # sudoku: no own metric
 
 
@@ -122,9 +135,11 @@ def test_evaluate_reports_arcs_own_metric():
     ckpt = load_checkpoint("arc-tiny")
     puzzles = ckpt.test_puzzles().take(slice(0, 48))
     res = evaluate(ckpt.model, ckpt.task, puzzles, 2, batch_size=16)
-    roll = record_rollout(ckpt.model, ckpt.task, puzzles, 2, batch_size=16, keep_answers=True)
-    halt_at = roll.qhead_halts()
-    want = arc_score(ckpt.task, puzzles, roll.answers, roll.q_halt[np.arange(48), halt_at - 1])
+    trace = record_trace(ckpt.model, ckpt.task, puzzles, 2, batch_size=16)
+    halt_at = trace.qhead_halts()
+    rows = np.arange(48)
+    want = arc_score(ckpt.task, puzzles, trace.pred[rows, halt_at - 1],
+                     trace.q_halt[rows, halt_at - 1])
     assert res.task_scores == {"pass@1": want.pass_at_1, "pass@2": want.pass_at_2}
     right = arc_score(ckpt.task, puzzles, puzzles.labels.astype(np.int64), np.zeros(48))
     assert right.pass_at_1 == 1.0 and want.n_tasks == right.n_tasks > 0
@@ -156,7 +171,8 @@ def test_core_report_matches_evaluate_on_sudoku4():
     res = evaluate(ckpt.model, ckpt.task, ckpt.puzzles("test"), 8)
     assert report["qhead"]["accuracy"] == pytest.approx(res.exact_acc_qhalt)
     assert report["exact_by_segment"][:8] == pytest.approx(res.exact_by_segment)
-    for row in report["costs"].values():
+    for c, row in report["costs"].items():
+        assert row["chosen_on_val"]["threshold"] in THRESHOLD_GRID
         by = {r["policy"].split(":")[0]: r["reward"] for r in row["rows"]}
         assert by["oracle"] >= max(by["qhead"], by["fixed"], by["threshold"])
         assert row["headroom"] == pytest.approx(by["oracle"] - max(by["qhead"], by["fixed"],
