@@ -650,25 +650,33 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     _add_subcommands(halt.add_subparsers(dest="halt_command", required=True))
 
 
-def _add_subcommands(hsub: argparse._SubParsersAction) -> None:
-    from hrm_rl.agents.sb3 import ALGO_DEFAULTS
+def _add_env_options(p: argparse.ArgumentParser, split_default: str, others: str) -> None:
+    """``--split``, ``--track`` and ``--env-kwargs``, which ``train`` and ``eval`` share."""
     from hrm_rl.trace import DEFAULT_TRACK, TRACKS
 
+    p.add_argument("--split", default=None,
+                   help=f"puzzles to {split_default}; with a recording the recording's split), "
+                        f"{others} or a CSV path")
+    p.add_argument("--track", choices=TRACKS, default=DEFAULT_TRACK,
+                   help=f"what the policies see: {' or '.join(TRACKS)} (default "
+                        f"{DEFAULT_TRACK}: the model's features only; verifier adds the task "
+                        "checker's violations)")
+    p.add_argument("--env-kwargs", nargs="*", action="extend", default=[], metavar="KEY=VALUE",
+                   help="env options, e.g. step_cost=0.01 max_segments=8 checkpoint=maze6 "
+                        "(repeatable)")
+
+
+def _add_subcommands(hsub: argparse._SubParsersAction) -> None:
+    from hrm_rl.agents.sb3 import ALGO_DEFAULTS
+
     env_help = (f"the halting env id (default: a recording's env, else {DEFAULT_ENV})")
-    track_help = (f"what the policies see: {' or '.join(TRACKS)} (default {DEFAULT_TRACK}: "
-                  "the model's features only; verifier adds the task checker's violations)")
     p = hsub.add_parser("train", help="train an SB3 policy on the batched halting env")
     p.add_argument("--env", default=None, help=env_help)
     p.add_argument("--algo", choices=tuple(ALGO_DEFAULTS), default="ppo")
     p.add_argument("--timesteps", type=positive_int, default=200_000,
                    help="env steps, all rows summed")
     p.add_argument("--num-envs", type=int_in(1, 65536), default=256)
-    p.add_argument("--split", default=None,
-                   help="puzzles to train on: train (default; with --env-kwargs rollouts=F the "
-                        "recording's split), val, test or a CSV path")
-    p.add_argument("--track", choices=TRACKS, default=DEFAULT_TRACK, help=track_help)
-    p.add_argument("--env-kwargs", nargs="*", action="extend", default=[], metavar="KEY=VALUE",
-                   help="env options, e.g. step_cost=0.01 max_segments=8 (repeatable)")
+    _add_env_options(p, "train on: train (default", "val, test")
     p.add_argument("--algo-kwargs", nargs="*", action="extend", default=[], metavar="KEY=VALUE",
                    help="SB3 constructor options, e.g. learning_rate=3e-4 (repeatable)")
     p.add_argument("--no-normalize", action="store_true",
@@ -698,10 +706,7 @@ def _add_subcommands(hsub: argparse._SubParsersAction) -> None:
                         "mean-threshold:T, q-margin:M, stable:M, residual:E, checker (verifier "
                         "track); a rule with a parameter given as 'auto' or left out is chosen "
                         "on --tune-on")
-    p.add_argument("--split", default=None,
-                   help="puzzles to score on: test (default; with a recording the recording's "
-                        "split), val, train or a CSV path")
-    p.add_argument("--track", choices=TRACKS, default=DEFAULT_TRACK, help=track_help)
+    _add_env_options(p, "score on: test (default", "val, train")
     p.add_argument("--trace", metavar="F.npz", default=None,
                    help="score on this trace file (hrm-rl rollouts record) instead of "
                         "recording one now (as --env-kwargs rollouts=F.npz)")
@@ -715,9 +720,6 @@ def _add_subcommands(hsub: argparse._SubParsersAction) -> None:
     p.add_argument("--per-puzzle", metavar="FILE.csv", default=None,
                    help="write one row per puzzle: its key, question, difficulty, and each "
                         "policy's halting segment and correctness")
-    p.add_argument("--env-kwargs", nargs="*", action="extend", default=[], metavar="KEY=VALUE",
-                   help="env options, e.g. step_cost=0.01 max_segments=8 checkpoint=maze6 "
-                        "(repeatable)")
     p.add_argument("--episodes", type=positive_int, default=None,
                    help="puzzles to score: the split's first N (default: all, each once)")
     p.add_argument("--seed", type=seed_int, default=0, help="random:P's seed")

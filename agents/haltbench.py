@@ -442,7 +442,8 @@ def haltbench(cores: Sequence[str], costs: Sequence[float] = DEFAULT_COSTS,
             or ``none``.
         rl_seeds, rl_timesteps: seeds per RL baseline and env steps per seed.
         cache_dir: where traces are kept between runs (None: record every time).
-        out_dir: where SB3 runs go (None: not kept).
+        out_dir: where SB3 runs go, in a ``<timestamp>/<core>/`` folder per invocation
+            (None: ``runs/halt-...`` folders).
         train_episodes: train puzzles recorded for the learned baselines.
         eval_episodes: val and test puzzles (default all: the core's 1000 each); fewer
             for a quick look, never for reported figures.
@@ -459,6 +460,7 @@ def haltbench(cores: Sequence[str], costs: Sequence[float] = DEFAULT_COSTS,
                          f"the costs {list(costs)}: add it, or pass rl='none'")
     custom = [(spec, load_factory(spec)) for spec in policies]
     started = time.perf_counter()
+    stamp = time.strftime("%Y%m%d-%H%M%S")  # one folder of SB3 runs per invocation
     boards, timings = [], {}
     for core in cores:
         t0 = time.perf_counter()
@@ -489,7 +491,7 @@ def haltbench(cores: Sequence[str], costs: Sequence[float] = DEFAULT_COSTS,
                             rl_rows.append(rl_entry(
                                 algo, traces["train"][1], val, test, env_id, track, c, rl_seeds,
                                 rl_timesteps, mode, None if out_dir is None else
-                                Path(out_dir) / "sb3" / _slug(str(core)), progress))
+                                Path(out_dir) / stamp / _slug(str(core)), progress))
                 own = [custom_entry(spec, pol, train, val, test, track, c)
                        for spec, pol in custom]
                 boards.append(board_for(str(core), traces, c, track, classifiers, risk,
@@ -568,8 +570,9 @@ def write_readme_section(result: dict[str, Any], readme: str | Path, command: st
                          f"{README_END!r})")
     boards = [b for b in result["boards"] if b["track"] == DEFAULT_TRACK] or result["boards"]
     body = "\n\n".join(format_board(b, top) for b in boards)
-    section = (f"{README_BEGIN}\n`{command}` ({result['seconds'] / 60:.0f} min on "
-               f"{_cpu_name()}); the full tables, both tracks, are in docs/haltbench.md.\n\n"
+    traces = sum(t["traces_s"] for t in result["timings"].values())
+    section = (f"{README_BEGIN}\n`{command}`: {result['seconds'] / 60:.1f} min on "
+               f"{_cpu_name()}, of which {traces / 60:.1f} min recording traces.\n\n"
                f"{body}\n{README_END}")
     head, rest = text.split(README_BEGIN, 1)
     atomic_write_text(path, head + section + rest.split(README_END, 1)[1])
@@ -598,7 +601,7 @@ def cmd_haltbench(args: Any) -> int:
                        rl=args.rl, rl_seeds=tuple(range(args.rl_seeds)),
                        rl_timesteps=args.rl_timesteps, rl_cost=args.rl_cost,
                        cache_dir=None if args.no_cache else args.cache_dir,
-                       out_dir=Path(args.out) / "runs", train_episodes=args.train_episodes,
+                       out_dir=args.sb3_dir, train_episodes=args.train_episodes,
                        eval_episodes=args.eval_episodes,
                        epsilon=args.epsilon, delta=args.delta, progress=not args.no_progress)
     js, md = write_outputs(result, args.out)
@@ -656,6 +659,8 @@ def add_parser(sub: Any) -> None:
                    help="traces kept between runs (keyed by the weights' SHA-256)")
     p.add_argument("--no-cache", action="store_true", help="record every trace afresh")
     p.add_argument("--out", default="runs/haltbench", help="haltbench.json and .md go here")
+    p.add_argument("--sb3-dir", default="runs/haltbench/sb3",
+                   help="the RL baselines' SB3 run folders (TensorBoard, models)")
     p.add_argument("--readme", metavar="README.md",
                    help="also rewrite the generated leaderboard section of this file")
     p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads")

@@ -183,3 +183,18 @@ def _nullcontext():
     import contextlib
 
     return contextlib.nullcontext()
+
+
+@pytest.mark.slow
+def test_rl_baseline_trains_on_the_replayed_trace_and_scores_blind(traces, tmp_path):
+    from hrm_rl.agents.haltbench import rl_entry
+
+    train_path = traces["train"][1]
+    val, test = traces["val"][0], traces["test"][0]
+    entry = rl_entry("ppo", train_path, val, test, "HRM-Sudoku-v0", "verifier-free", 0.01,
+                     seeds=(0, 1), timesteps=8192, out_dir=tmp_path)
+    assert entry.kind == "rl" and len(entry.seeds) == 2
+    assert entry.score.n == test.n and entry.score.per_puzzle_reward.shape == (test.n,)
+    lo, hi = entry.reward_ci_over_seeds
+    assert lo <= entry.score.reward <= hi
+    assert (tmp_path / "ppo-verifier-free-c0.01-s0" / "best_model.zip").is_file()
