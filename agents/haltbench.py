@@ -559,8 +559,8 @@ README_END = "<!-- haltbench:end -->"
 def write_readme_section(result: dict[str, Any], readme: str | Path, command: str,
                          top: int | None = 6) -> None:
     """Replace the text between ``README_BEGIN`` and ``README_END`` in ``readme`` with the
-    verifier-free leaderboards of ``result`` (the ``top`` entries, the Q-head and the
-    oracle) and the command that made them."""
+    verifier-free leaderboards of ``result`` at the RL baselines' step cost (the ``top``
+    entries, the Q-head and the oracle) and the command that made them."""
     from hrm_rl.checkpoint import atomic_write_text
 
     path = Path(readme)
@@ -568,7 +568,9 @@ def write_readme_section(result: dict[str, Any], readme: str | Path, command: st
     if README_BEGIN not in text or README_END not in text:
         raise ValueError(f"{path}: no haltbench section (lines {README_BEGIN!r} and "
                          f"{README_END!r})")
-    boards = [b for b in result["boards"] if b["track"] == DEFAULT_TRACK] or result["boards"]
+    cost = result["settings"]["rl_cost"]
+    boards = [b for b in result["boards"] if b["track"] == DEFAULT_TRACK
+              and math.isclose(b["step_cost"], cost)] or result["boards"]
     body = "\n\n".join(format_board(b, top) for b in boards)
     traces = sum(t["traces_s"] for t in result["timings"].values())
     section = (f"{README_BEGIN}\n`{command}`: {result['seconds'] / 60:.1f} min on "
