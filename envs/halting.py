@@ -97,7 +97,7 @@ from hrm_rl.trace import (DEFAULT_TRACK, FEATURE_NAMES, FEATURES, N_FEATURES,
                           file_sha256, load_trace, segment_features, track_features)
 from hrm_rl.envs import DefaultCheckpoint
 from hrm_rl.envs.rendering import render_rgb
-from hrm_rl.envs.rollouts import ReplayEngine, TraceRows, puzzles_of
+from hrm_rl.envs.rollouts import TraceCore, TraceRows, replay_puzzles
 
 __all__ = ["FEATURES", "FEATURE_NAMES", "N_FEATURES", "N_MODEL_FEATURES", "TRACKS",
            "DEFAULT_TRACK", "DefaultCheckpoint", "HaltingEnv", "HaltingVectorEnv",
@@ -220,7 +220,7 @@ class _HaltingCore:
             if self.trace.pred is None:
                 raise ValueError(f"{path} holds no predictions; the env needs them for its "
                                  "infos (record it with hrm-rl rollouts record)")
-            self.model, self.puzzles = None, puzzles_of(self.trace)
+            self.model, self.puzzles = TraceCore(self.trace), replay_puzzles(self.trace)
             self.split = str(identity["split"])
             self.hidden = (int(self.trace.latent.shape[2]) if self.trace.latent is not None
                            else _recorded_hidden(identity))
@@ -243,7 +243,7 @@ class _HaltingCore:
                              f"recorded in {self.rollouts}")
         self.step_cost, self.reward, self.obs_mode = float(step_cost), reward, obs_mode
         self.num_envs = num_envs
-        self.engine: SegmentEngine | ReplayEngine | None = None  # built by reset(), seeded there
+        self.engine: SegmentEngine | None = None  # built by reset(), seeded there
         self.prev_pred = torch.zeros(num_envs, self.task.seq_len, dtype=torch.long,
                                      device=self.device)
         # H's unclipped state after each row's previous segment (the latent residual)
@@ -256,13 +256,10 @@ class _HaltingCore:
         return len(track_features(self.track))
 
     def _new_engine(self, source: ShuffledSource | RowSeededSource, restart_at_cap: bool
-                    ) -> SegmentEngine | ReplayEngine:
+                    ) -> SegmentEngine:
         """The episode's engine over ``source``: the cap is its, and the vector env in
         same-step mode restarts rows at the cap in the same step; a policy's halt is the
         ``halt`` mask, an episode that ended without a restart is held (``hold``)."""
-        if self.trace is not None:
-            return ReplayEngine(self.trace, source, self.num_envs, self.max_segments,
-                                restart_at_cap, puzzles=self.puzzles)
         return SegmentEngine(self.model, source, self.num_envs, self.device,
                              max_segments=self.max_segments, restart_at_cap=restart_at_cap)
 

@@ -24,13 +24,13 @@ record a paper-scale core once on a GPU, then study its halting anywhere.
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 import torch
 
-from hrm_rl.data import ShuffledSource
-from hrm_rl.segment_engine import SegmentEngine
+from hrm_rl.model import Carry
 from hrm_rl.tasks.base import PuzzleBatch, Task
 from hrm_rl.trace import Trace, read_trace_file, record_core_trace
 
@@ -94,16 +94,23 @@ def rollouts_identity(path: str | Path) -> dict[str, Any]:
 
 class TraceRows:
     """Some env rows' places in a trace: trace row ``row[i]`` after ``segment[i]``
-    segments (1-based). What a replayed segment is: the env looks everything up there."""
+    segments (1-based). What a replayed segment is: the env looks everything up there.
+    ``carry``: the rows' carry in ``TraceCore``'s terms, for the segment engine."""
 
-    def __init__(self, trace: Trace, row: np.ndarray, segment: np.ndarray) -> None:
+    def __init__(self, trace: Trace, row: np.ndarray, segment: np.ndarray,
+                 carry: Carry | None = None) -> None:
         self.trace = trace
         self.row = np.asarray(row, dtype=np.int64)
         self.segment = np.asarray(segment, dtype=np.int64)
+        self.carry = carry
 
-    def take(self, index: np.ndarray | slice) -> TraceRows:
+    def take(self, index: np.ndarray | slice | torch.Tensor) -> TraceRows:
         """These places at ``index``."""
-        return TraceRows(self.trace, self.row[index], self.segment[index])
+        if isinstance(index, torch.Tensor):
+            index = index.cpu().numpy()
+        carry = None if self.carry is None else Carry(self.carry.z_H[index],
+                                                      self.carry.z_L[index])
+        return TraceRows(self.trace, self.row[index], self.segment[index], carry)
 
     def pred(self) -> torch.Tensor:
         """``(n, seq_len)`` int64 the predicted tokens there."""
@@ -121,84 +128,50 @@ class TraceRows:
         return torch.from_numpy(self.trace.cell[self.row, self.segment - 1].copy())
 
 
-class ReplayEngine(SegmentEngine):
-    """The segment engine's episode (``step(halt, hold) -> SegmentStep``: the cap, the
-    same-step restart at the cap, refills, held rows) with each segment a place in a trace
-    (``TraceRows``), no model. Its puzzles are the trace's rows: row ``r`` is puzzle
-    ``trace.puzzles[trace.puzzle[r]]`` (``puzzles_of``)."""
+class TraceCore:
+    """A recorded trace in the place of a core: the segment engine runs it as it runs a
+    model, so a replayed env keeps the live env's episode (cap, same-step restart, refills,
+    held rows) and each segment is a lookup, no forward.
 
-    def __init__(self, trace: Trace, source: ShuffledSource, batch_size: int,
-                 max_segments: int | None = None, restart_at_cap: bool = False,
-                 puzzles: PuzzleBatch | None = None) -> None:
-        """``source`` hands out trace rows: ``draw_indices(k)``, or
-        ``draw_indices_for(rows)`` when it has one (per-row streams); ``puzzles``:
-        ``puzzles_of(trace)`` when already at hand."""
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        self.trace, self.source, self.batch_size = trace, source, batch_size
-        self.puzzles = puzzles_of(trace) if puzzles is None else puzzles
-        self.device = torch.device("cpu")
-        self.max_segments, self.restart_at_cap, self.auto_halt = (max_segments, restart_at_cap,
-                                                                  False)
-        self._draw_min = None
-        self.index = np.zeros(batch_size, dtype=np.int64)  # each env row's trace row
-        self.segments = torch.zeros(batch_size, dtype=torch.long)
-        self.min_segments = torch.ones(batch_size, dtype=torch.long)
-        seq_len = self.puzzles.inputs.shape[1]
-        self.inputs = torch.zeros(batch_size, seq_len, dtype=torch.long)
-        self.labels = torch.zeros_like(self.inputs)
-        self.pending: torch.Tensor | None = None
-        self._fresh = True
+    Its puzzles are ``replay_puzzles(trace)``, whose ``puzzle_ids`` are trace rows. A row's
+    carry is ``(trace row, segments run)``; a "forward" advances the count and returns the
+    rows' places (``TraceRows``). The engine calls it for held rows too and then ignores
+    their entries, so a place past the trace's cap is looked up at the cap (the env's own
+    cap is checked against the trace's when it is built).
+    """
 
-    def _draw_into(self, rows: np.ndarray) -> None:
-        draw_for = getattr(self.source, "draw_indices_for", None)  # per-row puzzle streams
-        drawn = draw_for(rows) if draw_for is not None else self.source.draw_indices(len(rows))
-        self.index[rows] = drawn
-        batch = self.puzzles.take(drawn)
-        index = torch.from_numpy(rows)
-        self.inputs = self.inputs.index_put((index,), torch.from_numpy(
-            np.asarray(batch.inputs, dtype=np.int64)))
-        self.labels = self.labels.index_put((index,), torch.from_numpy(
-            np.asarray(batch.labels, dtype=np.int64)))
+    def __init__(self, trace: Trace) -> None:
+        self.trace = trace
+        seq_len = trace.pred.shape[2] if trace.pred is not None else (
+            trace.puzzles.inputs.shape[1] if trace.puzzles is not None else 0)
+        self.config = SimpleNamespace(seq_len=int(seq_len))
 
-    def _replace(self, rows: torch.Tensor) -> torch.Tensor:
-        index = rows.nonzero().squeeze(-1)
-        if index.numel():
-            self._draw_into(index.numpy())
-            self.segments = self.segments.masked_fill(rows, 0)
-        return index
+    def initial_carry(self, batch_size: int, device: torch.device | str) -> Carry:
+        zeros = torch.zeros(batch_size, dtype=torch.long, device=device)
+        return Carry(zeros, zeros.clone())
 
-    def _forward(self, advance: torch.Tensor | None = None) -> TraceRows:
-        """Every row's next segment; rows not in ``advance`` (when given) stay where they
-        are (their entry repeats their current segment, which the env ignores)."""
-        self.segments = self.segments + (1 if advance is None else advance.long())
-        reached = self.segments.numpy()
-        if reached.max() > self.trace.max_segments:
-            raise RuntimeError(f"the trace holds {self.trace.max_segments} segments per "
-                               "puzzle; a row asked for more")
-        return TraceRows(self.trace, self.index.copy(), reached.copy())
+    def reset_carry(self, carry: Carry, rows: torch.Tensor) -> Carry:
+        """``rows`` (bool) start their puzzle afresh: no segment run yet."""
+        return Carry(carry.z_H, carry.z_L.masked_fill(rows, 0))
 
-    def _forward_restarting(self, restart: torch.Tensor, advance: torch.Tensor | None = None
-                            ) -> tuple[TraceRows, TraceRows]:
-        out = self._forward(advance)
-        index = restart.nonzero().squeeze(-1).numpy()
-        self._draw_into(index)
-        self.segments = self.segments.masked_fill(restart, 1)
-        return out, TraceRows(self.trace, self.index[index].copy(),
-                              np.ones(len(index), dtype=np.int64))
+    def __call__(self, carry: Carry, inputs: torch.Tensor, puzzle_ids: torch.Tensor
+                 ) -> TraceRows:
+        segments = carry.z_L + 1
+        rows = puzzle_ids.cpu().numpy()
+        place = np.minimum(segments.cpu().numpy(), self.trace.max_segments)
+        return TraceRows(self.trace, rows, place, Carry(puzzle_ids.clone(), segments))
 
-    def peek(self):
-        raise RuntimeError("a replayed engine has no model to peek with")
-
-    def state_dict(self):
-        raise RuntimeError("a replayed engine is not resumable (it trains nothing)")
+    def halts(self, out: TraceRows) -> torch.Tensor:
+        """The recorded core's own rule at those places (``q_halt > q_continue``)."""
+        k = out.segment - 1
+        return torch.from_numpy(self.trace.q_halt[out.row, k] > self.trace.q_continue[out.row, k])
 
 
-def puzzles_of(trace: Trace) -> PuzzleBatch:
-    """The puzzle of each trace row, in row order (``trace.puzzles`` at ``trace.puzzle``;
-    the set itself when the rows are its puzzles in order, as a recording's are)."""
+def replay_puzzles(trace: Trace) -> PuzzleBatch:
+    """The puzzle of each trace row, in row order, with the trace row as its puzzle id (the
+    key ``TraceCore`` looks segments up by)."""
     if trace.puzzles is None:
         raise ValueError("a trace without its puzzle set cannot be replayed")
-    if len(trace.puzzles) == trace.n and np.array_equal(trace.puzzle, np.arange(trace.n)):
-        return trace.puzzles
-    return trace.puzzles.take(trace.puzzle)
+    same = len(trace.puzzles) == trace.n and np.array_equal(trace.puzzle, np.arange(trace.n))
+    puzzles = trace.puzzles if same else trace.puzzles.take(trace.puzzle)
+    return PuzzleBatch(puzzles.inputs, puzzles.labels, np.arange(trace.n, dtype=np.int64))

@@ -19,7 +19,7 @@ from hrm_rl.checkpoint import load_checkpoint
 from hrm_rl.cli import main
 from hrm_rl.envs import DefaultCheckpoint
 from hrm_rl.envs.halting import N_FEATURES, HaltingEnv, HaltingVectorEnv
-from hrm_rl.envs.rollouts import record_rollouts, rollouts_identity
+from hrm_rl.envs.rollouts import TraceCore, record_rollouts, rollouts_identity
 from hrm_rl.trace import arrays_sha256, csv_questions, load_trace
 
 CORES = {"HRM-Sudoku-v0": "sudoku4", "HRM-Maze-v0": "maze6", "HRM-ARC-v0": "arc-tiny"}
@@ -59,7 +59,7 @@ def test_replayed_vector_env_equals_the_live_one(recorded, env_id, obs_mode, tra
                         split=csv, obs_mode=obs_mode, track=track).unwrapped
     replay = gym.make_vec(env_id, num_envs=8, vectorization_mode="vector_entry_point",
                           rollouts=npz, obs_mode=obs_mode, track=track).unwrapped
-    assert replay.core.model is None and replay.observation_space == live.observation_space
+    assert isinstance(replay.core.model, TraceCore) and replay.observation_space == live.observation_space
     (o1, i1), (o2, i2) = live.reset(seed=4), replay.reset(seed=4)
     _same(o1, o2)
     assert replay.observation_space.contains(o2)
@@ -151,7 +151,7 @@ def test_a_checkpoint_other_than_the_recorded_core_is_refused_naming_both(
         assert "core sudoku4 " in text and f"{differ} differ" in text
     # the recorded core itself, named explicitly, is accepted
     env = HaltingEnv("sudoku4", rollouts=npz)
-    assert env.core.model is None and env.core.task.name == "sudoku4"
+    assert isinstance(env.core.model, TraceCore) and env.core.task.name == "sudoku4"
 
 
 def test_without_a_checkpoint_the_recording_defines_the_core_of_the_env_ids_task(
@@ -308,7 +308,7 @@ def test_envs_of_one_process_share_one_loaded_core_or_recording(recorded, tmp_pa
     a, b = HaltingEnv("sudoku4"), HaltingEnv("sudoku4", split="test")
     assert a.core.model is b.core.model
     r1, r2 = HaltingEnv(rollouts=npz), HaltingEnv(rollouts=npz, track="verifier")
-    assert r1.core.trace is r2.core.trace and r1.core.model is None
+    assert r1.core.trace is r2.core.trace and isinstance(r1.core.model, TraceCore)
     copy_ = tmp_path / "copy.npz"
     copy_.write_bytes(Path(npz).read_bytes())
     assert HaltingEnv(rollouts=copy_).core.trace is not r1.core.trace
