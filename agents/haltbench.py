@@ -334,7 +334,8 @@ def rl_entry(algo: str, train_path: Path, val: Trace, test: Trace, env_id: str, 
 
     per_seed: list[Score] = []
     for seed in seeds:
-        run_dir = None if out_dir is None else out_dir / f"{algo}-{_slug(track)}-c{c:g}-s{seed}"
+        run_dir = None if out_dir is None else \
+            out_dir / f"{algo}-{_slug(obs_mode)}-{_slug(track)}-c{c:g}-s{seed}"
         policy, _ = train_halting_policy(
             env_id, algo, timesteps, num_envs=256,
             env_kwargs={"rollouts": str(train_path), "step_cost": c, "track": track,

@@ -197,4 +197,4 @@ def test_rl_baseline_trains_on_the_replayed_trace_and_scores_blind(traces, tmp_p
     assert entry.score.n == test.n and entry.score.per_puzzle_reward.shape == (test.n,)
     lo, hi = entry.reward_ci_over_seeds
     assert lo <= entry.score.reward <= hi
-    assert (tmp_path / "ppo-verifier-free-c0.01-s0" / "best_model.zip").is_file()
+    assert (tmp_path / "ppo-features-verifier-free-c0.01-s0" / "best_model.zip").is_file()
