@@ -2,12 +2,15 @@
 
 Each test skips when its library is missing: sb3-contrib (MaskablePPO, RecurrentPPO on the
 batched SB3 adapter), TorchRL (``GymWrapper`` over the batched vector env), rl-zoo3 (its
-``train`` entry point on the registered env), and Gymnasium's own vector wrappers.
+``train`` entry point on the registered env), and Gymnasium's own vector wrappers. With
+``HRM_RL_CLIENTS=1`` (set by CI, which installs them through scripts/venv.sh) a missing or
+unimportable client fails its test instead: a broken install must not pass as a skip.
 """
 
 from __future__ import annotations
 
 import csv
+import importlib
 import os
 import subprocess
 import sys
@@ -23,10 +26,33 @@ from hrm_rl.agents.sb3 import make_sb3_vec_env
 from hrm_rl.envs.halting import FEATURE_NAMES
 
 ENV = "HRM-Sudoku-v0"
-pytestmark = pytest.mark.slow  # the clients lane of CI (installed with HRM_RL_CLIENTS=1)
+slow = pytest.mark.slow  # the clients lane of CI (installed with HRM_RL_CLIENTS=1)
 
 ROOT = Path(__file__).resolve().parent.parent
 SEG = FEATURE_NAMES.index("segment")
+
+
+def _client(module: str):
+    """Import an outside client: skip without it, unless HRM_RL_CLIENTS=1 says it is installed."""
+    if os.environ.get("HRM_RL_CLIENTS", "0") != "1":
+        return pytest.importorskip(module)
+    try:
+        return importlib.import_module(module)
+    except ImportError as e:
+        error = e
+    pytest.fail(f"HRM_RL_CLIENTS=1 but {module} cannot be imported ({error!r}); "
+                "install the clients with HRM_RL_CLIENTS=1 bash scripts/venv.sh", pytrace=False)
+
+
+def test_a_missing_client_skips_by_default_and_fails_when_the_clients_are_wanted(monkeypatch):
+    missing = "hrm_rl_no_such_client"
+    monkeypatch.delenv("HRM_RL_CLIENTS", raising=False)
+    with pytest.raises(pytest.skip.Exception):
+        _client(missing)
+    monkeypatch.setenv("HRM_RL_CLIENTS", "1")
+    with pytest.raises(pytest.fail.Exception, match=f"HRM_RL_CLIENTS=1 but {missing}"):
+        _client(missing)
+    assert _client("gymnasium") is gym
 
 
 def _sb3_env(n: int, **kw):
@@ -36,8 +62,9 @@ def _sb3_env(n: int, **kw):
 
 
 # sb3-contrib --------------------------------------------------------------------------------
+@slow
 def test_maskable_ppo_trains_on_the_batched_env_and_follows_its_masks():
-    contrib = pytest.importorskip("sb3_contrib")
+    contrib = _client("sb3_contrib")
     from sb3_contrib.common.maskable.utils import get_action_masks, is_masking_supported
     from stable_baselines3.common.vec_env import VecMonitor
 
@@ -62,8 +89,9 @@ def test_maskable_ppo_trains_on_the_batched_env_and_follows_its_masks():
         assert actions.tolist() == [1] * 8
 
 
+@slow
 def test_recurrent_ppo_trains_on_the_batched_env_and_carries_its_lstm_state():
-    contrib = pytest.importorskip("sb3_contrib")
+    contrib = _client("sb3_contrib")
 
     venv = _sb3_env(4)
     model = contrib.RecurrentPPO("MlpLstmPolicy", venv, n_steps=32, batch_size=64,
@@ -83,8 +111,9 @@ def test_recurrent_ppo_trains_on_the_batched_env_and_carries_its_lstm_state():
 
 
 # TorchRL ------------------------------------------------------------------------------------
+@slow
 def test_torchrl_gym_wrapper_checks_its_specs_and_resets_rows_through_reset_mask():
-    pytest.importorskip("torchrl")
+    _client("torchrl")
     from torchrl.envs import GymWrapper
     from torchrl.envs.utils import check_env_specs
 
@@ -105,12 +134,13 @@ def test_torchrl_gym_wrapper_checks_its_specs_and_resets_rows_through_reset_mask
     assert (seg_next[done] <= 3).all() and (seg_next[~done] < 3).all()
 
 
+@slow
 def test_torchrl_same_step_mode_is_refused_by_its_terminal_observation_reader():
     """TorchRL reads same-step final observations into a buffer it fills with zeros for the
     rows that did not end, then checks that against the observation spec; the ``segment``
     feature is at least 1, so the check fails and TorchRL needs ``autoreset_mode=DISABLED``
     (its preferred mode). If this starts passing, TorchRL changed: update the README."""
-    pytest.importorskip("torchrl")
+    _client("torchrl")
     from torchrl.envs import GymWrapper
 
     with pytest.raises(AssertionError, match="spec check failed"):
@@ -118,8 +148,9 @@ def test_torchrl_same_step_mode_is_refused_by_its_terminal_observation_reader():
 
 
 # rl-zoo3 -------------------------------------------------------------------------------------
+@slow
 def test_rl_zoo3_trains_ppo_on_the_registered_env(tmp_path):
-    pytest.importorskip("rl_zoo3")
+    _client("rl_zoo3")
     from stable_baselines3 import PPO
 
     cmd = [sys.executable, "-m", "rl_zoo3.train", "--algo", "ppo", "--env", ENV,
@@ -155,6 +186,7 @@ def test_rl_zoo3_trains_ppo_on_the_registered_env(tmp_path):
 
 
 # Gymnasium's vector wrappers --------------------------------------------------------------
+@slow
 def test_gymnasium_normalize_observation_runs_on_the_next_step_env():
     from gymnasium.wrappers.vector import NormalizeObservation
 
