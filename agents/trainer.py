@@ -14,6 +14,9 @@ optimiser step (the weights stay as they were and no checkpoint is written), aft
 ``fault/non_finite`` to TensorBoard. Checkpoints hold the whole training state, so
 ``ACTTrainer.resume(run_dir)`` continues from the last one as if nothing had happened.
 
+- A fresh trainer refuses a run folder that already holds a run (checkpoints or
+  ``metrics.jsonl``: ``RunExistsError``), so training twice into one folder never overwrites
+  the first run; ``ACTTrainer.resume(run_dir)`` continues it instead.
 - A resume after a kill during the first checkpoint write starts the run afresh (nothing
   was saved to continue from); one whose ``latest`` pointer is missing or torn continues from
   the newest complete checkpoint. Either way ``metrics.jsonl`` keeps no row after the step
@@ -54,9 +57,10 @@ from hrm_rl import distributed
 from hrm_rl.agents import act
 from hrm_rl.agents.act import StepStats
 from hrm_rl.checkpoint import (LATEST, WEIGHTS, RunLock, atomic_write_text, check_architecture,
-                               find_resume_checkpoint, load_trainer_state, load_weights,
-                               read_checkpoint_config, read_pointer, remove_partial_checkpoints,
-                               resolve_checkpoint, rewind_run, save_run_checkpoint)
+                               find_resume_checkpoint, is_complete, load_trainer_state,
+                               load_weights, read_checkpoint_config, read_pointer,
+                               remove_partial_checkpoints, resolve_checkpoint, rewind_run,
+                               save_run_checkpoint, step_folders)
 from hrm_rl.config import (RENAMED_KEYS, ConfigError, RunConfig, apply_overrides,
                            config_changes, from_dict, load_config)
 from hrm_rl.data import ShuffledSource
@@ -77,6 +81,40 @@ CONFIG_FILE = "config.yaml"
 """The run's config in its folder, written when ``fit`` starts; read again on resume."""
 _STATE_FORMAT = 1
 _SHAPE_KEYS = ("optimizer", "batch_size", "max_segments")  # the saved state's shape
+
+
+class RunExistsError(FileExistsError):
+    """A fresh run was asked to train into a folder that already holds a run."""
+
+
+def holds_run(run_dir: str | Path) -> str | None:
+    """What in ``run_dir`` shows it holds a run already (its checkpoints, or its
+    ``metrics.jsonl``), or None when a fresh run may start there. Debris of a save killed
+    before the run's first checkpoint (torn ``step_*`` folders with no ``config.yaml``
+    beside them) is no run: a fresh start removes it."""
+    run_dir = Path(run_dir)
+    root = run_dir / "checkpoints"
+    if root.is_dir() and ((run_dir / CONFIG_FILE).is_file()
+                          or any(is_complete(p) for _, p in step_folders(root))):
+        return f"checkpoints in {root}"
+    metrics = run_dir / METRICS_FILE
+    if metrics.is_file() and metrics.stat().st_size > 0:
+        return f"figures in {metrics}"
+    return None
+
+
+def check_fresh_run_dir(run_dir: str | Path) -> None:
+    """Refuse to start a fresh run in ``run_dir`` when it holds one already (``holds_run``).
+
+    Raises:
+        RunExistsError: naming the folder, what is in it, and the ways out.
+    """
+    found = holds_run(run_dir)
+    if found is not None:
+        raise RunExistsError(
+            f"{run_dir} already holds a run ({found}); a fresh run would train over it: "
+            f"train into a new folder (--run-dir), or continue this run with "
+            f"ACTTrainer.resume({str(run_dir)!r}) (hrm-rl train --resume {run_dir})")
 
 
 class NonFiniteError(RuntimeError):
@@ -137,8 +175,13 @@ class ACTTrainer:
         splits: pre-built ``(train, test)`` puzzle sets; built from ``config.data`` if None.
         init: start from ``train.init_from``'s weights when it is set (``resume`` passes
             False: the run's own checkpoint is loaded instead).
+        fresh: a new run (the default): ``run_dir`` must hold no run yet (``resume`` passes
+            False). Debris of a save killed before a run's first checkpoint is removed.
 
     Raises:
+        RunExistsError: a fresh run into a ``run_dir`` that holds a run (checkpoints or
+            ``metrics.jsonl``); continue that one with ``ACTTrainer.resume(run_dir)``.
+        RunLockedError: another live process trains into ``run_dir``.
         FileNotFoundError: ``train.init_from`` names no checkpoint.
         ValueError: its weights do not fit this config's model.
     """
@@ -146,7 +189,9 @@ class ACTTrainer:
     def __init__(self, config: RunConfig, run_dir: str | Path | None = None,
                  progress: bool = True,
                  splits: tuple[PuzzleBatch, PuzzleBatch] | None = None,
-                 lock: RunLock | None = None, init: bool = True) -> None:
+                 lock: RunLock | None = None, init: bool = True, fresh: bool = True) -> None:
+        if fresh and run_dir is not None:  # on every rank, before any writes (or collectives)
+            check_fresh_run_dir(run_dir)
         self.config = config
         tcfg = config.train
         if tcfg.threads:
@@ -195,15 +240,13 @@ class ACTTrainer:
         if not self.dist.is_main:  # rank 0 alone writes events and checkpoints
             run_dir = None
         self.run_dir = Path(run_dir) if run_dir is not None else None
-        # figures of an earlier start in this folder that never checkpointed (see _fit)
-        self._stale_outputs = self.run_dir is not None and self.run_dir.is_dir() and (
-            (self.run_dir / METRICS_FILE).is_file()
-            or any(self.run_dir.glob("events.out.tfevents.*")))
-        if self._stale_outputs:
-            self.notes.append(f"{self.run_dir} holds figures of an earlier start that saved no "
-                              "checkpoint; they are replaced from step 1")
         # one live process per run folder (RunLockedError otherwise)
         self.lock = lock if lock is not None or self.run_dir is None else RunLock(self.run_dir)
+        if fresh and self.run_dir is not None:  # only debris of a killed first save is there
+            removed = remove_partial_checkpoints(self.run_dir)
+            if removed:
+                self.notes.append(f"removed what a killed save left in "
+                                  f"{self.run_dir / 'checkpoints'}: {', '.join(removed)}")
         self.writer = SummaryWriter(str(self.run_dir)) if self.run_dir is not None else None
 
     def _init_weights(self, source: str) -> None:
@@ -536,7 +579,8 @@ class ACTTrainer:
             config, meta, edits = _resume_config(run_dir, folder, overrides or [])
             notes += edits
             state = load_trainer_state(folder) if folder is not None else None
-            trainer = cls(config, run_dir, progress=progress, lock=lock, init=False)
+            trainer = cls(config, run_dir, progress=progress, lock=lock, init=False,
+                          fresh=False)
             if folder is not None:
                 load_weights(trainer.model, folder / WEIGHTS)
                 trainer.load_state_dict(state)
@@ -564,7 +608,6 @@ class ACTTrainer:
     def _restart_outputs(self) -> None:
         """Cut ``metrics.jsonl`` back to the current step (atomically) and hide TensorBoard
         events after it, so no step appears twice once training goes on from here."""
-        self._stale_outputs = False
         if self.run_dir is None:
             return
         if self.writer is not None:
@@ -679,8 +722,6 @@ class ACTTrainer:
                     "eval": self._resumed_meta.get("eval"), "note": done}
         if self.run_dir is not None:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            if self._stale_outputs and self.step == 0:  # a restart of a run killed early
-                self._restart_outputs()
             (self.run_dir / CONFIG_FILE).write_text(yaml.safe_dump(self.config.to_dict()))
         start = window_start = self._fit_start = time.perf_counter()
         first_step = self.step

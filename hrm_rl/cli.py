@@ -50,8 +50,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace, info: DistInfo) -> int:
     from hrm_rl import distributed
-    from hrm_rl.agents.trainer import ACTTrainer, make_run_dir
-    from hrm_rl.checkpoint import RunLock, remove_partial_checkpoints
+    from hrm_rl.agents.trainer import ACTTrainer, check_fresh_run_dir, make_run_dir
+    from hrm_rl.checkpoint import RunLock
     from hrm_rl.config import load_config
     from hrm_rl.tasks import make_task
     from hrm_rl.tasks.splits import build_splits
@@ -76,12 +76,10 @@ def _train(args: argparse.Namespace, info: DistInfo) -> int:
                              "--resume too")
         config = load_config(args.config, args.set)
         run_dir = Path(args.run_dir) if args.run_dir else make_run_dir(config)
+        # the trainer refuses a folder that holds a run (RunExistsError: exit 2); asked here
+        # too, so that the refusal comes before the puzzles are generated
+        check_fresh_run_dir(run_dir)
         lock = RunLock(run_dir) if info.is_main else None  # then no one else writes it
-        if _resumable(run_dir):
-            raise ValueError(f"{run_dir} already holds a run's checkpoints; continue it with "
-                             f"--resume {run_dir} or choose another --run-dir")
-        if info.is_main:  # only debris of a killed first save: start afresh over it
-            remove_partial_checkpoints(run_dir)
         with distributed.main_first(info):  # rank 0 generates the data cache, the rest read it
             splits = _build_splits(build_splits, make_task(config.task), config.data,
                                    progress=info.is_main and not args.no_progress)
@@ -117,16 +115,6 @@ def _build_splits(build_splits, task, data, progress: bool):
         raise ValueError(f"{err} (generating {task.name} puzzles with {keys})") from None
 
 
-def _resumable(run_dir: Path) -> bool:
-    """Whether ``run_dir`` holds a run ``--resume`` can continue: a complete checkpoint, or
-    checkpoints beside the ``config.yaml`` that a fresh start from it would use."""
-    from hrm_rl.checkpoint import is_complete, step_folders
-
-    root = run_dir / "checkpoints"
-    return root.is_dir() and ((run_dir / "config.yaml").is_file()
-                              or any(is_complete(p) for _, p in step_folders(root)))
-
-
 def _cmd_eval(args: argparse.Namespace) -> int:
     from hrm_rl.checkpoint import load_checkpoint
     from hrm_rl.device import autocast, resolve_device
@@ -143,7 +131,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     ckpt = load_checkpoint(args.checkpoint, device)
     if args.check_unique and not ckpt.task.checks_uniqueness:
         raise ValueError(f"--check-unique is not available for task {ckpt.task.name}")
-    puzzles = ckpt.task.read_csv(args.data, check_unique=args.check_unique)
+    puzzles = _eval_puzzles(ckpt, args.data, args.check_unique, progress=not args.no_progress)
     if args.limit:
         puzzles = puzzles.take(slice(0, args.limit))
     max_segments = args.max_segments or ckpt.config.train.max_segments
@@ -154,6 +142,23 @@ def _cmd_eval(args: argparse.Namespace) -> int:
            **result.to_dict()}
     print(json.dumps(out, indent=2))
     return 0
+
+
+def _eval_puzzles(ckpt, data: str, check_unique: bool, progress: bool):
+    """``eval --data``: a CSV file, or (when no such file exists) a split of the checkpoint:
+    ``test`` (its held-out puzzles, ``test.csv`` beside the weights), ``train`` or ``val``."""
+    from hrm_rl.checkpoint import HALTING_FILES, TEST_PUZZLES
+    from hrm_rl.tasks.base import HALTING_SPLITS
+
+    if Path(data).is_file() or data not in HALTING_SPLITS:
+        return ckpt.task.read_csv(data, check_unique=check_unique)
+    shipped = ckpt.path / (TEST_PUZZLES if data == "test" else HALTING_FILES[data])
+    if shipped.is_file():
+        return ckpt.task.read_csv(shipped, check_unique=check_unique)
+    if check_unique:
+        raise ValueError(f"--check-unique reads a CSV file, and {ckpt.path} ships no "
+                         f"{shipped.name} (its {data!r} split is generated); give a CSV")
+    return ckpt.puzzles(data, progress=progress)  # generated, or "no held-out puzzles"
 
 
 def _trained_config(source: str):
@@ -192,6 +197,10 @@ def _cmd_holdout(args: argparse.Namespace) -> int:
         report.append({"source": source, "in_training_set": int(hit.sum())})
         trained |= hit
     kept = puzzles.take(np.flatnonzero(~trained))
+    if len(kept) == 0:
+        raise ValueError(f"none of the {len(puzzles)} puzzles of {args.data} were kept (every "
+                         f"one is in a training set of {', '.join(args.trained_on)}); nothing "
+                         f"was written to {out}")
     out.parent.mkdir(parents=True, exist_ok=True)
     task.write_csv(out, kept)
     print(json.dumps({"data": str(args.data), "n": len(puzzles), "trained_on": report,
@@ -388,7 +397,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("train", help="train a core with the ACT agent from a YAML config")
-    p.add_argument("config", nargs="?", help="YAML run config, e.g. configs/sudoku4-tiny.yaml")
+    p.add_argument("config", nargs="?",
+                   help="YAML run config file (e.g. configs/sudoku4-tiny.yaml), or the name of "
+                        "a recipe shipped in the package (e.g. sudoku4-tiny, maze6-tiny; a file "
+                        "of that name wins)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. --set train.lr=3e-4 (repeatable; "
                         "with --resume only train.* keys)")
@@ -407,7 +419,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="accuracy by segment and under Q-head halting, as JSON")
     p.add_argument("checkpoint", help="checkpoint folder, run folder (its latest), "
                                       "RUN/checkpoints/best, or bundled name (sudoku4)")
-    p.add_argument("--data", required=True, help="CSV file in the task's format")
+    p.add_argument("--data", required=True,
+                   help="CSV file in the task's format, or 'test' for the checkpoint's own "
+                        "held-out puzzles (its test.csv; each bundled core ships one, "
+                        "hrm_rl/checkpoints/<core>/test.csv), or 'train'/'val' for its "
+                        "halting splits")
     p.add_argument("--max-segments", type=segment_count,
                    help="segments to run (default: the config's)")
     p.add_argument("--batch-size", type=positive_int, default=512)
@@ -443,7 +459,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_holdout)
 
     p = sub.add_parser("params", help="print a config's parameter count")
-    p.add_argument("config")
+    p.add_argument("config", help="YAML run config file, or a bundled recipe's name")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     p.set_defaults(func=_cmd_params)
 

@@ -8,6 +8,12 @@ dotted key in the message, so a typo never costs an hour of training.
 Example::
 
     cfg = load_config("configs/sudoku4-tiny.yaml", overrides=["train.lr=3e-4"])
+    cfg = load_config("sudoku4-tiny")  # the same recipe by name, shipped in the package
+
+The recipe configs ship inside the package (``bundled_configs``), so a bare name such as
+``sudoku4-tiny`` loads anywhere, without a checkout; a file of that name in the working folder
+still wins. The lab's staged configs (``train.init_from`` a folder of the repository's
+``training/``) are not shipped.
 
 A config may start from another with a top-level ``extends: other.yaml`` (a path relative to
 the extending file): the other file is read first (it may extend a third), and this file's
@@ -586,17 +592,69 @@ def with_saved_defaults(data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
+def bundled_configs() -> dict[str, Path]:
+    """The recipe configs shipped inside the package, by name (``sudoku4-tiny``: its file).
+
+    In an installed wheel they are ``hrm_rl/configs/*.yaml``; in a checkout, the repository's
+    ``configs/*.yaml``. Either way a config whose ``train.init_from`` names a folder rather
+    than a bundled core is no recipe but a stage of the lab's training chain (it starts from
+    weights in the repository's ``training/``), and is left out (pyproject.toml leaves it out
+    of the wheel; tests/test_packaging.py checks the two agree)."""
+    package = Path(__file__).resolve().parent
+    folder = package / "configs"
+    if not folder.is_dir():
+        checkout = package.parent
+        folder = checkout / "configs"
+        if not (checkout / "pyproject.toml").is_file() or not folder.is_dir():
+            return {}
+    cores = {p.name for p in (package / "checkpoints").glob("*") if (p / "config.json").is_file()}
+    found = {}
+    for path in sorted(folder.glob("*.yaml")):
+        try:
+            data = _read_yaml(path)
+        except ConfigError:
+            continue
+        train = data.get("train") if isinstance(data, dict) else None
+        init = train.get("init_from") if isinstance(train, dict) else None
+        if init is None or init in cores:
+            found[path.stem] = path
+    return found
+
+
+def resolve_config(name_or_path: str | Path) -> Path:
+    """The config file ``name_or_path`` names: an existing file, else a bundled recipe's
+    name (``sudoku4-tiny`` or ``sudoku4-tiny.yaml``, see ``bundled_configs``).
+
+    Raises:
+        ConfigError: neither, with the bundled recipes' names.
+    """
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    recipes = bundled_configs()
+    if str(name_or_path) == path.name:  # a bare name, no folder
+        name = path.stem if path.suffix in (".yaml", ".yml") else path.name
+        if name in recipes:
+            return recipes[name]
+    raise ConfigError(f"config file not found: {path}, and no bundled recipe has that name "
+                      f"(bundled: {', '.join(recipes) or 'none'})")
+
+
 def load_config(path: str | Path | None, overrides: list[str] | None = None,
                 saved: bool = False) -> RunConfig:
     """Load a YAML run config (or the defaults when ``path`` is None) and apply overrides.
 
+    ``path``: a config file, or the name of a bundled recipe (``resolve_config``).
     ``saved``: ``path`` is a config a run saved (its ``config.yaml``), read with
     ``with_saved_defaults`` and validated with ``strict=False`` (as it was saved)."""
     data: dict[str, Any] = {}
     if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file not found: {path}")
+        if saved:
+            path = Path(path)
+            if not path.is_file():
+                raise ConfigError(f"config file not found: {path}")
+        else:
+            path = resolve_config(path)
         loaded = _read_config_file(path, ())
         data = with_saved_defaults(loaded) if saved else loaded
         for old in [] if saved else RENAMED_KEYS:

@@ -55,6 +55,30 @@ def test_shipped_configs_load(path):
     load_config(path)
 
 
+def test_a_bundled_recipe_loads_by_name_and_a_file_of_that_name_wins(tmp_path, monkeypatch,
+                                                                      capsys):
+    from hrm_rl.cli import main
+    from hrm_rl.config import bundled_configs, resolve_config
+
+    recipes = bundled_configs()
+    assert "sudoku4-tiny" in recipes and "sudoku6-cap16" not in recipes  # no lab stage
+    by_name = load_config("sudoku4-tiny", ["train.steps=7"])
+    assert by_name == load_config(recipes["sudoku4-tiny"], ["train.steps=7"])
+    assert resolve_config("sudoku4-tiny.yaml") == recipes["sudoku4-tiny"]
+    monkeypatch.chdir(tmp_path)
+    Path("sudoku4-tiny").write_text("name: mine\ntask: {name: maze, size: 6}\n")
+    assert load_config("sudoku4-tiny").name == "mine"  # a path that exists wins
+    with pytest.raises(ConfigError, match="no bundled recipe has that name .*bundled: .*"
+                                          "sudoku4-tiny") as err:
+        load_config("sudoku5-tiny")
+    assert "sudoku6-cap16" not in str(err.value)
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config("configs/sudoku4-tiny.yaml")  # a path is a path (none in tmp_path)
+    assert main(["params", "maze6-tiny"]) == 0 and capsys.readouterr().out.strip()
+    assert main(["params", "sudoku5-tiny"]) == 2
+    assert "bundled: arc-tiny" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("override, key", [
     ("train.grad_clip=-1", "train.grad_clip"), ("train.grad_clip=.nan", "train.grad_clip"),
     ("train.lr_min_ratio=-3", "train.lr_min_ratio"), ("train.eval_batch_size=-1",

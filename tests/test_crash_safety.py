@@ -132,18 +132,22 @@ def test_resume_falls_back_to_the_newest_complete_checkpoint(run8, tmp_path, dam
     assert metrics(run) == metrics(run8)
 
 
-@pytest.mark.parametrize("how", ["train", "resume"])
 def test_restart_after_a_kill_before_the_first_checkpoint_keeps_no_duplicate_rows(
-        run8, data_dir, tmp_path, capsys, how):
+        run8, data_dir, tmp_path, capsys):
     run = copy_run(run8, tmp_path)
     shutil.rmtree(run / "checkpoints")  # config.yaml, metrics and events of 8 steps, no ckpt
     cfg = config_file(tmp_path, data_dir, f"train.steps={STEPS}",
                       f"train.checkpoint_every={EVERY}")
-    args = ([str(cfg), "--run-dir", str(run)] if how == "train" else ["--resume", str(run)])
-    assert main(["train", *args, "--no-progress"]) == 0
+    before = _snapshot(run)
+    # a fresh start is refused (the folder holds a run's figures), writing nothing ...
+    assert main(["train", str(cfg), "--run-dir", str(run), "--no-progress"]) == 2
     err = capsys.readouterr().err
-    assert ("saved no checkpoint; they are replaced" if how == "train"
-            else "starting it afresh at step 0") in err
+    assert f"{run} already holds a run (figures in {run / METRICS_FILE})" in err
+    assert f"--resume {run}" in err
+    assert _snapshot(run) == before
+    # ... and the resume starts it afresh, replacing those figures
+    assert main(["train", "--resume", str(run), "--no-progress"]) == 0
+    assert "starting it afresh at step 0" in capsys.readouterr().err
     assert metrics(run) == metrics(run8)
     acc = EventAccumulator(str(run))
     acc.Reload()

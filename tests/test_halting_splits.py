@@ -168,3 +168,13 @@ def test_holdout_drops_what_a_run_trained_on_up_to_symmetry(tmp_path, capsys):
     assert main(argv[:-3] + ["--trained-on", str(other), "--out", str(tmp_path / "x.csv")]) == 2
     assert "one task" in capsys.readouterr().err
     assert not (tmp_path / "x.csv").exists()
+    # a CSV all of whose puzzles the run trained on: refused, nothing written
+    task.write_csv(tmp_path / "seen.csv", base.PuzzleBatch.concat([
+        train.take(slice(0, 3)), base.PuzzleBatch(rotated, rotated_labels,
+                                                  np.zeros(5, dtype=np.int64))]))
+    seen = ["holdout", "--data", str(tmp_path / "seen.csv"), "--trained-on", str(config),
+            "--out", str(tmp_path / "empty.csv"), "--no-progress"]
+    assert main(seen) == 2
+    err = capsys.readouterr().err
+    assert "none of the 8 puzzles of" in err and "nothing was written" in err
+    assert not (tmp_path / "empty.csv").exists()

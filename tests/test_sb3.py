@@ -410,6 +410,7 @@ def test_halt_eval_aggregates_a_glob_of_seeds_to_their_iqm(tmp_path, capsys):
 
     venv = make_sb3_vec_env("HRM-Sudoku-v0", num_envs=4)
     for seed in range(3):  # three untrained policies: three different halting rules
+        (tmp_path / f"seed{seed}").mkdir()  # SB3 warns when it has to create the folder
         PPO("MlpPolicy", venv, seed=seed, device="cpu").save(tmp_path / f"seed{seed}" / "model")
     assert main(["halt", "eval", "--episodes", "64", "--policies",
                  f"fixed:2,ppo:{tmp_path}/seed*/model.zip", "--json",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -112,6 +113,41 @@ def test_a_resumed_fine_tune_continues_without_its_init_checkpoint(trained_run, 
     assert resumed.step == 15
 
 
+def test_a_fresh_run_refuses_a_folder_that_holds_a_run_and_resume_continues_it(trained_run,
+                                                                              tmp_path):
+    import shutil
+
+    from hrm_rl.agents.trainer import RunExistsError
+
+    trainer, _, _, tmp = trained_run
+    run = tmp_path / "run"
+    shutil.copytree(trainer.run_dir, run)
+    (run / ".lock").unlink(missing_ok=True)
+    files = {p: p.read_bytes() for p in sorted(run.rglob("*")) if p.is_file()}
+    with pytest.raises(RunExistsError, match=re.escape(f"{run} already holds a run (checkpoints "
+                                                      f"in {run / 'checkpoints'})")) as refused:
+        ACTTrainer(tiny_config(tmp), run, progress=False)  # fit() twice into one folder
+    assert isinstance(refused.value, FileExistsError)
+    assert "new folder" in str(refused.value) and f"ACTTrainer.resume('{run}')" in str(
+        refused.value)
+    assert {p: p.read_bytes() for p in sorted(run.rglob("*")) if p.is_file()} == files
+    resumed = ACTTrainer.resume(run, ["train.steps=82"], progress=False)
+    assert resumed.step == 80
+    resumed.fit()
+    assert resumed.step == 82
+    # figures alone (a run killed before its first checkpoint) count as a run too
+    figures = tmp_path / "figures"
+    figures.mkdir()
+    shutil.copy(run / "metrics.jsonl", figures)
+    with pytest.raises(RunExistsError, match="figures in .*metrics.jsonl"):
+        ACTTrainer(tiny_config(tmp), figures, progress=False)
+    # an empty folder, or one with only a lock or TensorBoard events, takes a fresh run
+    empty = tmp_path / "empty"
+    ACTTrainer(tiny_config(tmp), empty, progress=False).lock.release()
+    assert list(empty.glob("events.out.tfevents.*"))
+    ACTTrainer(tiny_config(tmp), empty, progress=False).lock.release()
+
+
 def test_init_from_refuses_weights_of_another_architecture_and_missing_folders(trained_run,
                                                                                tmp_path):
     trainer, _, _, tmp = trained_run
@@ -183,6 +219,26 @@ def test_eval_cli_on_the_bundled_core_with_zero_blanks(tmp_path, capsys):
     out = json.loads(capsys.readouterr().out)
     assert out["n"] == 50 and len(out["exact_by_segment"]) == 8
     assert out["exact_by_segment"][-1] > out["exact_by_segment"][0]
+
+
+def test_eval_cli_reads_the_checkpoints_own_split_by_name(tmp_path, capsys, monkeypatch):
+    from hrm_rl.checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint("sudoku4")
+    monkeypatch.chdir(tmp_path)  # no file named "test" here
+    args = ["--limit", "40", "--max-segments", "2", "--no-progress"]
+    assert main(["eval", "sudoku4", "--data", "test", *args]) == 0
+    by_name = json.loads(capsys.readouterr().out)
+    assert main(["eval", "sudoku4", "--data", str(ckpt.path / "test.csv"), *args]) == 0
+    by_path = json.loads(capsys.readouterr().out)
+    assert by_name["n"] == 40 and by_name["data"] == "test"
+    for key in ("exact_by_segment", "cell_by_segment", "exact_acc_qhalt"):
+        assert by_name[key] == by_path[key]
+    assert main(["eval", "sudoku4", "--data", "val", *args]) == 0  # a halting split
+    assert json.loads(capsys.readouterr().out)["n"] == 40
+    with pytest.raises(SystemExit):
+        main(["eval", "--help"])
+    assert "hrm_rl/checkpoints/<core>/test.csv" in " ".join(capsys.readouterr().out.split())
 
 
 def test_a_time_budgeted_run_shows_its_budget_in_the_progress_bar(tmp_path, capsys):
