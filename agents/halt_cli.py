@@ -245,7 +245,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def _check_recorded_core(recording: str, identity: dict[str, Any], checkpoint: str) -> None:
     """A ValueError when ``checkpoint`` is not the core ``recording`` was recorded from."""
     from hrm_rl.checkpoint import WEIGHTS, resolve_checkpoint
-    from hrm_rl.trace import file_sha256
+    from hrm_rl.checkpoint import file_sha256
 
     recorded = identity.get("weights_sha256")
     if recorded and file_sha256(resolve_checkpoint(checkpoint) / WEIGHTS) != recorded:

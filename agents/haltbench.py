@@ -83,7 +83,7 @@ def core_traces(core: str | Path, cache_dir: str | Path | None = None,
     for the same weights (the file name carries the weights' SHA-256), else recorded (and
     saved there when ``cache_dir`` is given). Returns ``{split: (trace, path or None)}``."""
     from hrm_rl.checkpoint import WEIGHTS, resolve_checkpoint
-    from hrm_rl.trace import file_sha256
+    from hrm_rl.checkpoint import file_sha256
 
     folder = resolve_checkpoint(core)
     sha = file_sha256(folder / WEIGHTS)[:12]

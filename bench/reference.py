@@ -68,6 +68,7 @@ from typing import Any, Callable, Iterator
 import torch
 import torch.nn.functional as F
 
+from hrm_rl.cli_types import int_in
 from hrm_rl.config import RunConfig, load_config
 from hrm_rl.device import resolve_device
 from hrm_rl.model.flops import matmul_peak_gflops, segment_flops
@@ -783,7 +784,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "CPU, where a batch of 32 takes tens of seconds a step); repeatable")
     parser.add_argument("--eval-segments", type=int, default=4,
                         help="segments per evaluation round (one batch from the initial carry)")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (0: torch's)")
+    parser.add_argument("--threads", type=int_in(0, 1024), default=1,
+                        help="torch threads (0: torch's)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--optimizer", choices=("adamw", "adam_atan2"), default="adamw",
                         help="both sides' optimiser (adam_atan2: hrm_rl.optim.AdamATan2)")

@@ -85,8 +85,8 @@ import torch
 from gymnasium import spaces
 from gymnasium.vector import AutoresetMode, VectorEnv
 
-from hrm_rl.checkpoint import (WEIGHTS, load_checkpoint, read_checkpoint_config,
-                               resolve_checkpoint)
+from hrm_rl.checkpoint import (WEIGHTS, file_sha256, load_checkpoint,
+                               read_checkpoint_config, resolve_checkpoint)
 from hrm_rl.data import ShuffledSource
 from hrm_rl.device import resolve_device
 from hrm_rl.model import SegmentOutput
@@ -94,7 +94,7 @@ from hrm_rl.segment_engine import SegmentEngine, SegmentStep
 from hrm_rl.tasks.base import PuzzleBatch
 from hrm_rl.trace import (DEFAULT_TRACK, FEATURE_NAMES, FEATURES, N_FEATURES,
                           N_MODEL_FEATURES, TRACKS, Trace, feature_bounds,
-                          file_sha256, load_trace, segment_features, track_features)
+                          load_trace, segment_features, track_features)
 from hrm_rl.envs import DefaultCheckpoint
 from hrm_rl.envs.rendering import render_rgb
 from hrm_rl.envs.rollouts import TraceCore, TraceRows, replay_puzzles

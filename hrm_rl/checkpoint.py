@@ -68,6 +68,8 @@ HALTING_FILES = {"train": "halting_train.csv", "val": "halting_val.csv"}
 _KEEP = 2
 _STEP_DIR = re.compile(r"step_(\d+)")
 ARCHITECTURE_KEY = "hrm_rl.architecture"
+WEIGHTS_SHA_KEY = "weights_sha256"
+"""``config.json``'s ``meta`` key for the SHA-256 of ``model.safetensors`` (verified on load)."""
 FINGERPRINT_KEY = "hrm_rl.architecture_sha256"
 """safetensors metadata keys: the canonical JSON of ``architecture(config)`` and its sha256."""
 _NOT_ARCHITECTURE = frozenset({"gradient"})  # which steps carry the gradient: training only
@@ -210,7 +212,8 @@ def save_checkpoint(folder: str | Path, model: RecurrentCore, config: RunConfig,
     ``trainer_state`` is given.
 
     ``config.json`` holds ``{"run": <RunConfig>, "model": <resolved ModelConfig>, "meta": ...}``
-    and is written last. The weights' safetensors metadata holds the model's
+    and is written last; ``meta["weights_sha256"]`` is the SHA-256 of the weights file,
+    which ``load_checkpoint`` verifies. The weights' safetensors metadata holds the model's
     ``architecture`` and its fingerprint (checked by ``load_weights``).
     """
     folder = Path(folder)
@@ -218,7 +221,8 @@ def save_checkpoint(folder: str | Path, model: RecurrentCore, config: RunConfig,
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     metadata = _architecture_metadata(model.config)
     _fsync_write(folder / WEIGHTS, lambda tmp: save_file(state, tmp, metadata=metadata))
-    payload = {"run": config.to_dict(), "model": model.config.__dict__, "meta": meta or {}}
+    meta = {**(meta or {}), WEIGHTS_SHA_KEY: file_sha256(folder / WEIGHTS)}
+    payload = {"run": config.to_dict(), "model": model.config.__dict__, "meta": meta}
     if test_puzzles is not None:
         task, puzzles = test_puzzles
         _fsync_write(folder / TEST_PUZZLES, lambda tmp: task.write_csv(tmp, puzzles))
@@ -507,6 +511,11 @@ def load_weights(model: RecurrentCore, path: str | Path) -> None:
         raise ValueError(f"{path} does not fit the model described by its {CONFIG} "
                          f"({'; '.join(parts)}); were the weights saved from another config?")
     check_architecture(path, model.config)
+    bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise ValueError(f"{path}: {len(bad)} tensor(s) hold NaN or inf ({', '.join(bad[:5])}"
+                         f"{' ...' if len(bad) > 5 else ''}); refusing weights that cannot "
+                         "compute anything")
     model.load_state_dict(state)
 
 
@@ -561,6 +570,8 @@ def stamp_architecture(folder: str | Path) -> bool:
     tensors = load_file(path)
     metadata = _architecture_metadata(ckpt.model.config)
     _fsync_write(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
+    if WEIGHTS_SHA_KEY in ckpt.meta:  # the file's bytes changed: record their new hash
+        stamp_weights_sha256(folder)
     return True
 
 
@@ -598,6 +609,45 @@ def load_checkpoint(name_or_path: str | Path, device: torch.device | str = "cpu"
             raise ValueError(f"{folder / CONFIG}: model {key}={getattr(model_cfg, key)} does "
                              f"not match task {task.name} ({key}={getattr(task, key)})")
     model = build_model(model_cfg)
-    load_weights(model, folder / WEIGHTS)
+    load_weights(model, folder / WEIGHTS)  # torn files, shapes, architecture, NaN first
+    check_weights_sha256(folder, meta)     # then any other change to the bytes
     model.to(device).eval()
     return Checkpoint(model, task, config, meta, folder)
+
+
+def file_sha256(path: str | Path) -> str:
+    """SHA-256 (hex) of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def check_weights_sha256(folder: str | Path, meta: dict[str, Any]) -> None:
+    """Refuse weights whose SHA-256 is not the one ``config.json`` recorded when they were
+    saved (flipped bytes, a truncated copy, another file put in their place). Checkpoints
+    saved before the hash was recorded load unchecked (``stamp_weights_sha256`` adds it)."""
+    expected = meta.get(WEIGHTS_SHA_KEY) if isinstance(meta, dict) else None
+    if expected is None:
+        return
+    path = Path(folder) / WEIGHTS
+    actual = file_sha256(path)
+    if actual != expected:
+        raise ValueError(f"{path}: its SHA-256 {actual[:16]}... is not the {expected[:16]}... "
+                         f"recorded in {CONFIG} when it was saved: the weights were changed or "
+                         "corrupted since; restore them (or train/copy the checkpoint again)")
+
+
+def stamp_weights_sha256(folder: str | Path) -> str:
+    """Record the SHA-256 of ``folder``'s weights, as they are now, in its ``config.json``
+    (for checkpoints saved before it was recorded, and after ``stamp_architecture``
+    rewrites the file), once they load: shapes, architecture and finite values are checked,
+    a hash recorded before is not."""
+    folder = resolve_checkpoint(folder)
+    load_weights(build_model(read_checkpoint_config(folder)[1]), folder / WEIGHTS)
+    path = folder / CONFIG
+    payload = json.loads(path.read_text())
+    payload.setdefault("meta", {})[WEIGHTS_SHA_KEY] = sha = file_sha256(folder / WEIGHTS)
+    atomic_write_text(path, json.dumps(payload, indent=2, sort_keys=True))
+    return sha

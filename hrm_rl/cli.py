@@ -526,8 +526,20 @@ def main(argv: list[str] | None = None) -> int:
     from hrm_rl.checkpoint import RunLockedError
     from hrm_rl.config import ConfigError
 
+    if sys.stdout is None or sys.stdout.closed:  # started with stdout closed (``>&-``):
+        # print() would drop every result without a word
+        print(f"hrm-rl {args.command}: error: standard output is closed; nothing to write "
+              "the results to (redirect it to a file instead)", file=sys.stderr)
+        return 2
     try:
-        return args.func(args)
+        code = args.func(args)
+        try:
+            sys.stdout.flush()  # a full disk or a closed pipe shows here, not after exit 0
+        except OSError as err:
+            print(f"hrm-rl {args.command}: error: could not write standard output "
+                  f"({err.strerror or err})", file=sys.stderr)
+            return 2
+        return code
     except (ConfigError, FileNotFoundError, ValueError, RunLockedError) as err:
         print(f"hrm-rl {args.command}: error: {err}", file=sys.stderr)
         return 2

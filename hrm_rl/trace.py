@@ -746,15 +746,6 @@ def predict_halts(policy: Any, trace: Trace, track: str = DEFAULT_TRACK,
     return halt_at
 
 
-def file_sha256(path: str | Path) -> str:
-    """SHA-256 (hex) of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def record_core_trace(checkpoint: str | Path, split: str = "test",
                       max_segments: int | None = None, episodes: int | None = None,
                       latent: bool = False, batch_size: int = 512,
@@ -763,7 +754,7 @@ def record_core_trace(checkpoint: str | Path, split: str = "test",
     (``train``, ``val``, ``test`` or a CSV path): its first ``episodes`` puzzles (default
     all) run to ``max_segments`` (default the core's training cap), with an identity naming
     the core, its weights' SHA-256, its run config and the split."""
-    from hrm_rl.checkpoint import WEIGHTS, load_checkpoint
+    from hrm_rl.checkpoint import WEIGHTS, file_sha256, load_checkpoint
 
     ckpt = load_checkpoint(checkpoint, device)
     puzzles = ckpt.puzzles(str(split), progress)

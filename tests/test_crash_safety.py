@@ -496,9 +496,14 @@ def test_checkpoints_without_a_fingerprint_load_and_can_be_stamped(tmp_path):
     for name in ("sudoku4", "maze6"):  # bundled: stamped
         with safe_open(str(resolve_checkpoint(name) / WEIGHTS), framework="pt") as f:
             assert FINGERPRINT_KEY in (f.metadata() or {})
-    folder = tmp_path / "sudoku4"  # as saved before fingerprints: no metadata
+    folder = tmp_path / "sudoku4"  # as saved before fingerprints: no metadata, no hash
     shutil.copytree(resolve_checkpoint("sudoku4"), folder)
     save_file(load_file(folder / WEIGHTS), folder / WEIGHTS)
+    with pytest.raises(ValueError, match="SHA-256"):  # the bundled config records the hash
+        load_checkpoint(folder)
+    payload = json.loads((folder / "config.json").read_text())
+    del payload["meta"]["weights_sha256"]
+    (folder / "config.json").write_text(json.dumps(payload))
     load_checkpoint(folder)  # loads unchecked
     assert stamp_architecture(folder) and not stamp_architecture(folder)
     original = load_file(resolve_checkpoint("sudoku4") / WEIGHTS)
@@ -644,3 +649,16 @@ def test_default_run_names_are_unique_and_halt_train_keeps_a_model(tmp_path, cap
                  "--no-eval", "--no-progress"]) == 2
     assert "already holds a trained model.zip" in capsys.readouterr().err
     assert (tmp_path / "model.zip").read_bytes() == b"kept"
+
+
+def test_stamping_the_architecture_keeps_the_recorded_weights_hash_true(tmp_path):
+    from safetensors.torch import save_file
+
+    folder = tmp_path / "maze6"
+    shutil.copytree(resolve_checkpoint("maze6"), folder)
+    save_file(load_file(folder / WEIGHTS), folder / WEIGHTS)  # no architecture metadata
+    from hrm_rl.checkpoint import stamp_weights_sha256
+
+    stamp_weights_sha256(folder)  # the hash of these bytes
+    assert stamp_architecture(folder)  # rewrites the file...
+    load_checkpoint(folder)  # ...and its hash with it

@@ -223,6 +223,46 @@ def test_torn_weights_and_config_are_clear_errors(small_run, tmp_path):
         load_checkpoint(ckpt)
 
 
+def test_changed_weight_bytes_are_refused_by_their_sha256(small_run, tmp_path, capsys):
+    ckpt = _copy_checkpoint(small_run, tmp_path)
+    data = bytearray((ckpt / WEIGHTS).read_bytes())
+    for i in range(len(data) - 200, len(data) - 136):  # 64 bytes inside the last tensor
+        data[i] ^= 0x01
+    (ckpt / WEIGHTS).write_bytes(bytes(data))
+    with pytest.raises(ValueError, match=r"model.safetensors: its SHA-256 .* is not the .* "
+                                         r"recorded in config.json"):
+        load_checkpoint(ckpt)
+    assert main(["eval", str(ckpt), "--data", "test", "--no-progress"]) == 2
+    assert "SHA-256" in capsys.readouterr().err
+
+
+def test_every_bundled_core_records_and_matches_its_weights_sha256():
+    from hrm_rl.checkpoint import (WEIGHTS_SHA_KEY, bundled_checkpoints, file_sha256,
+                                   read_checkpoint_config)
+
+    for name, folder in bundled_checkpoints().items():
+        meta = read_checkpoint_config(folder)[2]
+        assert meta.get(WEIGHTS_SHA_KEY) == file_sha256(folder / WEIGHTS), name
+
+
+def test_non_finite_weights_are_refused(small_run, tmp_path):
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    ckpt = _copy_checkpoint(small_run, tmp_path)
+    payload = json.loads((ckpt / CONFIG).read_text())
+    payload["meta"].pop("weights_sha256", None)  # as a checkpoint from before the hash
+    (ckpt / CONFIG).write_text(json.dumps(payload))
+    state = load_file(ckpt / WEIGHTS)
+    with __import__("safetensors").safe_open(ckpt / WEIGHTS, "pt") as f:
+        metadata = f.metadata()
+    state = {k: torch.full_like(v, float("nan")) if v.is_floating_point() else v
+             for k, v in state.items()}
+    save_file(state, ckpt / WEIGHTS, metadata=metadata)
+    with pytest.raises(ValueError, match=r"model.safetensors: \d+ tensor\(s\) hold NaN or inf"):
+        load_checkpoint(ckpt)
+
+
 def test_latest_pointing_nowhere_is_a_clear_error(small_run, tmp_path):
     import shutil
 
@@ -293,3 +333,46 @@ def test_vector_env_actions_outside_the_space(actions, message):
         venv.step(actions)
     assert message in str(err.value)
     venv.step(np.array([1, 0, 1.0]))  # whole floats are accepted; the env still works
+
+
+def test_a_nul_byte_in_a_csv_row_is_refused(tmp_path, capsys):
+    from hrm_rl.checkpoint import bundled_checkpoints
+
+    lines = (bundled_checkpoints()["sudoku4"] / "test.csv").read_text().splitlines()[:5]
+    lines[2] = lines[2][:3] + "\x00" + lines[2][3:]
+    path = tmp_path / "nul.csv"
+    path.write_text("\n".join(lines) + "\n")
+    assert main(["eval", "sudoku4", "--data", str(path), "--no-progress"]) == 2
+    assert f"{path}:3: a NUL byte in the row" in capsys.readouterr().err
+
+
+def test_an_arc_csv_with_a_nul_byte_or_binary_bytes_is_refused(tmp_path):
+    from hrm_rl.tasks.arc.task import _CSV_HEADER
+
+    task = load_checkpoint("arc-tiny").task
+    path = tmp_path / "arc.csv"
+    path.write_text(",".join(_CSV_HEADER) + "\nx,01/10,\x0010/01,0\n")
+    with pytest.raises(ValueError, match=r"arc.csv:2: a NUL byte"):
+        task.read_csv(path)
+    path.write_bytes(b"\xff\xfe\x00binary")
+    with pytest.raises(ValueError, match=r"arc.csv: not UTF-8 text"):
+        task.read_csv(path)
+
+
+def test_eval_with_stdout_closed_is_an_error_not_a_silent_exit_0():
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "hrm_rl", "eval", "sudoku4", "--data", "test",
+                           "--limit", "4", "--no-progress"], stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE, text=True, timeout=300,
+                          preexec_fn=lambda: __import__("os").close(1))
+    assert done.returncode == 2
+    assert "standard output is closed" in done.stderr
+
+
+def test_bench_reference_refuses_negative_threads(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["bench", "reference", "--threads", "-1"])
+    assert exit_.value.code == 2
+    assert "--threads: must be in [0, 1024], got -1" in capsys.readouterr().err

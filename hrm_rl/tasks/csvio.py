@@ -39,6 +39,14 @@ class CsvRows:
     size: int
 
 
+def refuse_nul(path: Path, line: int, row: list[str]) -> None:
+    """A ValueError naming the file and line when a field holds a NUL byte (Python's csv
+    reader takes them, and no puzzle file of ours has one: a binary or corrupt file)."""
+    if any("\x00" in field for field in row):
+        raise ValueError(f"{path}:{line}: a NUL byte in the row; this is not a text CSV "
+                         "(a binary or corrupt file?)")
+
+
 def read_rows(path: Path, size: int | None, limit: int | None, noun: str,
               infer_size: Callable[[int], int],
               size_hint: Callable[[int, int], str]) -> CsvRows:
@@ -77,6 +85,7 @@ def read_rows(path: Path, size: int | None, limit: int | None, noun: str,
                 line = reader.line_num
                 if not row:
                     continue
+                refuse_nul(path, line, row)
                 size = _check_row(path, line, row, size, infer_size, size_hint)
                 sources.append(row[0])
                 questions.append(row[1])

@@ -13,6 +13,7 @@ import torch
 
 from hrm_rl.config import DataConfig
 from hrm_rl.tasks.base import IGNORE_LABEL, PuzzleBatch, Task
+from hrm_rl.tasks.csvio import refuse_nul
 from hrm_rl.tasks.arc.canvas import (COLOR0, DIHEDRAL, EOS, GRID, NUM_COLORS, PAD, SEQ_LEN, VOCAB,
                                      _recolor, _transform_canvases, decode_grids, dihedral,
                                      encode_grid, grid_shapes, inverse_dihedral)
@@ -206,14 +207,22 @@ class ARCTask(Task):
         self._refuse_check_unique(check_unique)
         path = Path(path)
         inputs, outputs, ids = [], [], []
-        with path.open(newline="") as f:
+        with path.open(newline="", encoding="utf-8-sig") as f:  # a BOM is fine
             reader = csv.reader(f)
-            header = next(reader, None)
+            try:
+                header = next(reader, None)
+                rows = list(reader)
+            except UnicodeDecodeError as err:
+                raise ValueError(f"{path}: not UTF-8 text ({err.reason}) after line "
+                                 f"{reader.line_num}; save the file as UTF-8") from None
+            except csv.Error as err:
+                raise ValueError(f"{path}:{reader.line_num}: malformed CSV: {err}") from None
             if header != _CSV_HEADER:
                 raise ValueError(f"{path}: expected the header {','.join(_CSV_HEADER)}, got "
                                  f"{header!r}")
-            for row in reader:
-                where = f"{path}:{reader.line_num}"
+            for line, row in enumerate(rows, 2):
+                where = f"{path}:{line}"
+                refuse_nul(path, line, row)
                 if len(row) != 4:
                     raise ValueError(f"{where}: expected 4 fields, got {len(row)}")
                 inputs.append(_parse_text_grid(row[1], f"{where}: input"))
