@@ -228,6 +228,11 @@ def test_a_saved_config_with_a_key_its_task_does_not_read_still_loads(tmp_path):
 @pytest.mark.parametrize("overrides, message", [
     (["task.size=5"], "task.size: Sudoku comes in sizes 4, 6 and 9, got 5"),
     (["task.size=4", "data.max_givens=3"], "data.max_givens: 3 is infeasible with task.size=4"),
+    (["task.size=4", "data.max_givens=100"], "data.max_givens: must be at most the 16 cells"),
+    (["task.name=maze", "task.size=6", "data.min_difficulty=1000"],
+     "data.min_difficulty: 1000 is infeasible with task.size=6: .* at most 34 steps"),
+    (["task.name=maze", "task.size=6", "data.min_difficulty=35"],
+     "data.min_difficulty: 35 is infeasible"),
     (["task.name=maze", "task.size=65"], r"task.size: a maze side must be in \[4, 64\]"),
     (["task.name=maze", "data.layout=easy"], "data.layout: must be 'hard' or 'mix'"),
     (["task.name=arc", "task.dataset=arc3"], "task.dataset: must be 'arc1' or 'arc2'"),

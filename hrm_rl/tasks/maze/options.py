@@ -41,6 +41,11 @@ class MazeOptions(TaskOptions):
                 f"got {share!r} with layout {data.layout!r}")
         require(0.0 <= data.lattice_share <= 1.0, "data.lattice_share",
                 f"must be a share in [0, 1], got {data.lattice_share!r}")
+        longest = self.size * self.size - 2  # a path through every cell but a wall
+        require(data.min_difficulty <= longest, "data.min_difficulty",
+                f"{data.min_difficulty} is infeasible with task.size={self.size}: a shortest "
+                f"path in a {self.size}x{self.size} maze has at most {longest} steps "
+                "(0 = the generator's default)")
 
     def make(self) -> MazeTask:
         return MazeTask(self.size, self.tie_break)

@@ -37,6 +37,9 @@ class SudokuOptions(TaskOptions):
                     f"{data.max_givens} is infeasible with task.size={self.size}: no "
                     f"{self.size}x{self.size} Sudoku with a unique solution has fewer "
                     f"than {fewest} givens")
+            require(data.max_givens <= cells, "data.max_givens",
+                    f"must be at most the {cells} cells of a task.size={self.size} "
+                    f"Sudoku, got {data.max_givens}")
         if data.min_givens is not None:
             require(data.min_givens <= cells, "data.min_givens",
                     f"must be at most the {cells} cells of a task.size={self.size} "
