@@ -30,6 +30,7 @@ import torch
 
 from hrm_rl.model.flops import matmul_peak_gflops, segment_flops
 from hrm_rl.checkpoint import load_checkpoint
+from hrm_rl.cli_types import int_in, positive_float
 from hrm_rl.envs.halting import HaltingEnv, HaltingVectorEnv
 from hrm_rl.data import ShuffledSource
 from hrm_rl.envs.rollouts import record_rollouts
@@ -143,8 +144,10 @@ def roofline(checkpoint: str, vector_env_256: float, sync_vector_env_256: float
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``hrm-rl bench env``."""
     parser.add_argument("--checkpoint", default="sudoku4")
-    parser.add_argument("--seconds", type=float, default=5.0, help="timed seconds per setup")
-    parser.add_argument("--threads", type=int, default=2, help="torch threads (0: torch's)")
+    parser.add_argument("--seconds", type=positive_float, default=5.0,
+                        help="timed seconds per setup")
+    parser.add_argument("--threads", type=int_in(0, 1024), default=2,
+                        help="torch threads (0: torch's)")
 
 
 def run_from_args(args: argparse.Namespace) -> dict[str, Any]:

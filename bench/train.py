@@ -46,6 +46,7 @@ import torch
 
 from hrm_rl.model.flops import (autocast_linear_gflops, counted_train_step_flops,
                                 matmul_gflops, matmul_peak_gflops, onednn_mm, segment_flops)
+from hrm_rl.cli_types import int_in, positive_float, positive_int
 from hrm_rl.config import RunConfig, load_config
 from hrm_rl.device import bf16_matmul_units, resolve_device
 from hrm_rl.model import onednn
@@ -373,9 +374,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``hrm-rl bench train``."""
     parser.add_argument("--tiny-config", help=f"default {TINY_CONFIG} (or the bundled core's)")
     parser.add_argument("--paper-config", help=f"default {PAPER_CONFIG} (or the built-in)")
-    parser.add_argument("--seconds", type=float, default=6.0,
+    parser.add_argument("--seconds", type=positive_float, default=6.0,
                         help="timed seconds per tiny-config variant (split over the rounds)")
-    parser.add_argument("--threads", type=int, default=2, help="torch threads (0: torch's)")
+    parser.add_argument("--threads", type=int_in(0, 1024), default=2,
+                        help="torch threads (0: torch's)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--no-compile", action="store_true", help="skip torch.compile")
     parser.add_argument("--all-compile-modes", action="store_true",
@@ -384,11 +386,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--variants", type=lambda text: text.split(","), default=None,
                         help="comma-separated tiny-config variants to time, the first the "
                              "reference (default: all but the two slow compile modes)")
-    parser.add_argument("--rounds", type=int, default=6,
+    parser.add_argument("--rounds", type=positive_int, default=6,
                         help="interleaved rounds the tiny-config variants are timed in")
     parser.add_argument("--no-paper", action="store_true", help="skip the paper config")
-    parser.add_argument("--paper-batch", type=int, default=2)
-    parser.add_argument("--paper-steps", type=int, default=2)
+    parser.add_argument("--paper-batch", type=positive_int, default=2)
+    parser.add_argument("--paper-steps", type=positive_int, default=2)
     parser.add_argument("--no-omp-probe", action="store_true",
                         help="skip the OMP_WAIT_POLICY ACTIVE/PASSIVE comparison (CPU)")
     parser.add_argument("--paper-bf16", action="store_true",

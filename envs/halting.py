@@ -194,7 +194,8 @@ class _HaltingCore:
         self.track = track
         if reward not in _REWARDS:
             raise ValueError(f"reward must be one of {_REWARDS}, got {reward!r}")
-        if not (isinstance(step_cost, (int, float)) and not isinstance(step_cost, bool)
+        if not (isinstance(step_cost, (int, float, np.integer, np.floating))  # numpy
+                and not isinstance(step_cost, (bool, np.bool_))  # scalars from sweeps too
                 and 0 <= step_cost <= 1):
             raise ValueError(f"step_cost must be a number in [0, 1], got {step_cost!r}")
         if not _is_int(num_envs) or num_envs < 1:

@@ -338,8 +338,13 @@ def _cmd_rollouts(args: argparse.Namespace) -> int:
     existing ``--out`` is refused (exit 2) unless ``--force``."""
     import torch
 
+    from hrm_rl.device import resolve_device
     from hrm_rl.envs.rollouts import record_rollouts
 
+    try:
+        resolve_device(args.device)  # as eval does: a clear error before any work
+    except ValueError as err:
+        raise ValueError(f"--device: {err}") from None
     if args.threads:
         torch.set_num_threads(args.threads)
     try:

@@ -540,6 +540,9 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
             _warn_renamed(dotted)
             dotted = RENAMED_KEYS[dotted]
         parts = dotted.split(".")
+        if not all(parts) or not all(re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", p) for p in parts):
+            raise ConfigError(f"override {item!r}: {dotted!r} is not a dotted key like "
+                              "train.lr (names joined by single dots)")
         node = data
         for part in parts[:-1]:
             node = node.setdefault(part, {})

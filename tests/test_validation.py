@@ -376,3 +376,45 @@ def test_bench_reference_refuses_negative_threads(capsys):
         main(["bench", "reference", "--threads", "-1"])
     assert exit_.value.code == 2
     assert "--threads: must be in [0, 1024], got -1" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["bench", "env", "--seconds", "-1"], "--seconds: must be a finite number > 0, got -1"),
+    (["bench", "env", "--threads", "-3"], "--threads: must be in [0, 1024], got -3"),
+    (["bench", "train", "--rounds", "0"], "--rounds: must be >= 1, got 0"),
+])
+def test_bench_numbers_are_checked_as_they_are_parsed(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_an_override_without_a_key_name_is_named(capsys):
+    assert main(["params", "sudoku4-tiny", "--set", ".lr=1"]) == 2
+    assert "'.lr' is not a dotted key like train.lr" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("device, message", [
+    ("tpu", "--device: unknown device 'tpu'"),
+    ("cuda:7", "--device:"),
+])
+def test_rollouts_record_checks_the_device_first(device, message, tmp_path, capsys):
+    import torch
+
+    if device.startswith("cuda") and torch.cuda.device_count() > 7:
+        pytest.skip("this machine has a cuda:7")
+    out = tmp_path / "r.npz"
+    assert main(["rollouts", "record", "sudoku4", "--out", str(out), "--device", device,
+                 "--no-progress"]) == 2
+    assert message in capsys.readouterr().err and not out.exists()
+
+
+def test_numpy_scalars_are_numbers_for_the_env():
+    import gymnasium as gym
+
+    import hrm_rl  # noqa: F401
+
+    env = gym.make("HRM-Sudoku-v0", step_cost=np.float32(0.01))
+    assert env.unwrapped.core.step_cost == pytest.approx(0.01)
+    with pytest.raises(ValueError, match="step_cost must be a number in"):
+        gym.make("HRM-Sudoku-v0", step_cost=np.float64("nan"))
