@@ -701,6 +701,10 @@ def _read_config_file(path: Path, chain: tuple[Path, ...]) -> dict[str, Any]:
     if not base_path.is_file():
         raise ConfigError(f"{path}: {EXTENDS_KEY}: config file not found: {base_path}")
     base = _read_config_file(base_path, (*chain, here))
+    try:  # a typo in the base is the base's, not this file's
+        from_dict(RunConfig, base)
+    except ConfigError as err:
+        raise ConfigError(f"{base_path} (extended by {path}): {err}") from None
     base.pop("name", None)
     for dotted in RENAMED_KEYS.items():  # a key this file sets replaces both of its names
         (section, old), (_, new) = (name.split(".") for name in dotted)

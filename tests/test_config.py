@@ -294,3 +294,13 @@ def test_extends_a_former_key_name_is_replaced_by_the_extending_files_setting(tm
         warnings.simplefilter("ignore")
         a, b = load_config(tmp_path / "a.yaml"), load_config(tmp_path / "b.yaml")
     assert (a.train.max_segments, b.train.max_segments, b.train.lr) == (4, 8, 1e-3)
+
+
+def test_a_typo_in_an_extended_base_is_reported_against_the_base(tmp_path):
+    (tmp_path / "base.yaml").write_text("task: {name: sudoku, size: 4}\ntrian: {steps: 1}\n")
+    (tmp_path / "child.yaml").write_text("extends: base.yaml\nname: x\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(tmp_path / "child.yaml")
+    text = str(err.value)
+    assert text.startswith(f"{tmp_path / 'base.yaml'} (extended by {tmp_path / 'child.yaml'})")
+    assert "unknown key(s) trian" in text
