@@ -717,11 +717,11 @@ def _add_subcommands(hsub: argparse._SubParsersAction) -> None:
     p.add_argument("--baseline", default="qhead",
                    help="the policy each row's paired reward difference is against "
                         "(default qhead)")
+    p.add_argument("--episodes", type=positive_int, default=None,
+                   help="puzzles to score: the split's first N (default: all, each once)")
     p.add_argument("--per-puzzle", metavar="FILE.csv", default=None,
                    help="write one row per puzzle: its key, question, difficulty, and each "
                         "policy's halting segment and correctness")
-    p.add_argument("--episodes", type=positive_int, default=None,
-                   help="puzzles to score: the split's first N (default: all, each once)")
     p.add_argument("--seed", type=seed_int, default=0, help="random:P's seed")
     p.add_argument("--out-dir", help="where pareto.png and TensorBoard events go")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
