@@ -236,6 +236,8 @@ def save_checkpoint(folder: str | Path, model: RecurrentCore, config: RunConfig,
 
 def _link_or_copy(src: Path, dst: Path) -> None:
     """Hard-link ``src`` to ``dst`` (replacing it), or copy atomically where links fail."""
+    if dst.exists() and os.path.samefile(src, dst):  # already it (a step saved twice):
+        return  # rename() between two links of one file does nothing and leaves the temp
     tmp = dst.with_name(f".{dst.name}.link")
     tmp.unlink(missing_ok=True)
     try:

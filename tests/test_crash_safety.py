@@ -662,3 +662,16 @@ def test_stamping_the_architecture_keeps_the_recorded_weights_hash_true(tmp_path
     stamp_weights_sha256(folder)  # the hash of these bytes
     assert stamp_architecture(folder)  # rewrites the file...
     load_checkpoint(folder)  # ...and its hash with it
+
+
+def test_linking_the_test_csv_twice_leaves_no_temporary_file(tmp_path):
+    from hrm_rl.checkpoint import _link_or_copy
+
+    src = tmp_path / "test.csv"
+    src.write_text("source,question,answer,rating\n")
+    dst = tmp_path / "step" / "test.csv"
+    dst.parent.mkdir()
+    _link_or_copy(src, dst)
+    _link_or_copy(src, dst)  # the last step saved twice
+    assert sorted(p.name for p in dst.parent.iterdir()) == ["test.csv"]
+    assert dst.read_text() == src.read_text()
