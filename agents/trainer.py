@@ -77,6 +77,8 @@ from hrm_rl.tasks.splits import build_splits
 
 METRICS_FILE = "metrics.jsonl"
 """Per-window training figures, one JSON object per line, in the run folder."""
+SUMMARY_FILE = "summary.json"
+"""The run's final figures, written when its final evaluation and save are done."""
 CONFIG_FILE = "config.yaml"
 """The run's config in its folder, written when ``fit`` starts; read again on resume."""
 _STATE_FORMAT = 1
@@ -716,6 +718,10 @@ class ACTTrainer:
     def _fit(self) -> dict[str, Any]:
         t = self.config.train
         done = self.nothing_to_do()
+        if done is not None and self._owes_summary():  # killed during its final evaluation
+            summary = self._final_summary(self.step, 0.0)
+            self._write_summary(summary)
+            return summary
         if done is not None:  # e.g. a resumed run whose budget is spent: write nothing
             return {"steps": self.step, "train_seconds": round(self.elapsed_s(), 1),
                     "segments_per_s": 0.0, "parameters": self.model.num_parameters(),
@@ -769,29 +775,44 @@ class ACTTrainer:
                 if self.time_fraction() >= 1.0:
                     break
             bar.close()
-            seconds = time.perf_counter() - start
-            result = self.evaluate() if self.dist.is_main else None  # rank 0 evaluates
-            new_best = False
-            if result is not None:
-                self._log_eval(result)
-                new_best = self._note_eval(result)
-            final = result.to_dict() if result is not None else None
-            summary = {"steps": self.step, "train_seconds": round(self.elapsed_s(), 1),
-                       "segments_per_s": round((self.step - first_step) * t.batch_size
-                                               / max(seconds, 1e-9), 1),
-                       "parameters": self.model.num_parameters(), "eval": final}
-            self.save({"eval": final}, best=new_best)
+            summary = self._final_summary(first_step, time.perf_counter() - start)
         except KeyboardInterrupt as err:  # a second signal, or one without our handler
             if isinstance(err, TrainingInterrupted):
                 raise
             raise self._interrupted(at_once=self._phase is not None) from None
         finally:
             bar.close()
+        self._write_summary(summary)
+        return summary
+
+    def _owes_summary(self) -> bool:
+        """The run trained every step but has no ``summary.json``: it was killed during its
+        final evaluation or the save after it, so a resume still owes both."""
+        return (self.run_dir is not None and self.step > 0
+                and not (self.run_dir / SUMMARY_FILE).is_file())
+
+    def _final_summary(self, first_step: int, seconds: float) -> dict[str, Any]:
+        """The final evaluation (rank 0), logged and saved with the last checkpoint, and the
+        run's summary."""
+        t = self.config.train
+        result = self.evaluate() if self.dist.is_main else None  # rank 0 evaluates
+        new_best = False
+        if result is not None:
+            self._log_eval(result)
+            new_best = self._note_eval(result)
+        final = result.to_dict() if result is not None else None
+        summary = {"steps": self.step, "train_seconds": round(self.elapsed_s(), 1),
+                   "segments_per_s": round((self.step - first_step) * t.batch_size
+                                           / max(seconds, 1e-9), 1),
+                   "parameters": self.model.num_parameters(), "eval": final}
+        self.save({"eval": final}, best=new_best)
+        return summary
+
+    def _write_summary(self, summary: dict[str, Any]) -> None:
         if self.run_dir is not None:
-            (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+            atomic_write_text(self.run_dir / SUMMARY_FILE, json.dumps(summary, indent=2))
         if self.writer is not None:
             self.writer.flush()
-        return summary
 
 
 def _fingerprint(puzzles: PuzzleBatch) -> str:

@@ -675,3 +675,20 @@ def test_linking_the_test_csv_twice_leaves_no_temporary_file(tmp_path):
     _link_or_copy(src, dst)  # the last step saved twice
     assert sorted(p.name for p in dst.parent.iterdir()) == ["test.csv"]
     assert dst.read_text() == src.read_text()
+
+
+def test_resume_finishes_the_final_evaluation_a_kill_cut_off(data_dir, tmp_path):
+    """Killed after its last checkpoint, during the final evaluation: resuming owes the
+    evaluation and summary.json, not "nothing to train"."""
+    run = tmp_path / "run"
+    ACTTrainer(tiny(data_dir, "train.steps=4", "train.checkpoint_every=2"), run,
+               progress=False).fit()
+    expected = json.loads((run / "summary.json").read_text())
+    (run / "summary.json").unlink()  # as if killed before it was written
+    summary = ACTTrainer.resume(run, progress=False).fit()
+    assert "note" not in summary and summary["steps"] == 4
+    assert summary["eval"] == expected["eval"]  # the same weights evaluate the same
+    assert json.loads((run / "summary.json").read_text())["eval"] == expected["eval"]
+    again = ACTTrainer.resume(run, progress=False).fit()  # now there is nothing owed
+    assert "nothing to train" in again["note"]
+    assert not list(resolve_checkpoint(run).glob(".*"))  # no temporary file left behind
