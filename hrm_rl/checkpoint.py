@@ -42,6 +42,7 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -162,7 +163,7 @@ def write_halting_splits(folder: str | Path, progress: bool = False) -> list[Pat
             raise FileExistsError(f"{target} exists; remove it to regenerate")
         batch = ckpt.task.halting_split(split, ckpt.config.data, ckpt.puzzles("test"),
                                         progress)
-        _fsync_write(target, lambda tmp, b=batch: ckpt.task.write_csv(tmp, b))
+        atomic_write(target, lambda tmp, b=batch: ckpt.task.write_csv(tmp, b))
         written.append(target)
     return written
 
@@ -175,7 +176,11 @@ def bundled_checkpoints() -> dict[str, Path]:
     return {p.name: p for p in sorted(root.iterdir()) if (p / CONFIG).is_file()}
 
 
-def _fsync_write(path: Path, write) -> None:
+def atomic_write(path: str | Path, write: Callable[[str], Any]) -> None:
+    """Write ``path`` through ``write(tmp)`` into a temporary file beside it, fsync, then
+    rename: a crash, a kill or a full disk leaves the old file or the new one, never a torn
+    one. A failed write raises ``OSError`` naming ``path`` (not the temporary file)."""
+    path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
@@ -184,6 +189,9 @@ def _fsync_write(path: Path, write) -> None:
             os.fsync(f.fileno())
         os.chmod(tmp, 0o644)  # mkstemp creates 0600; checkpoints are meant to be shared
         os.replace(tmp, path)
+    except OSError as err:
+        Path(tmp).unlink(missing_ok=True)
+        raise OSError(err.errno, f"{err.strerror or err} while writing", str(path)) from err
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -198,7 +206,7 @@ def atomic_write_text(path: str | Path, text: str) -> None:
         with open(tmp, "w") as f:
             f.write(text)
 
-    _fsync_write(path, write)
+    atomic_write(path, write)
 
 
 def save_checkpoint(folder: str | Path, model: RecurrentCore, config: RunConfig,
@@ -220,16 +228,16 @@ def save_checkpoint(folder: str | Path, model: RecurrentCore, config: RunConfig,
     folder.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     metadata = _architecture_metadata(model.config)
-    _fsync_write(folder / WEIGHTS, lambda tmp: save_file(state, tmp, metadata=metadata))
+    atomic_write(folder / WEIGHTS, lambda tmp: save_file(state, tmp, metadata=metadata))
     meta = {**(meta or {}), WEIGHTS_SHA_KEY: file_sha256(folder / WEIGHTS)}
     payload = {"run": config.to_dict(), "model": model.config.__dict__, "meta": meta}
     if test_puzzles is not None:
         task, puzzles = test_puzzles
-        _fsync_write(folder / TEST_PUZZLES, lambda tmp: task.write_csv(tmp, puzzles))
+        atomic_write(folder / TEST_PUZZLES, lambda tmp: task.write_csv(tmp, puzzles))
     elif test_csv is not None:
         _link_or_copy(Path(test_csv), folder / TEST_PUZZLES)
     if trainer_state is not None:
-        _fsync_write(folder / TRAINER_STATE, lambda tmp: torch.save(trainer_state, tmp))
+        atomic_write(folder / TRAINER_STATE, lambda tmp: torch.save(trainer_state, tmp))
     atomic_write_text(folder / CONFIG, json.dumps(payload, indent=2, sort_keys=True))
     return folder
 
@@ -243,7 +251,7 @@ def _link_or_copy(src: Path, dst: Path) -> None:
     try:
         os.link(src, tmp)
     except OSError:
-        _fsync_write(dst, lambda t: shutil.copyfile(src, t))
+        atomic_write(dst, lambda t: shutil.copyfile(src, t))
         return
     os.replace(tmp, dst)
 
@@ -269,7 +277,7 @@ def save_run_checkpoint(run_dir: str | Path, step: int, model: RecurrentCore, co
         if not shared.is_file():
             root.mkdir(parents=True, exist_ok=True)
             task, puzzles = test_puzzles
-            _fsync_write(shared, lambda tmp: task.write_csv(tmp, puzzles))
+            atomic_write(shared, lambda tmp: task.write_csv(tmp, puzzles))
     folder = save_checkpoint(root / f"step_{step:07d}", model, config, meta, None,
                              trainer_state, shared)
     atomic_write_text(root / LATEST, folder.name)
@@ -571,7 +579,7 @@ def stamp_architecture(folder: str | Path) -> bool:
             return False
     tensors = load_file(path)
     metadata = _architecture_metadata(ckpt.model.config)
-    _fsync_write(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
+    atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
     if WEIGHTS_SHA_KEY in ckpt.meta:  # the file's bytes changed: record their new hash
         stamp_weights_sha256(folder)
     return True

@@ -174,6 +174,7 @@ def _trained_config(source: str):
 
 def _cmd_holdout(args: argparse.Namespace) -> int:
     """Write the puzzles of ``--data`` that none of the ``--trained-on`` runs trained on."""
+    from hrm_rl.checkpoint import atomic_write
     from hrm_rl.tasks import make_task
     from hrm_rl.tasks.splits import in_training_set
 
@@ -202,7 +203,7 @@ def _cmd_holdout(args: argparse.Namespace) -> int:
                          f"one is in a training set of {', '.join(args.trained_on)}); nothing "
                          f"was written to {out}")
     out.parent.mkdir(parents=True, exist_ok=True)
-    task.write_csv(out, kept)
+    atomic_write(out, lambda tmp: task.write_csv(tmp, kept))  # never a torn CSV
     print(json.dumps({"data": str(args.data), "n": len(puzzles), "trained_on": report,
                       "kept": len(kept), "out": str(out)}, indent=2))
     return 0

@@ -66,14 +66,14 @@ _DIE_WRITING_STATE = """
 import os, sys
 from pathlib import Path
 import hrm_rl.checkpoint as ckpt
-real = ckpt._fsync_write
+real = ckpt.atomic_write
 def dying(path, write):
     if Path(path).name == ckpt.TRAINER_STATE:   # the first checkpoint, half written
         tmp = Path(path).parent / f".{Path(path).name}.killed.tmp"
         write(str(tmp))
         os._exit(137)                             # as a kill -9 would: nothing runs after
     real(path, write)
-ckpt._fsync_write = dying
+ckpt.atomic_write = dying
 from hrm_rl.cli import main
 sys.exit(main(sys.argv[1:]))
 """

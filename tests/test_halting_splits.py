@@ -178,3 +178,32 @@ def test_holdout_drops_what_a_run_trained_on_up_to_symmetry(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "none of the 8 puzzles of" in err and "nothing was written" in err
     assert not (tmp_path / "empty.csv").exists()
+
+
+def test_holdout_on_a_full_disk_leaves_no_torn_file_and_names_it(tmp_path, capsys,
+                                                                 monkeypatch):
+    import errno
+
+    from hrm_rl.cli import main
+    from hrm_rl.config import load_config
+    from hrm_rl.tasks.splits import build_splits
+
+    config = _write_config(tmp_path / "run.yaml", "{name: maze, size: 6}", tmp_path / "cache")
+    task = MazeTask(6)
+    _, test = build_splits(task, load_config(config).data)
+    task.write_csv(tmp_path / "data.csv", test.take(slice(0, 10)))
+    real = MazeTask.write_csv
+
+    def full_disk(self, path, batch):  # half the rows land, then the disk is full
+        real(self, path, batch.take(slice(0, 5)))
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(MazeTask, "write_csv", full_disk)
+    out = tmp_path / "clean.csv"
+    argv = ["holdout", "--data", str(tmp_path / "data.csv"), "--trained-on", str(config),
+            "--out", str(out), "--no-progress"]
+    assert main(argv) == 2
+    assert f"No space left on device while writing: {out}" in capsys.readouterr().err
+    assert not out.exists() and not list(tmp_path.glob(".clean.csv.*"))
+    monkeypatch.setattr(MazeTask, "write_csv", real)
+    assert main(argv) == 0 and len(task.read_csv(out)) == 10  # a rerun is not refused
