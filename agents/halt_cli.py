@@ -620,19 +620,24 @@ def _write_per_puzzle(path: Path, trace: Any, task: Any, results: list[Any]) -> 
     for r in results:
         header += [f"halt_at:{r.policy}", f"correct:{r.policy}"]
     correct = [trace.at(r.halt_at)[0] for r in results]
+    from hrm_rl.checkpoint import atomic_write
+
+    def write(tmp: str) -> None:
+        with open(tmp, "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(header)
+            for i, key in enumerate(trace.puzzle.tolist()):
+                row: list[Any] = [key]
+                if questions is not None:
+                    row.append(questions[key])
+                if difficulty is not None:
+                    row.append(difficulty[key])
+                for r, ok in zip(results, correct):
+                    row += [int(r.halt_at[i]), int(ok[i])]
+                writer.writerow(row)
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(header)
-        for i, key in enumerate(trace.puzzle.tolist()):
-            row: list[Any] = [key]
-            if questions is not None:
-                row.append(questions[key])
-            if difficulty is not None:
-                row.append(difficulty[key])
-            for r, ok in zip(results, correct):
-                row += [int(r.halt_at[i]), int(ok[i])]
-            writer.writerow(row)
+    atomic_write(path, write)  # never a torn CSV
     return path
 
 
