@@ -242,17 +242,6 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_recorded_core(recording: str, identity: dict[str, Any], checkpoint: str) -> None:
-    """A ValueError when ``checkpoint`` is not the core ``recording`` was recorded from."""
-    from hrm_rl.checkpoint import WEIGHTS, resolve_checkpoint
-    from hrm_rl.checkpoint import file_sha256
-
-    recorded = identity.get("weights_sha256")
-    if recorded and file_sha256(resolve_checkpoint(checkpoint) / WEIGHTS) != recorded:
-        raise ValueError(f"--env-kwargs checkpoint={checkpoint}: not the core {recording} was "
-                         f"recorded from ({identity.get('checkpoint')})")
-
-
 def _same_core(a: dict[str, Any], b: dict[str, Any], what: str) -> None:
     """A ValueError when two trace identities name different weights."""
     sa, sb = a.get("weights_sha256"), b.get("weights_sha256")
@@ -422,7 +411,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
             trace = trace.take(slice(0, args.episodes))
         source, checkpoint = recording, trace.identity.get("checkpoint")
         if env_kwargs.get("checkpoint") is not None:
-            _check_recorded_core(recording, trace.identity, str(env_kwargs["checkpoint"]))
+            from hrm_rl.envs.halting import check_recorded_core
+
+            check_recorded_core(Path(recording), trace, task, str(env_kwargs["checkpoint"]))
     else:
         checkpoint = _checkpoint_of(args.env, env_kwargs)
         try:

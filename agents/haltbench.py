@@ -82,13 +82,11 @@ def core_traces(core: str | Path, cache_dir: str | Path | None = None,
     or the first ``eval_episodes``) traces to its training cap, with latents: read from ``cache_dir`` when recorded there before
     for the same weights (the file name carries the weights' SHA-256), else recorded (and
     saved there when ``cache_dir`` is given). Returns ``{split: (trace, path or None)}``."""
-    from hrm_rl.checkpoint import WEIGHTS, resolve_checkpoint
-    from hrm_rl.checkpoint import file_sha256
+    from hrm_rl.checkpoint import load_checkpoint, weights_sha256
 
-    folder = resolve_checkpoint(core)
-    sha = file_sha256(folder / WEIGHTS)[:12]
+    sha = weights_sha256(core)[:12]
     out: dict[str, tuple[Trace, Path | None]] = {}
-    task = None
+    ckpt = None  # loaded once, when a trace has to be recorded
     for split in SPLITS:
         episodes = train_episodes if split == "train" else eval_episodes
         path = None
@@ -96,20 +94,16 @@ def core_traces(core: str | Path, cache_dir: str | Path | None = None,
             tag = f"-n{episodes}" if episodes else ""
             path = Path(cache_dir) / f"{_slug(Path(str(core)).name)}-{sha}-{split}{tag}.npz"
         if path is not None and path.is_file():
-            trace, task = load_trace(path)
+            trace, _ = load_trace(path)
         else:
+            ckpt = ckpt or load_checkpoint(core)
             if episodes is not None:
-                from hrm_rl.checkpoint import load_checkpoint
-
-                episodes = min(episodes, len(load_checkpoint(core).puzzles(split)))
-            trace = record_core_trace(core, split, episodes=episodes, latent=True,
-                                      batch_size=batch_size, progress=progress)
+                episodes = min(episodes, len(ckpt.puzzles(split)))
+            trace = record_core_trace(ckpt, split, episodes=episodes, latent=True,
+                                      batch_size=batch_size, progress=progress,
+                                      name=str(core))
             if path is not None:
-                if task is None:
-                    from hrm_rl.checkpoint import load_checkpoint
-
-                    task = load_checkpoint(core).task
-                trace.save(path, task, overwrite=True)
+                trace.save(path, ckpt.task, overwrite=True)
         out[split] = (trace, path)
     return out
 

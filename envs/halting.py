@@ -85,8 +85,8 @@ import torch
 from gymnasium import spaces
 from gymnasium.vector import AutoresetMode, VectorEnv
 
-from hrm_rl.checkpoint import (WEIGHTS, file_sha256, load_checkpoint,
-                               read_checkpoint_config, resolve_checkpoint)
+from hrm_rl.checkpoint import (WEIGHTS, load_checkpoint, read_checkpoint_config,
+                               resolve_checkpoint, weights_sha256)
 from hrm_rl.data import ShuffledSource
 from hrm_rl.device import resolve_device
 from hrm_rl.model import SegmentOutput
@@ -129,7 +129,7 @@ def _recorded_hidden(identity: dict[str, Any]) -> int:
     return int(model.get("hidden_size") or 1)
 
 
-def _check_recorded_core(path: Path, trace: Trace, task: Any, checkpoint: str | Path) -> None:
+def check_recorded_core(path: Path, trace: Trace, task: Any, checkpoint: str | Path) -> None:
     """Refuse a recording that is not of the env's core.
 
     With the env id's default core (``DefaultCheckpoint``: the caller chose none) the
@@ -150,7 +150,7 @@ def _check_recorded_core(path: Path, trace: Trace, task: Any, checkpoint: str | 
 
     weights = folder / WEIGHTS
     mine = {"weights SHA-256": _shared("sha256", weights, torch.device("cpu"),
-                                       lambda: file_sha256(weights)),
+                                       lambda: weights_sha256(folder)),
             "task": make_task(config.task).name, "seq_len": int(model_cfg.seq_len)}
     theirs = {"weights SHA-256": identity.get("weights_sha256"), "task": task.name,
               "seq_len": int(task.seq_len)}
@@ -214,7 +214,7 @@ class _HaltingCore:
             if split is not None and str(split) != str(identity["split"]):
                 raise ValueError(f"{path} was recorded on split {identity['split']!r}, "
                                  f"not {str(split)!r}; leave split unset with rollouts=")
-            _check_recorded_core(path, self.trace, self.task, checkpoint)
+            check_recorded_core(path, self.trace, self.task, checkpoint)
             if obs_mode != "features" and self.trace.latent is None:
                 raise ValueError(f"obs_mode={obs_mode!r} needs latents; {path} was "
                                  "recorded without them (hrm-rl rollouts record --latent)")

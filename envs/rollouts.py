@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from hrm_rl.model import Carry
-from hrm_rl.tasks.base import PuzzleBatch, Task
+from hrm_rl.tasks.base import PuzzleBatch
 from hrm_rl.trace import Trace, read_trace_file, record_core_trace
 
 
@@ -69,17 +69,12 @@ def record_rollouts(checkpoint: str | Path, split: str, out: str | Path,
                               "--force (force=True)")
     if out.exists() and not out.is_file():
         raise FileExistsError(f"{out} exists and is not a file; choose another --out")
-    trace = record_core_trace(checkpoint, str(split), max_segments, episodes, latent,
-                              batch_size, device, progress)
-    return trace.save(out, _task_of(trace), overwrite=force)
+    from hrm_rl.checkpoint import load_checkpoint
 
-
-def _task_of(trace: Trace) -> Task:
-    """The task a freshly recorded trace was recorded on (from its run config)."""
-    from hrm_rl.config import RunConfig, from_dict
-    from hrm_rl.tasks import make_task
-
-    return make_task(from_dict(RunConfig, trace.identity["config"]).task)
+    ckpt = load_checkpoint(checkpoint, device)
+    trace = record_core_trace(ckpt, str(split), max_segments, episodes, latent, batch_size,
+                              progress=progress, name=str(checkpoint))
+    return trace.save(out, ckpt.task, overwrite=force)
 
 
 def rollouts_identity(path: str | Path) -> dict[str, Any]:

@@ -634,6 +634,14 @@ def file_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+def weights_sha256(folder: str | Path) -> str:
+    """The SHA-256 of a checkpoint folder's weights: the one its ``config.json`` recorded
+    (which loading verifies), else computed from the file."""
+    folder = resolve_checkpoint(folder)
+    recorded = read_checkpoint_config(folder)[2].get(WEIGHTS_SHA_KEY)
+    return recorded if isinstance(recorded, str) else file_sha256(folder / WEIGHTS)
+
+
 def check_weights_sha256(folder: str | Path, meta: dict[str, Any]) -> None:
     """Refuse weights whose SHA-256 is not the one ``config.json`` recorded when they were
     saved (flipped bytes, a truncated copy, another file put in their place). Checkpoints

@@ -746,26 +746,32 @@ def predict_halts(policy: Any, trace: Trace, track: str = DEFAULT_TRACK,
     return halt_at
 
 
-def record_core_trace(checkpoint: str | Path, split: str = "test",
+def record_core_trace(checkpoint: Any, split: str = "test",
                       max_segments: int | None = None, episodes: int | None = None,
                       latent: bool = False, batch_size: int = 512,
-                      device: torch.device | str = "cpu", progress: bool = False) -> Trace:
+                      device: torch.device | str = "cpu", progress: bool = False,
+                      name: str | None = None) -> Trace:
     """The trace of a checkpoint (bundled name, run or checkpoint folder) on ``split``
     (``train``, ``val``, ``test`` or a CSV path): its first ``episodes`` puzzles (default
     all) run to ``max_segments`` (default the core's training cap), with an identity naming
-    the core, its weights' SHA-256, its run config and the split."""
-    from hrm_rl.checkpoint import WEIGHTS, file_sha256, load_checkpoint
+    the core, its weights' SHA-256, its run config and the split. ``checkpoint`` may also be
+    a loaded ``Checkpoint`` (then ``device`` is its own); ``name``: how the identity names
+    the core (default the name or path given)."""
+    from hrm_rl.checkpoint import Checkpoint, load_checkpoint, weights_sha256
 
-    ckpt = load_checkpoint(checkpoint, device)
+    ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else \
+        load_checkpoint(checkpoint, device)
+    if name is None:
+        name = str(ckpt.path if isinstance(checkpoint, Checkpoint) else checkpoint)
     puzzles = ckpt.puzzles(str(split), progress)
     n = len(puzzles) if episodes is None else episodes
     if not isinstance(n, (int, np.integer)) or not 1 <= n <= len(puzzles):
         raise ValueError(f"episodes must be in [1, {len(puzzles)}] (the split's size), "
                          f"got {episodes!r}")
     cap = ckpt.config.train.max_segments if max_segments is None else max_segments
-    identity = {"checkpoint": str(checkpoint), "checkpoint_path": str(ckpt.path),
-                "weights_sha256": file_sha256(ckpt.path / WEIGHTS),
+    identity = {"checkpoint": str(name), "checkpoint_path": str(ckpt.path),
+                "weights_sha256": weights_sha256(ckpt.path),
                 "config": ckpt.config.to_dict(), "task": ckpt.task.name, "split": str(split)}
     return record_trace(ckpt.model, ckpt.task, puzzles.take(slice(0, int(n))), cap,
                         latent=latent, batch_size=batch_size, progress=progress,
-                        identity=identity, desc=f"trace {Path(str(checkpoint)).name}:{split}")
+                        identity=identity, desc=f"trace {Path(str(name)).name}:{split}")
