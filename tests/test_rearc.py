@@ -1,0 +1,149 @@
+"""Generated ARC pairs (re-arc via reasoning-gym) and the small-canvas ARC task."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+
+import numpy as np
+import pytest
+
+from hrm_rl.config import ConfigError, DataConfig, load_config
+from hrm_rl.tasks.arc.canvas import decode_grids, encode_grid, grid_shapes
+from hrm_rl.tasks.arc.task import ARCTask
+
+rearc = pytest.importorskip("hrm_rl.tasks.arc.rearc")
+if importlib.util.find_spec("reasoning_gym") is None:
+    pytest.skip("reasoning-gym is not installed (scripts/venv.sh installs it)",
+                allow_module_level=True)
+
+TASKS = ["007bbfb7", "0520fde7", "05269061", "3af2c5a8"]
+
+
+@pytest.fixture(scope="module")
+def task():
+    return rearc.RearcTask(TASKS, augmentations=3)
+
+
+@pytest.fixture(scope="module")
+def splits(task):
+    return task.generate_splits(40, 12, DataConfig(), np.random.default_rng(0))
+
+
+def test_small_canvas_round_trips_and_transforms():
+    rng = np.random.default_rng(0)
+    for side in (10, 30):
+        grid = rng.integers(0, 10, (3, 7)).astype(np.uint8)
+        tokens = encode_grid(grid, side=side)
+        assert tokens.shape == (side * side,)
+        assert [g.tolist() for g in decode_grids(tokens[None])] == [grid.tolist()]
+        assert tuple(map(int, grid_shapes(tokens))) == (3, 7)
+    with pytest.raises(ValueError, match="11x2 grid does not fit a 10x10 canvas"):
+        encode_grid(np.zeros((11, 2), np.uint8), side=10)
+    with pytest.raises(ValueError, match="side \\* side"):
+        decode_grids(np.zeros((1, 99), np.int64))
+
+
+def test_generation_is_deterministic_and_bounded():
+    a = rearc.draw_pairs("007bbfb7", range(5), max_grid=10)
+    b = rearc.draw_pairs("007bbfb7", range(5), max_grid=10)
+    assert [(x.tolist(), y.tolist()) for x, y in a] == [(x.tolist(), y.tolist()) for x, y in b]
+    assert all(max(x.shape + y.shape) <= 10 for x, y in a)
+    # a pair depends on its task and seed only, not on the other seeds drawn
+    assert rearc.draw_pairs("007bbfb7", [3], 10)[0][0].tolist() == a[3][0].tolist()
+    with pytest.raises(ValueError, match="re-arc task 007bbfb7: no pair within 2x2"):
+        rearc.draw_pairs("007bbfb7", [0], max_grid=2, tries=3)
+
+
+def test_splits_are_disjoint_and_never_official(task, splits):
+    train, test = splits
+    assert (len(train), len(test)) == (40, 12)
+    assert task.seq_len == 100 and train.inputs.shape == (40, 100)
+    assert set(task.variants.task[train.puzzle_ids]) == {0, 1, 2, 3}
+
+    def pairs(batch):
+        return {(bytes(a), bytes(b)) for a, b in zip(batch.inputs, batch.labels)}
+
+    assert not pairs(train) & pairs(test)
+    official = pairs(task.official_pairs(augment=False))
+    assert not (pairs(train) | pairs(test)) & official
+    halt_train = task.halting_split("train", DataConfig(), test)
+    halt_val = task.halting_split("val", DataConfig(), test)
+    assert not pairs(halt_train) & pairs(test) and not pairs(halt_val) & pairs(halt_train)
+    # the same splits on every call
+    again = task.generate_splits(40, 12, DataConfig(), np.random.default_rng(1))
+    assert (again[1].inputs == test.inputs).all() and (again[0].labels == train.labels).all()
+
+
+def test_official_pairs_vote_over_variants(task):
+    base = task.official_pairs(augment=False)
+    every = task.official_pairs()
+    n_official = sum(len(p.train) + len(p.test) for p in task.puzzles)
+    assert len(base) == n_official
+    assert len(every) == int(task.variants.counts().sum() // len(task.puzzles)) * n_official
+    # the right answer in every variant scores pass@1 = 1, per task and per pair
+    score = task.score(every, every.labels.astype(np.int64).clip(0), np.zeros(len(every)))
+    assert score["pass@1"] == 1.0 and score["pairs pass@1"] == 1.0
+    # a wrong answer on one official pair of the first task costs that task and that pair
+    wrong = every.labels.astype(np.int64).clip(0)
+    canon = task.canonical(every.inputs, every.puzzle_ids)
+    same_task = task.variants.task[every.puzzle_ids] == task.variants.task[every.puzzle_ids[0]]
+    first = np.nonzero(same_task & np.array([c.shape == canon[0].shape and (c == canon[0]).all()
+                                             for c in canon]))[0]
+    assert len(first) == 4                     # the pair in each of its 4 variants
+    wrong[first, 0] = 2 + (wrong[first, 0] - 1) % 10
+    score = task.score(every, wrong, np.zeros(len(every)))
+    assert score["pass@1"] == pytest.approx(3 / 4)
+    assert score["pairs pass@1"] == pytest.approx(1 - 1 / n_official)
+
+
+def test_csv_round_trip_on_the_small_canvas(task, splits, tmp_path):
+    _, test = splits
+    task.write_csv(tmp_path / "t.csv", test)
+    back = task.read_csv(tmp_path / "t.csv")
+    assert (back.inputs == test.inputs).all() and (back.puzzle_ids == test.puzzle_ids).all()
+
+
+def test_config_checks(tmp_path):
+    base = {"name": "arc", "dataset": "rearc", "rearc_tasks": TASKS}
+
+    def load(**task):
+        path = tmp_path / "c.yaml"
+        import yaml
+        path.write_text(yaml.safe_dump({"task": {**base, **task},
+                                        "model": {"hidden_size": 32, "num_heads": 2}}))
+        return load_config(path)
+
+    assert load().task.rearc_tasks == TASKS
+    with pytest.raises(ConfigError, match="task.rearc_tasks"):
+        load(rearc_tasks=[])
+    with pytest.raises(ConfigError, match="task.difficulty"):
+        load(difficulty=[0.8, 0.2])
+    with pytest.raises(ConfigError, match="task.max_grid"):
+        load(max_grid=31)
+    with pytest.raises(ConfigError, match="read only with dataset: rearc"):
+        load(dataset="arc1", rearc_tasks=None, max_grid=12)
+    with pytest.raises(ValueError, match="'nope' is not an ARC-AGI-1 training task"):
+        rearc.RearcTask(["nope"])
+    with pytest.raises(ValueError, match="larger than task.max_grid=3"):
+        rearc.RearcTask(["007bbfb7"], max_grid=3)
+
+
+def test_missing_reasoning_gym_says_how_to_install(monkeypatch):
+    rearc.generators.cache_clear()
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "reasoning_gym" else
+                        importlib.machinery.PathFinder.find_spec(name))
+    try:
+        with pytest.raises(rearc.RearcMissingError,
+                           match="pip install --no-deps reasoning-gym==0.1.25"):
+            rearc.generators()
+    finally:
+        monkeypatch.undo()
+        rearc.generators.cache_clear()
+    assert "_hrm_rl_rearc" in sys.modules and "reasoning_gym" not in sys.modules
+
+
+def test_arc_task_canvas_default_is_hrms():
+    task = ARCTask(max_tasks=1, augmentations=0)
+    assert task.canvas == 30 and task.seq_len == 900
