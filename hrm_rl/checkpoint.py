@@ -116,7 +116,8 @@ class Checkpoint:
     def puzzles(self, split: str, progress: bool = False) -> PuzzleBatch:
         """The puzzles of ``split``: ``"test"`` (the core's held-out set), ``"train"`` or
         ``"val"`` (for halting research: disjoint from test up to symmetry, see
-        ``Task.halting_split``), or the path of a CSV in the task's format.
+        ``Task.halting_split``), one of the task's ``extra_splits`` (re-arc's
+        ``"official"``), or the path of a CSV in the task's format.
 
         ``train`` and ``val`` are read from ``halting_<split>.csv`` beside the weights when
         the checkpoint ships one (the bundled cores do; ``write_halting_splits``), else
@@ -142,10 +143,13 @@ class Checkpoint:
                 _HALTING_CACHE[key] = self.task.halting_split(split, self.config.data, test,
                                                               progress)
             return _HALTING_CACHE[key]
+        if split in self.task.extra_splits and not Path(split).is_file():
+            return self.task.extra_split(split)
         if Path(split).is_file():
             return self.task.read_csv(split)
-        raise ValueError(f"split must be one of {', '.join(HALTING_SPLITS)} or the path of a "
-                         f"puzzle CSV, got {split!r}")
+        raise ValueError(f"split must be one of "
+                         f"{', '.join((*HALTING_SPLITS, *self.task.extra_splits))} or the "
+                         f"path of a puzzle CSV, got {split!r}")
 
 
 _HALTING_CACHE: dict[tuple[str, str], PuzzleBatch] = {}

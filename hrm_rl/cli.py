@@ -150,6 +150,8 @@ def _eval_puzzles(ckpt, data: str, check_unique: bool, progress: bool):
     from hrm_rl.checkpoint import HALTING_FILES, TEST_PUZZLES
     from hrm_rl.tasks.base import HALTING_SPLITS
 
+    if data in ckpt.task.extra_splits and not Path(data).is_file():
+        return ckpt.puzzles(data)          # e.g. re-arc's official ARC pairs
     if Path(data).is_file() or data not in HALTING_SPLITS:
         return ckpt.task.read_csv(data, check_unique=check_unique)
     shipped = ckpt.path / (TEST_PUZZLES if data == "test" else HALTING_FILES[data])
@@ -429,7 +431,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="CSV file in the task's format, or 'test' for the checkpoint's own "
                         "held-out puzzles (its test.csv; each bundled core ships one, "
                         "hrm_rl/checkpoints/<core>/test.csv), or 'train'/'val' for its "
-                        "halting splits")
+                        "halting splits, or 'official' for a re-arc core's official ARC "
+                        "pairs (voted over variants)")
     p.add_argument("--max-segments", type=segment_count,
                    help="segments to run (default: the config's)")
     p.add_argument("--batch-size", type=positive_int, default=512)

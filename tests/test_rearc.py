@@ -147,3 +147,45 @@ def test_missing_reasoning_gym_says_how_to_install(monkeypatch):
 def test_arc_task_canvas_default_is_hrms():
     task = ARCTask(max_tasks=1, augmentations=0)
     assert task.canvas == 30 and task.seq_len == 900
+
+
+def test_difficulty_counts_changed_cells(task, splits):
+    _, test = splits
+    d = task.difficulty(test)
+    assert d.shape == (len(test),) and (d >= 0).all()
+    grids_in, grids_out = decode_grids(test.inputs), decode_grids(test.labels)
+    for value, a, b in zip(d, grids_in, grids_out):
+        assert value == ((a != b).sum() if a.shape == b.shape else b.size)
+
+
+def test_official_split_through_a_checkpoint_and_eval(tmp_path, capsys):
+    """A tiny re-arc run: its checkpoint gives the official pairs as a split, and
+    ``hrm-rl eval --data official`` scores them with pass@k per task and per pair."""
+    import json
+
+    import yaml
+
+    from hrm_rl.checkpoint import load_checkpoint
+    from hrm_rl.cli import main
+
+    config = {"name": "t", "task": {"name": "arc", "dataset": "rearc", "rearc_tasks": TASKS[:2],
+                                    "augmentations": 1},
+              "model": {"hidden_size": 16, "num_heads": 2, "H_layers": 1, "L_layers": 1,
+                        "H_cycles": 1, "L_cycles": 1, "puzzle_emb_ndim": 16},
+              "data": {"train_size": 20, "test_size": 4, "cache_dir": str(tmp_path / "data")},
+              "train": {"batch_size": 4, "steps": 2, "eval_every": 2, "eval_size": 4,
+                        "checkpoint_every": 2, "max_segments": 2, "threads": 1,
+                        "device": "cpu"}}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
+    assert main(["train", str(tmp_path / "c.yaml"), "--run-dir", str(tmp_path / "run"),
+                 "--no-progress"]) == 0
+    capsys.readouterr()
+    ckpt = load_checkpoint(tmp_path / "run")
+    official = ckpt.puzzles("official")
+    assert len(official) == 2 * sum(len(p.train) + len(p.test) for p in ckpt.task.puzzles)
+    assert main(["eval", str(tmp_path / "run"), "--data", "official", "--no-progress"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["n"] == len(official)
+    assert {"pass@2", "pairs pass@2"} <= set(out["task_scores"])
+    with pytest.raises(ValueError, match="must be one of train, val, test, official"):
+        ckpt.puzzles("officials")

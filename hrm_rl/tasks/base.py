@@ -193,6 +193,21 @@ class Task(ABC):
     difficulty_name: str | None = None
     """What ``difficulty`` measures (e.g. ``"givens"``), or None for a task without one."""
 
+    extra_splits: dict[str, str] = {}
+    """Named puzzle sets of the task's own beyond a core's ``train``/``val``/``test``
+    (name -> what it holds), e.g. re-arc's ``official`` ARC pairs; ``extra_split(name)``
+    builds one, and ``Checkpoint.puzzles`` / ``hrm-rl eval --data`` accept the names."""
+
+    def extra_split(self, name: str) -> PuzzleBatch:
+        """The puzzles of ``extra_splits[name]``.
+
+        Raises:
+            ValueError: the task has no such split.
+        """
+        raise ValueError(f"task {self.name} has no split {name!r}"
+                         + (f"; it has: {', '.join(self.extra_splits)}"
+                            if self.extra_splits else ""))
+
     def difficulty(self, batch: PuzzleBatch) -> np.ndarray | None:
         """``(n,)`` int64 per-puzzle difficulty measure (``difficulty_name``), or None."""
         return None

