@@ -57,10 +57,11 @@ from hrm_rl import distributed
 from hrm_rl.agents import act
 from hrm_rl.agents.act import StepStats
 from hrm_rl.checkpoint import (LATEST, WEIGHTS, RunLock, atomic_write_text, check_architecture,
-                               find_resume_checkpoint, is_complete, load_trainer_state,
-                               load_weights, read_checkpoint_config, read_pointer,
-                               remove_partial_checkpoints, resolve_checkpoint, rewind_run,
-                               save_run_checkpoint, step_folders)
+                               check_weights_sha256, find_resume_checkpoint, is_complete,
+                               load_trainer_state, load_weights, read_checkpoint_config,
+                               read_pointer, remove_partial_checkpoints, resolve_checkpoint,
+                               rewind_run, save_run_checkpoint, step_folders)
+from hrm_rl.cpu_defaults import choose_matmul
 from hrm_rl.config import (RENAMED_KEYS, ConfigError, RunConfig, apply_overrides,
                            config_changes, from_dict, load_config)
 from hrm_rl.data import ShuffledSource
@@ -211,6 +212,9 @@ class ACTTrainer:
         self.notes: list[str] = []  # what a resume (or a restart) found and did, to print
         if init and tcfg.init_from is not None:
             self._init_weights(tcfg.init_from)
+        matmul = choose_matmul(tcfg.matmul, self.device)
+        tcfg.matmul = matmul.backend   # the saved config holds the choice, not "auto"
+        self.matmul_reason = matmul.reason
         set_linear_backend(self.model, tcfg.matmul)
         self.forward_model = distributed.wrap_model(self.model, self.dist, tcfg.compile)
         self.optimizer = self._make_optimizer()
@@ -250,6 +254,8 @@ class ACTTrainer:
                 self.notes.append(f"removed what a killed save left in "
                                   f"{self.run_dir / 'checkpoints'}: {', '.join(removed)}")
         self.writer = SummaryWriter(str(self.run_dir)) if self.run_dir is not None else None
+        if self.writer is not None:
+            self.writer.add_text("speed/matmul", f"{tcfg.matmul}: {self.matmul_reason}", 0)
 
     def _init_weights(self, source: str) -> None:
         """Load the weights of checkpoint ``source`` into the fresh model (strictly)."""

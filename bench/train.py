@@ -48,6 +48,7 @@ from hrm_rl.model.flops import (autocast_linear_gflops, counted_train_step_flops
                                 matmul_gflops, matmul_peak_gflops, onednn_mm, segment_flops)
 from hrm_rl.cli_types import int_in, positive_float, positive_int
 from hrm_rl.config import RunConfig, load_config
+from hrm_rl.cpu_defaults import choose_matmul, cpu_info
 from hrm_rl.device import bf16_matmul_units, resolve_device
 from hrm_rl.model import onednn
 from hrm_rl.tasks import PuzzleBatch, make_task
@@ -62,10 +63,10 @@ SPEED_VARIANTS: dict[str, dict[str, Any]] = {
     "plain": PLAIN,
     "onednn_matmul": {**PLAIN, "matmul": "onednn"},
     "fused_adamw": {**PLAIN, "fused_optimizer": True},
-    "defaults": {**PLAIN, "matmul": "onednn", "fused_optimizer": True},
+    "defaults": {**PLAIN, "matmul": "auto", "fused_optimizer": True},
     "bf16": {**PLAIN, "precision": "bf16", "fused_optimizer": True},
-    "compile_model": {**PLAIN, "matmul": "onednn", "fused_optimizer": True, "compile": "model"},
-    "compile_blocks": {**PLAIN, "matmul": "onednn", "fused_optimizer": True,
+    "compile_model": {**PLAIN, "matmul": "auto", "fused_optimizer": True, "compile": "model"},
+    "compile_blocks": {**PLAIN, "matmul": "auto", "fused_optimizer": True,
                        "compile": "blocks"},
     "compile_model_aten": {**PLAIN, "fused_optimizer": True, "compile": "model"},
     "compile_max_autotune": {**PLAIN, "fused_optimizer": True, "compile": "max-autotune"},
@@ -106,9 +107,12 @@ def load_bench_config(path: str | None, fallback: str, overrides: list[str]) -> 
 
 
 def make_trainer(config: RunConfig, n_puzzles: int = 2048):
-    """An ``ACTTrainer`` (no outputs, no progress bar) on random puzzles for ``config``."""
+    """An ``ACTTrainer`` (no outputs, no progress bar) on random puzzles for ``config``,
+    augmentation off (random tokens are not puzzles: a maze's relabelling needs a path)."""
     from hrm_rl.agents.trainer import ACTTrainer
 
+    config = copy.deepcopy(config)
+    config.data.augment = False
     task = make_task(config.task)
     puzzles = random_puzzles(task.vocab_size, task.seq_len, n_puzzles, config.train.seed)
     return ACTTrainer(config, None, progress=False, splits=(puzzles, puzzles.take(slice(0, 8))))
@@ -127,6 +131,7 @@ class _Variant:
         self.name = name
         self.config = config
         self.trainer = make_trainer(config)
+        self.config = self.trainer.config   # with train.matmul: auto resolved
         start = time.perf_counter()
         # The first step's loss, identical seeds in every variant: shows whether a precision
         # or compile variant computes the same thing.
@@ -302,6 +307,8 @@ def run(tiny: str | None = None, paper: str | None = None, seconds: float = 6.0,
         peaks["fp32_onednn"] = out["matmul_peak_gflops"]["fp32_onednn"]["gflops"]
     if dev.type == "cpu":
         out["bf16_matmul_units"] = bf16_matmul_units()
+        out["cpu"] = cpu_info().describe()
+    out["matmul_auto"] = choose_matmul("auto", dev).describe()
 
     tiny_cfg = load_bench_config(tiny, TINY_CONFIG, common)
     skipped = set() if all_compile_modes else {"compile_model_aten", "compile_max_autotune"}

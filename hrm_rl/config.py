@@ -273,9 +273,10 @@ class TrainConfig:
     precision: str = "fp32"
     # Speed options (hrm_rl.model.compiling, hrm_rl.model.onednn, hrm_rl.optim): torch.compile
     # of the core (false; true = model; model, blocks or max-autotune), how fp32 linears
-    # multiply on a CPU (onednn or aten), and AdamW's fused kernel.
+    # multiply on a CPU (onednn, aten, or auto: chosen from the CPU, hrm_rl.cpu_defaults),
+    # and AdamW's fused kernel.
     compile: bool | str = False
-    matmul: str = "onednn"
+    matmul: str = "auto"
     fused_optimizer: bool = True
     device: str = "auto"
     seed: int = 0
@@ -297,8 +298,8 @@ class TrainConfig:
         _require(self.compile in (False, True, "model", "blocks", "max-autotune"),
                  "train.compile", "must be false, true (= model), 'model', 'blocks' or "
                  f"'max-autotune', got {self.compile!r}")
-        _require(self.matmul in ("onednn", "aten"), "train.matmul",
-                 f"must be 'onednn' or 'aten', got {self.matmul!r}")
+        _require(self.matmul in ("auto", "onednn", "aten"), "train.matmul",
+                 f"must be 'auto', 'onednn' or 'aten', got {self.matmul!r}")
         _require(self.max_segments >= 1, "train.max_segments", "must be >= 1")
         _require(0.0 <= self.halt_exploration_prob <= 1.0, "train.halt_exploration_prob",
                  "must be in [0, 1]")

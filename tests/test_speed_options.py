@@ -134,3 +134,36 @@ def test_speed_option_values_are_checked():
             load_config(None, [f"train.{key}={value}"])
     assert load_config(None, ["train.compile=true"]).train.compile is True
     assert load_config(None, ["train.compile=blocks"]).train.compile == "blocks"
+
+
+# -- train.matmul: auto (hrm_rl.cpu_defaults) -----------------------------------------------
+
+def test_matmul_rule_reads_only_the_cpu():
+    from hrm_rl.cpu_defaults import CPUInfo, matmul_rule
+
+    amd512 = CPUInfo("AuthenticAMD", "AMD EPYC 9R14", frozenset({"avx2", "avx512f"}))
+    amd2 = CPUInfo("AuthenticAMD", "AMD EPYC", frozenset({"avx2"}))
+    intel = CPUInfo("GenuineIntel", "Intel Xeon", frozenset({"avx2", "avx512f", "amx_bf16"}))
+    other = CPUInfo("unknown", "aarch64", frozenset())
+    assert [matmul_rule(c)[0] for c in (amd512, amd2, intel, other)] == \
+        ["onednn", "aten", "aten", "aten"]
+    assert matmul_rule(amd512) == matmul_rule(amd512)   # deterministic
+
+
+def test_auto_matmul_resolves_into_the_saved_config(tmp_path):
+    from hrm_rl.agents.trainer import ACTTrainer
+    from hrm_rl.cpu_defaults import choose_matmul, cpu_info, matmul_rule
+    from hrm_rl.model.layers import Linear
+
+    config = load_config("sudoku4-tiny", ["train.steps=1", "train.eval_every=1",
+                                          "train.checkpoint_every=1", "train.threads=1",
+                                          "train.device=cpu"])
+    assert config.train.matmul == "auto"
+    trainer = ACTTrainer(config, tmp_path / "run", progress=False)
+    trainer.fit()
+    expected = matmul_rule(cpu_info())[0] if onednn.AVAILABLE else "aten"
+    assert trainer.config.train.matmul == expected
+    assert f"matmul: {expected}" in (tmp_path / "run" / "config.yaml").read_text()
+    assert {m.backend for m in trainer.model.modules() if isinstance(m, Linear)} == {expected}
+    assert choose_matmul("onednn", torch.device("cpu")).backend == "onednn"
+    assert choose_matmul("auto", torch.device("meta")).backend == "aten"

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from hrm_rl.cpu_defaults import cpu_info, matmul_rule
 from hrm_rl.model import onednn
 
 # Standard deviation of a standard normal truncated to [-2, 2]; dividing by it makes the
@@ -38,19 +39,24 @@ def rms_norm(x: torch.Tensor, eps: float) -> torch.Tensor:
     return x.to(dtype)
 
 
-LINEAR_BACKENDS = ("onednn", "aten")
+LINEAR_BACKENDS = ("auto", "onednn", "aten")
 """How ``Linear`` multiplies: ``onednn`` (fp32 on a CPU through oneDNN, ``hrm_rl.model.onednn``;
-everything else as ``aten``) or ``aten`` (always ``F.linear``)."""
+everything else as ``aten``), ``aten`` (always ``F.linear``) or ``auto`` (``onednn`` where
+``hrm_rl.cpu_defaults.matmul_rule`` picks it for this machine's CPU, else ``aten``)."""
+
+
+_AUTO_ONEDNN = onednn.AVAILABLE and matmul_rule(cpu_info())[0] == "onednn"
+"""What ``backend = "auto"`` does on this machine (fixed for the process)."""
 
 
 class Linear(nn.Module):
     """``y = x W^T (+ b)`` with truncated LeCun-normal weights and zero bias.
 
-    ``backend`` is one of ``LINEAR_BACKENDS`` (default ``onednn``); ``set_linear_backend``
+    ``backend`` is one of ``LINEAR_BACKENDS`` (default ``auto``); ``set_linear_backend``
     sets it for every ``Linear`` of a model.
     """
 
-    backend = "onednn"
+    backend = "auto"
 
     def __init__(self, in_features: int, out_features: int, bias: bool = False) -> None:
         super().__init__()
@@ -60,7 +66,7 @@ class Linear(nn.Module):
         self.bias = nn.Parameter(torch.zeros(out_features)) if bias else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.backend == "onednn":
+        if self.backend == "onednn" or (self.backend == "auto" and _AUTO_ONEDNN):
             return onednn.linear(x, self.weight, self.bias)
         return F.linear(x, self.weight, self.bias)
 
