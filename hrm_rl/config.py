@@ -36,6 +36,8 @@ from typing import Any
 
 import yaml
 
+from hrm_rl.registry import TASK_OPTIONS
+
 
 class ConfigError(ValueError):
     """A configuration file or override that does not fit the schema."""
@@ -158,7 +160,7 @@ class TaskConfig:
     """Which puzzle family: ``name`` (``sudoku``, ``maze`` or ``arc``) and its own settings.
 
     One flat section for every task; each task reads its part through its options class
-    (``hrm_rl.tasks.TASK_OPTIONS``), which also checks it. Sudoku (``SudokuOptions``) reads
+    (registered in ``hrm_rl.registry.TASK_OPTIONS``), which also checks it. Sudoku (``SudokuOptions``) reads
     ``size`` (4, 6 or 9). Mazes (``MazeOptions``) read ``size`` (the side, 4 to 64) and
     ``tie_break``: which of several shortest paths a label marks, ``random`` (Maze-Hard) or
     ``first`` (a deterministic choice the model can learn; ``hrm_rl.tasks.maze.MazeTask``).
@@ -375,7 +377,7 @@ class RunConfig:
     def validate(self, strict: bool = True) -> None:
         """Raise ``ConfigError``, naming the dotted key, for any setting out of range.
 
-        The task's own keys are checked by its options class (``hrm_rl.tasks.TASK_OPTIONS``).
+        The task's own keys are checked by its options class (``hrm_rl.registry.TASK_OPTIONS``).
         ``strict``: also refuse a task-specific key the task does not read (``task.*`` other
         than ``name``, and the generator knobs of ``data``) set to anything but its default,
         which would otherwise do nothing. Saved run and checkpoint configs are read with
@@ -389,10 +391,8 @@ class RunConfig:
 
     def _validate_task_and_data(self, strict: bool) -> None:
         """Ranges of ``task.*`` and ``data.*`` checked before any puzzle is generated."""
-        from hrm_rl.tasks import TASK_OPTIONS  # here: the tasks import this module
-
         task, data = self.task, self.data
-        names = [repr(name) for name in TASK_OPTIONS]
+        names = [repr(name) for name in TASK_OPTIONS] or ["(none registered: import hrm_rl)"]
         _require(task.name in TASK_OPTIONS, "task.name",
                  f"must be {', '.join(names[:-1])} or {names[-1]}, got {task.name!r}")
         if strict:

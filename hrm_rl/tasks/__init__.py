@@ -8,17 +8,17 @@ Each task is a package (``sudoku``, ``maze``, ``arc``) with an options class (a
 from __future__ import annotations
 
 from hrm_rl.config import TaskConfig
+from hrm_rl.registry import TASK_OPTIONS, register_task
 from hrm_rl.tasks.base import IGNORE_LABEL, PuzzleBatch, Task, TaskOptions
 from hrm_rl.tasks.arc.options import ARCOptions
 from hrm_rl.tasks.maze.options import MazeOptions
 from hrm_rl.tasks.sudoku.options import SudokuOptions
 
-TASK_OPTIONS: dict[str, type[TaskOptions]] = {
-    "sudoku": SudokuOptions,
-    "maze": MazeOptions,
-    "arc": ARCOptions,
-}
-"""``task.name`` -> the task's options class: the one line a new task adds."""
+register_task("sudoku")(SudokuOptions)
+register_task("maze")(MazeOptions)
+register_task("arc")(ARCOptions)
+# ``TASK_OPTIONS`` (hrm_rl.registry): task.name -> options class; the one line a new task adds
+# is its register_task call. The config validates through the registry, never this package.
 
 TASKS = tuple(TASK_OPTIONS)
 

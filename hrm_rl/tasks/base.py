@@ -272,8 +272,8 @@ class TaskOptions(ABC):
     (``from_config`` copies them from the section), ``data_keys`` the ``data.*`` generator
     knobs only it reads (Sudoku's ``max_givens``). ``RunConfig.validate`` calls ``validate``
     and refuses another task-specific key set away from its default. Adding a task: its
-    package with a ``TaskOptions`` subclass, a ``TaskConfig`` field per new key, and one line
-    in ``hrm_rl.tasks.TASK_OPTIONS``.
+    package with a ``TaskOptions`` subclass, a ``TaskConfig`` field per new key, and its
+    ``register_task`` line in ``hrm_rl/tasks/__init__.py`` (``hrm_rl.registry``).
     """
 
     data_keys: ClassVar[tuple[str, ...]] = ()
