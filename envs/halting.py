@@ -256,13 +256,41 @@ class _HaltingCore:
         """The width of the features part of an observation (the track's features)."""
         return len(track_features(self.track))
 
-    def _new_engine(self, source: ShuffledSource | RowSeededSource, restart_at_cap: bool
-                    ) -> SegmentEngine:
-        """The episode's engine over ``source``: the cap is its, and the vector env in
-        same-step mode restarts rows at the cap in the same step; a policy's halt is the
-        ``halt`` mask, an episode that ended without a restart is held (``hold``)."""
-        return SegmentEngine(self.model, source, self.num_envs, self.device,
-                             max_segments=self.max_segments, restart_at_cap=restart_at_cap)
+    # the episodes: the envs drive the engine through these three, never directly ---------
+    def start(self, source: ShuffledSource | RowSeededSource, restart_at_cap: bool
+              ) -> SegmentStep:
+        """Begin every row's episode over ``source``: a fresh engine (the cap is its; the
+        vector env in same-step mode restarts rows at the cap in the same step) and every
+        row's first segment, recorded. Returns that segment's step."""
+        self.engine = SegmentEngine(self.model, source, self.num_envs, self.device,
+                                    max_segments=self.max_segments,
+                                    restart_at_cap=restart_at_cap)
+        with torch.inference_mode():
+            step = self.engine.step()
+            self.record_step(step)
+        return step
+
+    def advance(self, halt: torch.Tensor | None = None, hold: torch.Tensor | None = None
+                ) -> SegmentStep:
+        """One batched segment forward (``SegmentEngine.step``): rows in ``halt`` start new
+        puzzles, rows in ``hold`` sit it out. Not recorded: the env records what it shows."""
+        self._require_reset()
+        with torch.inference_mode():
+            return self.engine.step(halt, hold)
+
+    @property
+    def source(self) -> ShuffledSource | RowSeededSource:
+        """Where the running episodes draw their puzzles (``start``'s ``source``)."""
+        self._require_reset()
+        return self.engine.source
+
+    def cap_rewards(self, capped: np.ndarray) -> np.ndarray:
+        """``(n,)`` what the rows that reached the cap within this env step add to its
+        reward: the segment that reached it (``-step_cost``) and the terminal answer's pay
+        (read before their restart is recorded). Zero on the other rows. The one place the
+        cap's rule is written; the envs add it to ``step_rewards`` of the decision."""
+        return (step_rewards(capped, self.pay().cpu().numpy(), self.step_cost, charge=False)
+                - capped * self.step_cost)
 
     def record_step(self, step: SegmentStep) -> None:
         """``record`` every row of ``step`` (the restarted rows' terminal segments first;
@@ -508,12 +536,8 @@ class HaltingEnv(gym.Env):
         if options:
             raise ValueError(f"unknown reset option(s) {_names(options)}; HaltingEnv takes none")
         super().reset(seed=seed)
-        self.core.engine = self.core._new_engine(ShuffledSource(self.core.puzzles,
-                                                                self.np_random),
-                                                 restart_at_cap=False)
-        with torch.inference_mode():
-            self._last_step = self.core.engine.step()
-            self.core.record_step(self._last_step)
+        self._last_step = self.core.start(ShuffledSource(self.core.puzzles, self.np_random),
+                                          restart_at_cap=False)
         self._done = False
         return self._obs(), self._info()
 
@@ -525,17 +549,16 @@ class HaltingEnv(gym.Env):
         # ends now whatever the action.
         halt = bool(_check_actions(action, 1)[0]) or bool(self._last_step.finished[0])
         core = self.core
-        reward = -core.step_cost
+        reward = float(step_rewards(np.array([halt]), core.pay().cpu().numpy(),
+                                    core.step_cost)[0])
         if not halt:
+            self._last_step = core.advance()
             with torch.inference_mode():
-                self._last_step = core.engine.step()
                 core.record_step(self._last_step)
             halt = bool(self._last_step.finished[0])  # the cap
             if halt:
-                reward -= core.step_cost
-        if halt:
-            reward += float(core.pay()[0])
-            self._done = True
+                reward += float(core.cap_rewards(np.ones(1, dtype=bool))[0])
+        self._done = halt
         return self._obs(), reward, halt, False, self._info()
 
     def render(self) -> str | np.ndarray | None:
@@ -701,10 +724,7 @@ class HaltingVectorEnv(VectorEnv):
                 self._row_rngs = {}
         core = self.core
         source = RowSeededSource(core.puzzles, self._np_random, self._row_rngs)
-        core.engine = core._new_engine(
-            source, restart_at_cap=self.autoreset_mode is AutoresetMode.SAME_STEP)
-        with torch.inference_mode():
-            core.record_step(core.engine.step())
+        core.start(source, restart_at_cap=self.autoreset_mode is AutoresetMode.SAME_STEP)
         self._started = True
         self._autoreset[:] = False
         return core.observations(), self._infos(np.ones(self.num_envs, dtype=bool))
@@ -714,7 +734,8 @@ class HaltingVectorEnv(VectorEnv):
         """Restart the ``mask`` rows only: new puzzles and their first segment; the other
         rows sit the forward out and keep their state."""
         core, seeding = self.core, gym.utils.seeding
-        source: RowSeededSource = core.engine.source
+        source = core.source
+        assert isinstance(source, RowSeededSource)
         rows = np.flatnonzero(mask)
         if seed is not None and not isinstance(seed, list):
             self._np_random, self._np_random_seed = seeding.np_random(seed)
@@ -729,8 +750,8 @@ class HaltingVectorEnv(VectorEnv):
                     source.seed_row(int(row), rng)
         self._autoreset[mask] = False
         restart = torch.from_numpy(mask).to(core.device)
+        step = core.advance(halt=restart, hold=~restart)
         with torch.inference_mode():
-            step = core.engine.step(halt=restart, hold=~restart)
             self._record_rows(step, mask)
         return core.observations(), self._infos(mask)
 
@@ -769,14 +790,13 @@ class HaltingVectorEnv(VectorEnv):
         final_info: dict[str, np.ndarray] = {}
         if halt_np.any():
             self._put_final(final_obs, final_info, np.flatnonzero(halt_np))
+        step = core.advance(torch.from_numpy(halt_np).to(core.device))
         with torch.inference_mode():
-            step = core.engine.step(torch.from_numpy(halt_np).to(core.device))
             core.record_step(step)
             restarted = step.restarted.cpu().numpy()
             if restarted.any():  # the cap: pay and show the terminal segment, then the new one
                 idx = np.flatnonzero(restarted)
-                rewards += step_rewards(restarted, core.pay().cpu().numpy(), core.step_cost,
-                                        charge=False) - restarted * core.step_cost
+                rewards += core.cap_rewards(restarted)
                 self._put_final(final_obs, final_info, idx)
                 core.record(step.first, rows=torch.from_numpy(idx).to(core.device),
                             fresh=torch.ones(len(idx), dtype=torch.bool, device=core.device))
@@ -796,16 +816,15 @@ class HaltingVectorEnv(VectorEnv):
         ending = (halt | core.at_cap()) & ~restarting  # the cap ends a row whatever it chose
         rewards = step_rewards(ending, core.pay().cpu().numpy(), core.step_cost)
         rewards[restarting] = 0.0
+        step = core.advance(halt=torch.from_numpy(restarting).to(core.device),
+                            hold=torch.from_numpy(ending).to(core.device))
         with torch.inference_mode():
-            step = core.engine.step(halt=torch.from_numpy(restarting).to(core.device),
-                                    hold=torch.from_numpy(ending).to(core.device))
             ran = ~ending
             self._record_rows(step, ran)
             # a continuing row whose segment reached the cap ends with it
             capped = step.finished.cpu().numpy() & ran & ~restarting
             if capped.any():
-                rewards += step_rewards(capped, core.pay().cpu().numpy(), core.step_cost,
-                                        charge=False) - capped * core.step_cost
+                rewards += core.cap_rewards(capped)
         terminated = ending | capped
         self._autoreset = terminated.copy()
         return (core.observations(), rewards, terminated, np.zeros(n, dtype=bool),
