@@ -15,4 +15,5 @@ import os as _os
 # only if torch is not imported yet; set OMP_WAIT_POLICY yourself to choose otherwise.
 _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+from hrm_rl import tasks as _register_tasks  # noqa: E402,F401  (registers the task options)
 from hrm_rl import envs as _register_envs  # noqa: E402,F401  (import registers the envs)
