@@ -12,8 +12,8 @@ Example::
 
 The recipe configs ship inside the package (``bundled_configs``), so a bare name such as
 ``sudoku4-tiny`` loads anywhere, without a checkout; a file of that name in the working folder
-still wins. The lab's staged configs (``train.init_from`` a folder of the repository's
-``training/``) are not shipped.
+still wins. A core trained in stages keeps its stage configs in ``docs/recipes/``, not among
+the recipes.
 
 A config may start from another with a top-level ``extends: other.yaml`` (a path relative to
 the extending file): the other file is read first (it may extend a third), and this file's
@@ -606,10 +606,9 @@ def bundled_configs() -> dict[str, Path]:
     """The recipe configs shipped inside the package, by name (``sudoku4-tiny``: its file).
 
     In an installed wheel they are ``hrm_rl/configs/*.yaml``; in a checkout, the repository's
-    ``configs/*.yaml``. Either way a config whose ``train.init_from`` names a folder rather
-    than a bundled core is no recipe but a stage of the lab's training chain (it starts from
-    weights in the repository's ``training/``), and is left out (pyproject.toml leaves it out
-    of the wheel; tests/test_packaging.py checks the two agree)."""
+    ``configs/*.yaml``. Each runs without a checkout: none starts from a run folder
+    (``train.init_from`` names nothing or a bundled core; the stages of a core trained in
+    stages are in ``docs/recipes/``, and tests/test_packaging.py keeps it so)."""
     package = Path(__file__).resolve().parent
     folder = package / "configs"
     if not folder.is_dir():
@@ -617,18 +616,7 @@ def bundled_configs() -> dict[str, Path]:
         folder = checkout / "configs"
         if not (checkout / "pyproject.toml").is_file() or not folder.is_dir():
             return {}
-    cores = {p.name for p in (package / "checkpoints").glob("*") if (p / "config.json").is_file()}
-    found = {}
-    for path in sorted(folder.glob("*.yaml")):
-        try:
-            data = _read_yaml(path)
-        except ConfigError:
-            continue
-        train = data.get("train") if isinstance(data, dict) else None
-        init = train.get("init_from") if isinstance(train, dict) else None
-        if init is None or init in cores:
-            found[path.stem] = path
-    return found
+    return {path.stem: path for path in sorted(folder.glob("*.yaml"))}
 
 
 def resolve_config(name_or_path: str | Path) -> Path:

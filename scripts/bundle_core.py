@@ -3,28 +3,35 @@
     python scripts/bundle_core.py runs/sudoku6 sudoku6 --config configs/sudoku6.yaml \\
         --command "hrm-rl train configs/sudoku6.yaml --run-dir runs/sudoku6" \\
         --command "hrm-rl train --resume runs/sudoku6 --set train.threads=1"
-    python scripts/bundle_core.py runs/maze9-wide maze9 --config configs/maze9-wide.yaml \
-        --earlier training/maze9 --command ...   # a fine-tune (train.init_from) of that run
+    python scripts/bundle_core.py runs/maze9-wide maze9 --config docs/recipes/maze9.md \
+        --earlier runs/maze9 --command ...   # a fine-tune (train.init_from) of that run
     python scripts/bundle_core.py --refresh sudoku4      # re-measure an existing card
 
 Copies the run's latest checkpoint (weights, config, test puzzles) to
 ``hrm_rl/checkpoints/NAME/``, writes its halting ``train``/``val`` splits, and writes
 ``card.json``: the config, the commands, the training seconds (from the run's trainer state)
-(with those of ``--earlier`` runs the bundled one was fine-tuned from, summed and listed)
-and the test figures the README row shows (Q-head exact and mean segments, exact after the
-cap), which ``tests/test_zoo.py`` checks a 50-puzzle eval against.
+(with those of ``--earlier`` runs the bundled one was fine-tuned from, summed and listed),
+the config chain (each stage's changed settings, from the runs' saved configs), the weights'
+SHA-256 (the one ``config.json`` records and loading checks) and the test figures the README
+row shows (Q-head exact and mean segments, exact after the cap), which ``tests/test_zoo.py``
+checks a 50-puzzle eval against. The runs given are all it reads: no committed lab folder
+or stage config file is needed, during bundling or after (docs/recipes/README.md).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 from hrm_rl.checkpoint import (CONFIG, HALTING_FILES, TEST_PUZZLES, TRAINER_STATE, WEIGHTS,
-                               load_checkpoint, load_trainer_state, read_checkpoint_config,
-                               resolve_checkpoint, write_halting_splits)
+                               WEIGHTS_SHA_KEY, file_sha256, load_checkpoint,
+                               load_trainer_state, read_checkpoint_config, resolve_checkpoint,
+                               stamp_weights_sha256, weights_sha256, write_halting_splits)
+from hrm_rl.config import RunConfig
 from hrm_rl.evaluation import evaluate
 
 BUNDLE = Path(__file__).resolve().parents[1] / "hrm_rl" / "checkpoints"
@@ -57,12 +64,73 @@ def training_of(run: str) -> dict:
             "train_seconds": round(seconds, 1)}
 
 
+MACHINE_KEYS = ("out_dir", "data.cache_dir", "train.init_from")
+"""Settings that name places on the training machine; ``init_from`` is the chain itself."""
+
+
+def _flat(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out |= _flat(value, f"{prefix}{key}.")
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def _nested(flat: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for dotted, value in flat.items():
+        *sections, key = dotted.split(".")
+        node = out
+        for section in sections:
+            node = node.setdefault(section, {})
+        node[key] = value
+    return out
+
+
+def config_chain(runs: list[str], stages: list[dict]) -> list[dict]:
+    """The card's ``config_chain``: per stage (``runs`` in order, ``stages`` their
+    ``training_of``), its config ``name``, the stage it ``extends``, the checkpoint it
+    started from (``init_from``, as ``stages`` names it) and ``changes``: the settings its
+    saved config has that the stage before did not (the first stage: its task and what it
+    set apart from the defaults, as its recipe file would), as YAML sections. Read from the runs' checkpoints, so the card
+    needs none of the files the stages were started from."""
+    chain: list[dict] = []
+    before = _flat(dataclasses.asdict(RunConfig()))
+    for i, run in enumerate(runs):
+        config = read_checkpoint_config(resolve_checkpoint(run))[0]
+        now = _flat(dataclasses.asdict(config))
+        changed = {k: v for k, v in now.items() if k not in MACHINE_KEYS and k != "name"
+                   and (before.get(k) != v or (i == 0 and k == "task.name"))}
+        chain.append({"stage": i + 1, "name": config.name,
+                      "extends": chain[-1]["name"] if i else None,
+                      "init_from": stages[i - 1]["checkpoint"] if i else None,
+                      "changes": _nested(changed)})
+        before = now
+    return chain
+
+
+def checked_weights_sha256(folder: Path) -> str:
+    """The SHA-256 ``folder``'s ``config.json`` records for its weights (recorded now if the
+    checkpoint predates it), checked against the file's bytes."""
+    if WEIGHTS_SHA_KEY not in read_checkpoint_config(folder)[2]:
+        stamp_weights_sha256(folder)
+    recorded = weights_sha256(folder)
+    actual = file_sha256(folder / WEIGHTS)
+    if recorded != actual:
+        raise SystemExit(f"{folder / WEIGHTS}: SHA-256 {actual} is not the {recorded} its "
+                         f"{CONFIG} records: restore the weights before bundling")
+    return recorded
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run", nargs="?", help="run folder to bundle")
     parser.add_argument("name", nargs="?", help="bundled name, e.g. sudoku6")
-    parser.add_argument("--config", help="the config file the run was started from")
+    parser.add_argument("--config", help="the config file the run was started from, or the "
+                        "recipe page of a staged core (docs/recipes/NAME.md)")
     parser.add_argument("--command", action="append", default=[],
                         help="a command of the run, in order (repeatable)")
     parser.add_argument("--earlier", action="append", default=[], metavar="RUN",
@@ -115,6 +183,8 @@ def main() -> None:
                 "source_checkpoint": stages[-1]["checkpoint"]}
         if len(stages) > 1:
             card["stages"] = stages
+        card["config_chain"] = config_chain([*args.earlier, args.run], stages)
+    card["weights_sha256"] = checked_weights_sha256(folder)
     card["test"] = test_figures(folder)
     (folder / "card.json").write_text(json.dumps(card, indent=2) + "\n")
     print(json.dumps(card, indent=2))

@@ -3,8 +3,11 @@ the reliability tests share (``TINY_RUN``)."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import sys
 from pathlib import Path
+from types import ModuleType
 from typing import Callable
 
 import numpy as np
@@ -17,6 +20,16 @@ from hrm_rl.model import HRM, SegmentOutput
 from hrm_rl.tasks.base import PuzzleBatch
 
 torch.set_num_threads(2)
+
+
+def load_script(name: str) -> ModuleType:
+    """The module of ``scripts/NAME.py`` (the scripts are not a package), imported as ``NAME``."""
+    path = Path(__file__).resolve().parents[1] / "scripts" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 def tiny_model_config(**overrides) -> ModelConfig:

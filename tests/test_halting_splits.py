@@ -3,8 +3,6 @@ for ARC; the maze difficulty mix; the outside-set builders."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +14,7 @@ from hrm_rl.tasks import base
 from hrm_rl.tasks.maze import WALL, MazeTask, generate, shortest_path_lengths
 from hrm_rl.tasks.sudoku import SudokuTask, solve
 
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import load_script
 
 
 @pytest.mark.parametrize("core", ["sudoku4", "maze6"])
@@ -107,12 +105,7 @@ def test_hard_layout_stream_is_unchanged_by_the_mix():
 
 
 def _outside_module():
-    spec = importlib.util.spec_from_file_location("outside_sets",
-                                                  ROOT / "scripts" / "outside_sets.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["outside_sets"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script("outside_sets")
 
 
 def test_outside_sets_are_valid_and_in_range(tmp_path):

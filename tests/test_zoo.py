@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,7 +11,7 @@ import torch
 
 from hrm_rl.agents.zoo import (core_report, difficulty_buckets, difficulty_figure,
                                format_difficulty, format_zoo, trace_report)
-from hrm_rl.checkpoint import bundled_checkpoints, load_checkpoint
+from hrm_rl.checkpoint import bundled_checkpoints, file_sha256, load_checkpoint
 from hrm_rl.cli import main
 from hrm_rl.evaluation import evaluate
 from hrm_rl.trace import (N_FEATURES, THRESHOLD_GRID, Trace, choose_on, halts, record_trace,
@@ -151,6 +152,17 @@ def test_every_bundled_core_loads_with_its_card_and_splits(name):
     card = json.loads((ckpt.path / "card.json").read_text())
     assert {"config", "commands", "train_seconds", "summary"} <= set(card)
     assert card["commands"] and card["train_seconds"] > 0
+    # provenance without the lab's files: the recipe it names exists, the config chain
+    # starts from scratch and links each stage to the one before, the weights are these
+    assert (Path(__file__).resolve().parents[1] / card["config"]).is_file(), card["config"]
+    chain = card["config_chain"]
+    assert chain[0]["init_from"] is None and chain[0]["changes"]["task"]
+    assert [s["extends"] for s in chain[1:]] == [s["name"] for s in chain[:-1]]
+    stages = card.get("stages", [{"checkpoint": None}])  # one stage: no list
+    assert len(chain) == len(stages)
+    assert [s["init_from"] for s in chain[1:]] == [s["checkpoint"] for s in stages[:-1]]
+    assert card["weights_sha256"] == ckpt.meta["weights_sha256"] == file_sha256(
+        ckpt.path / "model.safetensors")
     for split in ("train", "val"):
         assert (ckpt.path / f"halting_{split}.csv").is_file()
     assert (ckpt.path / "model.safetensors").stat().st_size < 10 * 2 ** 20
