@@ -84,11 +84,22 @@ def env_kwargs_with_split(args: argparse.Namespace) -> dict[str, Any]:
     recording = _recording(args, env_kwargs)
     identity = None if recording is None else _identity(recording)
     if args.env is None:
-        args.env = DEFAULT_ENV if identity is None else _env_for(identity)
+        args.env = DEFAULT_ENV if identity is None else _env_for(
+            identity["config"]["task"].get("name"), recording)
     try:
         gym.spec(args.env)
     except gym.error.Error as err:
         raise ValueError(f"--env {args.env}: {err}") from None
+    if args.env not in _halting_envs():
+        raise ValueError(f"--env {args.env}: not a halting env (policies here learn when an "
+                         f"HRM core halts); give one of {', '.join(_halting_envs())}")
+    if identity is None and env_kwargs.get("checkpoint") is not None:
+        checkpoint = str(env_kwargs["checkpoint"])
+        task, want = _task_of(checkpoint), _halting_envs()[args.env]
+        if want is not None and task != want:
+            raise ValueError(f"--env-kwargs checkpoint={checkpoint}: a {task} core, and --env "
+                             f"{args.env} is for {want} cores; give --env "
+                             f"{_env_for(task, checkpoint)}")
     _check_keys(env_kwargs, HaltingVectorEnv.__init__, "--env-kwargs",
                 skip=("self", "num_envs", "split", "track"))
     if args.split is None:
@@ -116,21 +127,31 @@ def _identity(path: str) -> dict[str, Any]:
     return read_trace_file(path, keys={"identity"})["identity"]
 
 
-def _env_for(identity: dict[str, Any]) -> str:
-    """The registered halting env whose default core has the recorded core's task."""
+def _halting_envs() -> dict[str, str | None]:
+    """The registered halting env ids and the task (``sudoku``, ``maze``, ``arc``) of
+    each one's default core."""
     import gymnasium as gym
 
+    return {env_id: None if spec.kwargs.get("checkpoint") is None
+            else _task_of(str(spec.kwargs["checkpoint"]))
+            for env_id, spec in gym.registry.items()
+            if str(spec.entry_point).startswith("hrm_rl.envs.halting:")}
+
+
+def _task_of(checkpoint: str) -> str:
+    """The task (``sudoku``, ``maze``, ``arc``) a checkpoint's core was trained on."""
     from hrm_rl.checkpoint import read_checkpoint_config, resolve_checkpoint
 
-    task = identity["config"].get("task", {}).get("name")
-    for env_id, spec in gym.registry.items():
-        if not str(spec.entry_point).startswith("hrm_rl.envs.halting:"):
-            continue
-        default = spec.kwargs.get("checkpoint")
-        if default is not None and read_checkpoint_config(
-                resolve_checkpoint(str(default)))[0].task.name == task:
+    return read_checkpoint_config(resolve_checkpoint(checkpoint))[0].task.name
+
+
+def _env_for(task: str | None, source: str) -> str:
+    """The registered halting env whose default core has ``task`` (the task of the core
+    ``source`` names or recorded)."""
+    for env_id, env_task in _halting_envs().items():
+        if env_task == task:
             return env_id
-    raise ValueError(f"no registered halting env is for the recorded core's task {task!r}; "
+    raise ValueError(f"{source}: no registered halting env is for the core's task {task!r}; "
                      "name one with --env")
 
 
@@ -382,6 +403,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from hrm_rl.trace import (choose_on, halts, load_trace, oracle_halt_at, paired_difference,
                               predict_halts, record_core_trace, rule_name, score)
 
+    if args.per_puzzle and Path(args.per_puzzle).exists() and not args.force:
+        raise ValueError(f"--per-puzzle {args.per_puzzle} exists; give a new file, or --force "
+                         "to replace it")
     env_kwargs = env_kwargs_with_split(args)
     step_cost, reward, cap = _env_settings(env_kwargs)
     track = args.track
@@ -584,7 +608,9 @@ def _write_difficulty(trace: Any, task: Any, out_dir: Path) -> Path:
     fig = difficulty_figure(report)
     out_dir.mkdir(parents=True, exist_ok=True)
     png = out_dir / "difficulty.png"
-    fig.savefig(png)
+    from hrm_rl.checkpoint import atomic_write
+
+    atomic_write(png, lambda tmp: fig.savefig(tmp, format="png"))
     writer = SummaryWriter(str(out_dir))
     writer.add_figure("halt/difficulty", fig, global_step=0, close=False)
     writer.close()
@@ -607,7 +633,8 @@ def _write_per_puzzle(path: Path, trace: Any, task: Any, results: list[Any]) -> 
         measure = task.difficulty(trace.puzzles)
         difficulty = None if measure is None else [int(v) for v in measure]
     header = ["puzzle"] + (["question"] if questions is not None else []) \
-        + ([f"difficulty ({task.difficulty_name})"] if difficulty is not None else [])
+        + ([f"difficulty ({task.difficulty_label(trace.puzzles)})"] if difficulty is not None
+           else [])
     for r in results:
         header += [f"halt_at:{r.policy}", f"correct:{r.policy}"]
     correct = [trace.at(r.halt_at)[0] for r in results]
@@ -718,6 +745,7 @@ def _add_subcommands(hsub: argparse._SubParsersAction) -> None:
     p.add_argument("--per-puzzle", metavar="FILE.csv", default=None,
                    help="write one row per puzzle: its key, question, difficulty, and each "
                         "policy's halting segment and correctness")
+    p.add_argument("--force", action="store_true", help="replace an existing --per-puzzle file")
     p.add_argument("--seed", type=seed_int, default=0, help="random:P's seed")
     p.add_argument("--out-dir", help="where pareto.png and TensorBoard events go")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")

@@ -177,11 +177,13 @@ def write_pareto(results: list[Score], curves: dict[str, list[Score]], out_dir: 
     import matplotlib.pyplot as plt
     from torch.utils.tensorboard import SummaryWriter
 
+    from hrm_rl.checkpoint import atomic_write
+
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     fig = pareto_figure(results, curves, title)
     png = out_dir / "pareto.png"
-    fig.savefig(png)
+    atomic_write(png, lambda tmp: fig.savefig(tmp, format="png"))
     writer = SummaryWriter(str(out_dir))
     writer.add_figure("halt/pareto", fig, global_step=0, close=False)
     for r in results:

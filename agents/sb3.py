@@ -46,6 +46,7 @@ from stable_baselines3.common.vec_env import VecEnv
 from stable_baselines3.common.vec_env.base_vec_env import VecEnvIndices, VecEnvStepReturn
 from gymnasium.vector import AutoresetMode
 
+from hrm_rl.checkpoint import atomic_write, atomic_write_text
 from hrm_rl.envs.halting import HaltingVectorEnv
 from hrm_rl.trace import DEFAULT_TRACK, Score, Trace, predict_halts, score
 
@@ -336,9 +337,9 @@ class ValTraceCallback(BaseCallback):
         if self.best is None or result.reward > self.best.reward:
             self.best = result
             if self.best_path is not None:
-                self.model.save(self.best_path)
+                atomic_write(self.best_path, self.model.save)
                 if vec_normalize is not None:
-                    vec_normalize.save(str(normalization_path(self.best_path)))
+                    atomic_write(normalization_path(self.best_path), vec_normalize.save)
         return result
 
 
@@ -456,10 +457,10 @@ def train_halting_policy(env_id: str = "HRM-Sudoku-v0", algo: str = "ppo",
         model.learn(timesteps, callback=CallbackList(callbacks), tb_log_name=algo,
                     progress_bar=progress)
         seconds = time.perf_counter() - start
-        model.save(run_dir / "model.zip")
+        atomic_write(run_dir / "model.zip", model.save)
         if normalize:
-            venv.save(str(run_dir / "vecnormalize.pkl"))
-        (run_dir / "train_args.json").write_text(json.dumps(
+            atomic_write(run_dir / "vecnormalize.pkl", venv.save)
+        atomic_write_text(run_dir / "train_args.json", json.dumps(
             {"env": env_id, "algo": algo, "timesteps": timesteps, "num_envs": num_envs,
              "env_kwargs": env_kwargs, "algo_kwargs": algo_kwargs, "seed": seed,
              "normalize": normalize, "eval_every": eval_every if val_trace is not None else None,

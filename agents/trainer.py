@@ -35,6 +35,7 @@ optimiser step (the weights stay as they were and no checkpoint is written), aft
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import math
@@ -83,6 +84,8 @@ SUMMARY_FILE = "summary.json"
 CONFIG_FILE = "config.yaml"
 """The run's config in its folder, written when ``fit`` starts; read again on resume."""
 _STATE_FORMAT = 1
+_NO_SPACE = {errno.ENOSPC: "no space left", errno.EDQUOT: "disk quota exceeded",
+             errno.EFBIG: "file size limit (ulimit -f) reached"}
 _SHAPE_KEYS = ("optimizer", "batch_size", "max_segments")  # the saved state's shape
 
 
@@ -263,6 +266,7 @@ class ACTTrainer:
         saved, _, meta = read_checkpoint_config(folder)
         try:
             load_weights(self.model, folder / WEIGHTS)
+            check_weights_sha256(folder, meta)
         except ValueError as err:
             raise ValueError(f"train.init_from={source!r}: {err}") from None
         task = "" if saved.task == self.config.task else \
@@ -407,8 +411,12 @@ class ACTTrainer:
     def _write_metrics(self, record: dict[str, float]) -> None:
         """Append one line to ``<run_dir>/metrics.jsonl`` (no-op without a run folder)."""
         if self.run_dir is not None:
-            with open(self.run_dir / METRICS_FILE, "a") as f:
-                f.write(json.dumps(record) + "\n")
+            path = self.run_dir / METRICS_FILE
+            try:
+                with open(path, "a") as f:
+                    f.write(json.dumps(record) + "\n")
+            except OSError as err:  # a full disk: name the file (a torn line is dropped on
+                raise OSError(err.errno, err.strerror, str(path)) from err  # resume)
 
     def _log_eval(self, result: EvalResult) -> None:
         self._log({"eval/exact_acc_qhalt": result.exact_acc_qhalt,
@@ -664,6 +672,10 @@ class ACTTrainer:
         try:
             with self._signals_stop_training():
                 return self._fit()
+        except OSError as err:
+            if err.errno in _NO_SPACE and self.run_dir is not None:
+                raise self._no_space(err) from None
+            raise
         finally:  # the training ended (or failed): the folder is free for a resume
             if self.lock is not None:
                 self.lock.release()
@@ -692,6 +704,20 @@ class ACTTrainer:
         finally:
             for sig, old in previous.items():
                 signal.signal(sig, old)
+
+    def _no_space(self, err: OSError) -> OSError:
+        """``err`` (a full disk, a quota or a file-size limit, met while writing the run)
+        as one line: what ran out, the file, the checkpoint a resume continues from."""
+        where = err.filename or f"the TensorBoard events in {self.run_dir}"
+        try:
+            folder = find_resume_checkpoint(self.run_dir)[0]
+        except FileNotFoundError:
+            folder = None
+        last = ("no checkpoint is complete yet" if folder is None else
+                f"the last complete checkpoint is step {int(folder.name.split('_')[1])}")
+        fix = "raise the limit" if err.errno == errno.EFBIG else "free space"
+        return OSError(err.errno, f"{_NO_SPACE[err.errno]} while writing {where}; {last}; "
+                                  f"{fix} and resume: hrm-rl train --resume {self.run_dir}")
 
     def _should_stop(self) -> bool:
         """Whether a signal asked to stop (rank 0's answer on every rank)."""
@@ -734,7 +760,7 @@ class ACTTrainer:
                     "eval": self._resumed_meta.get("eval"), "note": done}
         if self.run_dir is not None:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            (self.run_dir / CONFIG_FILE).write_text(yaml.safe_dump(self.config.to_dict()))
+            atomic_write_text(self.run_dir / CONFIG_FILE, yaml.safe_dump(self.config.to_dict()))
         start = window_start = self._fit_start = time.perf_counter()
         first_step = self.step
         # a time-budgeted run counts seconds of its budget (steps would read 0/100000)
@@ -851,12 +877,12 @@ def _resume_config(run_dir: Path, folder: Path | None, overrides: list[str]
         note = (f"no complete checkpoint in {run_dir / 'checkpoints'} (the run was killed "
                 f"before or while writing its first one): starting it afresh at step 0 with "
                 f"{yaml_path}")
-        return load_config(yaml_path, overrides, saved=True), {}, [note]
+        return _saved_yaml(yaml_path, folder, overrides), {}, [note]
     saved, model_config, meta = read_checkpoint_config(folder)
     check_architecture(folder / WEIGHTS, model_config)  # an edited config.json, named as such
     data, notes, edited = saved.to_dict(), [], {}
     if yaml_path.is_file():
-        changes = config_changes(saved, load_config(yaml_path, saved=True))
+        changes = config_changes(saved, _saved_yaml(yaml_path, folder))
         fixed = [c for c in changes if not c[0].startswith("train.")]
         if fixed:
             raise ConfigError(
@@ -882,6 +908,24 @@ def _resume_config(run_dir: Path, folder: Path | None, overrides: list[str]
                               f"engine state are for {key}={before!r}); "
                               + ("restore it there or " if not by_set else "") + "start a new run")
     return config, meta, notes
+
+
+def _saved_yaml(path: Path, folder: Path | None, overrides: list[str] | None = None
+                ) -> RunConfig:
+    """The run's ``config.yaml`` (``load_config(saved=True)``), with a resume's advice
+    when it does not load: with a checkpoint, whose ``config.json`` holds the run's config,
+    to fix or delete the file; without one, to start the run again."""
+    try:
+        config = load_config(path, saved=True)
+    except ConfigError as err:
+        if folder is not None:
+            advice = (f"checkpoint {folder.name} holds the run's config: repair {path} or "
+                      f"delete it (it only carries train.* edits) and resume again")
+        else:
+            advice = ("no checkpoint holds the run's config either (the run was killed before "
+                      "its first one): start it again, hrm-rl train CONFIG --run-dir NEW_DIR")
+        raise ConfigError(f"{err}; cannot resume from it: {advice}") from None
+    return load_config(path, overrides, saved=True) if overrides else config
 
 
 def _describe(changes: list[tuple[str, Any, Any]]) -> str:

@@ -651,6 +651,8 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None,
             path = Path(path)
             if not path.is_file():
                 raise ConfigError(f"config file not found: {path}")
+            if not path.read_bytes().strip():  # the advice for a file a user writes misleads
+                raise ConfigError(f"{path}: the run's saved config is empty")
         else:
             path = resolve_config(path)
         loaded = _read_config_file(path, ())
@@ -665,8 +667,36 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None,
         cfg.validate(strict=not saved)
     except ConfigError as err:
         where = f"{path}: " if path is not None else ""
+        key = str(err).split(":", 1)[0]
+        given = {item.split("=", 1)[0].strip() for item in overrides or []}
+        setter = _setter(path, key) if path is not None and key not in given else None
+        if setter is not None and setter != path.resolve():  # the value is a base file's
+            where = f"{setter} (extended by {path}): "
         raise ConfigError(f"{where}{err}") from None
     return cfg
+
+
+def _setter(path: Path, dotted: str) -> Path | None:
+    """The file of ``path``'s ``extends`` chain whose setting of ``dotted`` (``train.lr``)
+    took effect (the nearest to ``path``), or None."""
+    section, _, key = dotted.partition(".")
+    seen: set[Path] = set()
+    path = path.resolve()
+    while key and path not in seen:
+        seen.add(path)
+        try:
+            loaded = _read_yaml(path)
+        except ConfigError:
+            return None
+        if not isinstance(loaded, dict):
+            return None
+        if isinstance(loaded.get(section), dict) and key in loaded[section]:
+            return path
+        base = loaded.get(EXTENDS_KEY)
+        if not isinstance(base, str) or not base.strip():
+            return None
+        path = (path.parent / base).resolve()
+    return None
 
 
 EXTENDS_KEY = "extends"

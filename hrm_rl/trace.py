@@ -28,7 +28,6 @@ import hashlib
 import io
 import json
 import math
-import os
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -322,20 +321,15 @@ class Trace:
         text = _csv_text(task, self.puzzles)
         arrays = self.arrays()
         identity = {**self.identity, "format": FORMAT, "arrays_sha256": arrays_sha256(arrays)}
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".npz")
-        os.close(fd)
-        try:
+        from hrm_rl.checkpoint import atomic_write
+
+        def write(tmp: str) -> None:
             with open(tmp, "wb") as f:
                 np.savez_compressed(f, puzzles_csv=np.array(text),
                                     identity=np.array(json.dumps(identity)), **arrays)
-                f.flush()
-                os.fsync(f.fileno())
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, write)
         return path
 
 
@@ -632,6 +626,10 @@ def read_trace_file(path: str | Path, keys: set[str] | None = None) -> dict[str,
     for key in ("config", "split", "max_segments"):
         if key not in identity:
             raise ValueError(f"{path}: its identity has no {key!r} (not written by hrm-rl)")
+    if not isinstance(identity["config"], dict) or not isinstance(
+            identity["config"].get("task"), dict):
+        raise ValueError(f"{path}: its identity's 'config' is no run config with a task "
+                         "section (not written by hrm-rl)")
     files["identity"] = identity
     return files
 
@@ -672,9 +670,9 @@ def load_trace(path: str | Path) -> tuple[Trace, Task]:
                          "changed after it was written); record it again")
     try:
         config = from_dict(RunConfig, identity["config"])
+        task = make_task(config.task)
     except (ConfigError, TypeError, ValueError) as err:
         raise ValueError(f"{path}: its run config does not load ({err})") from None
-    task = make_task(config.task)
     with tempfile.TemporaryDirectory() as tmp:
         split = Path(tmp) / "split.csv"
         split.write_text(str(text))
@@ -757,12 +755,27 @@ def record_core_trace(checkpoint: Any, split: str = "test",
     the core, its weights' SHA-256, its run config and the split. ``checkpoint`` may also be
     a loaded ``Checkpoint`` (then ``device`` is its own); ``name``: how the identity names
     the core (default the name or path given)."""
-    from hrm_rl.checkpoint import Checkpoint, load_checkpoint, weights_sha256
+    from hrm_rl.checkpoint import Checkpoint, load_checkpoint
 
     ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else \
         load_checkpoint(checkpoint, device)
     if name is None:
         name = str(ckpt.path if isinstance(checkpoint, Checkpoint) else checkpoint)
+    puzzles, cap, identity = core_trace_plan(ckpt, split, max_segments, episodes, progress,
+                                             name)
+    return record_trace(ckpt.model, ckpt.task, puzzles, cap, latent=latent,
+                        batch_size=batch_size, progress=progress, identity=identity,
+                        desc=f"trace {Path(str(name)).name}:{split}")
+
+
+def core_trace_plan(ckpt: Any, split: str, max_segments: int | None, episodes: int | None,
+                    progress: bool, name: str) -> tuple[PuzzleBatch, int, dict[str, Any]]:
+    """What ``record_core_trace`` records for a loaded checkpoint: ``(puzzles, cap,
+    identity)``, the split's first ``episodes`` puzzles, the cap (default the core's
+    training cap) and the identity naming the core (``name``), its weights' SHA-256, its run
+    config and the split."""
+    from hrm_rl.checkpoint import weights_sha256
+
     puzzles = ckpt.puzzles(str(split), progress)
     n = len(puzzles) if episodes is None else episodes
     if not isinstance(n, (int, np.integer)) or not 1 <= n <= len(puzzles):
@@ -772,6 +785,4 @@ def record_core_trace(checkpoint: Any, split: str = "test",
     identity = {"checkpoint": str(name), "checkpoint_path": str(ckpt.path),
                 "weights_sha256": weights_sha256(ckpt.path),
                 "config": ckpt.config.to_dict(), "task": ckpt.task.name, "split": str(split)}
-    return record_trace(ckpt.model, ckpt.task, puzzles.take(slice(0, int(n))), cap,
-                        latent=latent, batch_size=batch_size, progress=progress,
-                        identity=identity, desc=f"trace {Path(str(name)).name}:{split}")
+    return puzzles.take(slice(0, int(n))), cap, identity
