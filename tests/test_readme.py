@@ -1,4 +1,5 @@
-"""Every Python block of the README runs as written (in a fresh folder, one process each)."""
+"""Every Python block of the README and of the pages under docs/ runs as written (in a fresh
+folder, one process each)."""
 
 from __future__ import annotations
 
@@ -11,18 +12,23 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-BLOCKS = re.findall(r"^```python\n(.*?)^```", (ROOT / "README.md").read_text(), re.S | re.M)
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+BLOCKS = [(f"{page.relative_to(ROOT).as_posix()}:{number}", block) for page in PAGES
+          for number, block in enumerate(
+              re.findall(r"^```python\n(.*?)^```", page.read_text(), re.S | re.M), start=1)]
 
 
-def test_the_readme_has_python_blocks():
+def test_the_readme_and_docs_have_python_blocks():
+    assert sum(name.startswith("README.md:") for name, _ in BLOCKS) >= 3  # the quick start
     assert len(BLOCKS) >= 5
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("index", range(len(BLOCKS)))
-def test_readme_block_runs_as_written(index, tmp_path):
+@pytest.mark.parametrize("index", range(len(BLOCKS)), ids=[name for name, _ in BLOCKS])
+def test_python_block_runs_as_written(index, tmp_path):
+    name, block = BLOCKS[index]
     (tmp_path / "configs").symlink_to(ROOT / "configs")  # the README's commands run in a checkout
     env = {**os.environ, "OMP_NUM_THREADS": "2", "MPLBACKEND": "Agg"}
-    done = subprocess.run([sys.executable, "-c", BLOCKS[index]], cwd=tmp_path, env=env,
+    done = subprocess.run([sys.executable, "-c", block], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=900)
-    assert done.returncode == 0, f"README block {index + 1}:\n{BLOCKS[index]}\n{done.stderr[-3000:]}"
+    assert done.returncode == 0, f"{name}:\n{block}\n{done.stderr[-3000:]}"
