@@ -17,8 +17,8 @@ better halting policy could still win. Every test figure carries a 95% bootstrap
 over puzzles (paired for the headroom). The report also holds accuracy after each segment,
 inference-time scaling (the fixed cap ``K`` against ``2K``, and the Q-head given ``2K``),
 and thinking time against difficulty (Q-head mean segments and exact@1 per bucket of the
-task's difficulty measure: givens for Sudoku, path length for mazes; ``trace_report``
-computes these from any trace).
+task's difficulty measure: givens for Sudoku, or a file's rating where it has one; path
+length for mazes; ``trace_report`` computes these from any trace).
 
     report = core_report("sudoku4")
     print(format_zoo([report]))
@@ -82,7 +82,8 @@ def trace_report(trace: Trace, task: Task, cap: int | None = None) -> dict[str, 
         "exact_by_segment": trace.correct.mean(0).tolist(),
         "exact_by_segment_ci": [list(bootstrap_ci(trace.correct[:, k]))
                                 for k in range(trace.max_segments)],
-        "max_segments": cap, "difficulty_name": task.difficulty_name, "difficulty": []}
+        "max_segments": cap, "difficulty_name": task.difficulty_label(trace.puzzles),
+        "difficulty": []}
     difficulty = None if trace.puzzles is None else task.difficulty(trace.puzzles)
     if difficulty is not None:
         difficulty = np.asarray(difficulty)[trace.puzzle]

@@ -41,12 +41,18 @@ What it measures:
    faster). Puzzle augmentation is off (the reference augments in a DataLoader worker).
 3. The machine's fp32 ``torch.mm`` peak (``flops.matmul_peak_gflops``), against which both
    sides' FLOP utilisation is given (FLOPs from ``flops.segment_flops``).
+4. With ``--check-import [sudoku,maze]``: the reference's checkpoints as our cores
+   (``check_import``): reference models at the paper's shapes, trained a few steps and
+   saved as ``pretrain.py`` saves them, converted by ``hrm_rl.reference_import``, then both
+   run 16 segments on the same puzzles (each side encoding the dataset CSV its own way) in
+   float64 and float32: worst logit and Q differences and halting disagreements.
 
 Without a reference directory, or one that lacks the reference's model files, it prints a
 ``{"skipped": true, "reason": ...}`` object and exits 0.
 
     hrm-rl bench reference --reference-dir ~/src/HRM [--seconds 20] [--configs tiny4,paper9]
         [--batch paper9=4] [--threads 1] [--device auto] [--check-steps 4] [--no-timing]
+        [--check-import sudoku,maze] [--import-segments 16]
 """
 
 from __future__ import annotations
@@ -55,6 +61,7 @@ import argparse
 import contextlib
 import hashlib
 import importlib
+import math
 import os
 import statistics
 import subprocess
@@ -65,6 +72,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -72,7 +80,10 @@ from hrm_rl.cli_types import int_in
 from hrm_rl.config import RunConfig, load_config
 from hrm_rl.device import resolve_device
 from hrm_rl.model.flops import matmul_peak_gflops, segment_flops
+from hrm_rl.cpu_defaults import choose_matmul, cpu_info
+from hrm_rl.model.layers import set_linear_backend
 from hrm_rl.optim import make_optimizer
+from hrm_rl.reference_import import reference_name, to_project_state
 
 ENV_VAR = "HRM_REFERENCE_DIR"
 REFERENCE_URL = "https://github.com/sapientinc/HRM"
@@ -291,47 +302,6 @@ def reference_config(config: RunConfig, forward_dtype: str = "float32") -> dict[
                 rms_norm_eps=m.rms_norm_eps, rope_theta=m.rope_theta,
                 halt_max_steps=t.max_segments, halt_exploration_prob=t.halt_exploration_prob,
                 forward_dtype=forward_dtype, causal=False)
-
-
-# Our names -> the reference's (inside ``ACTLossHead.model``); the rest only gain "inner.".
-_RENAMED = {"embed_tokens": "inner.embed_tokens.embedding_weight",
-            "embed_pos": "inner.embed_pos.embedding_weight",
-            "puzzle_emb": "inner.puzzle_emb.weights"}
-_UNRENAMED = {ref: ours for ours, ref in _RENAMED.items()}
-
-
-def reference_name(name: str) -> str:
-    """The reference's state-dict name of our tensor ``name`` (e.g. ``H_level.layers.0.mlp.
-    down_proj.weight`` -> ``inner.H_level.layers.0.mlp.down_proj.weight``)."""
-    return _RENAMED.get(name, f"inner.{name}")
-
-
-def project_name(name: str) -> str:
-    """Our state-dict name of the reference's tensor ``name`` (``reference_name`` inverted)."""
-    if name in _UNRENAMED:
-        return _UNRENAMED[name]
-    if not name.startswith("inner."):
-        raise ValueError(f"unexpected reference tensor {name!r} (not under 'inner.')")
-    return name[len("inner."):]
-
-
-def to_project_state(reference_state: dict[str, torch.Tensor],
-                     project_state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """The reference model's state dict under our names, checked against ours: the same
-    tensors (none left over on either side) of the same shapes, in our dtypes."""
-    mapped = {project_name(k): v for k, v in reference_state.items()}
-    extra = sorted(set(mapped) - set(project_state))
-    missing = sorted(set(project_state) - set(mapped))
-    wrong = [f"{k} {tuple(mapped[k].shape)} vs ours {tuple(project_state[k].shape)}"
-             for k in sorted(set(mapped) & set(project_state))
-             if mapped[k].shape != project_state[k].shape]
-    if extra or missing or wrong:
-        raise ValueError("the reference's weights do not map onto ours: "
-                         + "; ".join(part for part in (
-                             extra and f"only in the reference: {extra}",
-                             missing and f"only in ours: {missing}",
-                             wrong and f"shapes differ: {wrong}") if part))
-    return {k: v.to(project_state[k].dtype) for k, v in mapped.items()}
 
 
 def _parameter_count(module: torch.nn.Module) -> int:
@@ -588,6 +558,286 @@ def check_equality(reference: Reference, device: torch.device | str = "cpu", ste
     }
 
 
+# --- 1b. the reference's checkpoints, imported --------------------------------------------
+IMPORT_TASKS = {"sudoku": "sudoku9-extreme", "maze": "maze30-hard"}
+"""The paper-scale recipes whose shapes the import check builds (vocab 11 / seq 81, vocab 6
+/ seq 900; both with the reference's 512-d puzzle embedding)."""
+IMPORT_BATCH = {"sudoku": 4, "maze": 1}
+_PRETRAIN = {  # cfg_pretrain.yaml with the README's command line for each task
+    "sudoku": {"data_path": "data/sudoku-extreme-1k-aug-1000", "global_batch_size": 384,
+               "epochs": 20000, "eval_interval": 2000, "lr": 7e-5, "puzzle_emb_lr": 7e-5,
+               "weight_decay": 1.0, "puzzle_emb_weight_decay": 1.0},
+    "maze": {"data_path": "data/maze-30x30-hard-1k", "global_batch_size": 768,
+             "epochs": 20000, "eval_interval": 2000, "lr": 1e-4, "puzzle_emb_lr": 1e-4,
+             "weight_decay": 1.0, "puzzle_emb_weight_decay": 1.0},
+}
+
+
+def pretrain_config(task: str, arch: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What ``pretrain.py`` dumps as ``all_config.yaml`` (``PretrainConfig.model_dump()``) for
+    a run of ``task`` (``sudoku``, ``maze``) with ``config/arch/hrm_v1.yaml`` (its
+    ``puzzle_emb_ndim`` resolved to ``hidden_size``), updated by ``arch``."""
+    hrm_v1 = {"name": "hrm.hrm_act_v1@HierarchicalReasoningModel_ACTV1",
+              "loss": {"name": "losses@ACTLossHead", "loss_type": "stablemax_cross_entropy"},
+              "halt_exploration_prob": 0.1, "halt_max_steps": 16, "H_cycles": 2,
+              "L_cycles": 2, "H_layers": 4, "L_layers": 4, "hidden_size": 512,
+              "num_heads": 8, "expansion": 4, "pos_encodings": "rope"}
+    hrm_v1.update(arch or {})
+    hrm_v1.setdefault("puzzle_emb_ndim", hrm_v1["hidden_size"])
+    run = f"{Path(_PRETRAIN[task]['data_path']).name.capitalize()} ACT-torch"
+    return {"arch": hrm_v1, **_PRETRAIN[task], "lr_min_ratio": 1.0, "lr_warmup_steps": 2000,
+            "beta1": 0.9, "beta2": 0.95, "project_name": run,
+            "run_name": "HierarchicalReasoningModel_ACTV1 hrm-rl-check",
+            "checkpoint_path": f"checkpoints/{run}/HierarchicalReasoningModel_ACTV1 hrm-rl-check",
+            "seed": 0, "checkpoint_every_eval": True, "eval_save_outputs": []}
+
+
+def save_as_pretrain(folder: str | Path, state: dict[str, torch.Tensor],
+                     config: dict[str, Any], step: int) -> Path:
+    """Write ``all_config.yaml`` (``yaml.dump``, as ``save_code_and_config``) and the weights
+    as ``step_<step>`` (``torch.save`` of the state dict, as ``save_train_state``) into
+    ``folder``; returns the weights file."""
+    import yaml
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "all_config.yaml").write_text(yaml.dump(config))
+    torch.save(state, folder / f"step_{step}")
+    return folder / f"step_{step}"
+
+
+def reference_encoding(task: str, csv_text: str) -> dict[str, torch.Tensor]:
+    """The puzzles of a ``source,question,answer,rating`` CSV as the reference's dataset
+    builders encode them (``build_sudoku_dataset.py``: ``.`` -> 0, then + 1;
+    ``build_maze_dataset.py``: the index in ``# SGo`` + 1), as its evaluation batch."""
+    import csv
+    import io
+
+    rows = list(csv.reader(io.StringIO(csv_text)))[1:]
+    if task == "sudoku":
+        def encode(text: str) -> list[int]:
+            return [int(ch) + 1 for ch in text.replace(".", "0")]
+    else:
+        def encode(text: str) -> list[int]:
+            return ["# SGo".index(ch) + 1 for ch in text]
+    inputs = torch.tensor([encode(r[1]) for r in rows], dtype=torch.int32)
+    return {"inputs": inputs, "labels": torch.tensor([encode(r[2]) for r in rows],
+                                                     dtype=torch.int32),
+            "puzzle_identifiers": torch.zeros(len(rows), dtype=torch.int32)}
+
+
+def _run_reference(head: torch.nn.Module, batch: dict[str, torch.Tensor],
+                   segments: int) -> list[dict[str, torch.Tensor]]:
+    """``segments`` segments of the reference's evaluation loop (``pretrain.evaluate``:
+    ``ACTLossHead`` in eval mode from ``initial_carry``), each segment's outputs."""
+    head.eval()
+    outs = []
+    with torch.inference_mode():
+        carry = head.initial_carry(batch)
+        for _ in range(segments):
+            carry, _, _, out, _ = head(carry=carry, batch=batch,
+                                       return_keys=["logits", "q_halt_logits",
+                                                    "q_continue_logits"])
+            outs.append(out)
+    return outs
+
+
+def _run_ours(model: torch.nn.Module, inputs: torch.Tensor, puzzle_ids: torch.Tensor,
+              segments: int) -> list[Any]:
+    with torch.inference_mode():
+        carry, outs = model.initial_carry(len(inputs), inputs.device), []
+        for _ in range(segments):
+            out = model(carry, inputs, puzzle_ids)
+            carry = out.carry
+            outs.append(out)
+    return outs
+
+
+def _segment_outputs(out: Any) -> dict[str, torch.Tensor]:
+    """Logits and Q logits of one segment, ours (``SegmentOutput``) or the reference's."""
+    if isinstance(out, dict):
+        return {"logits": out["logits"], "q_halt": out["q_halt_logits"],
+                "q_continue": out["q_continue_logits"]}
+    return {"logits": out.logits, "q_halt": out.q_halt, "q_continue": out.q_continue}
+
+
+def _compare_runs(ours: list[Any], theirs: list[Any]) -> dict[str, Any]:
+    """Worst differences over the segments (and the worst per segment), and the Q-head's
+    halting decisions (``q_halt > q_continue``, HRM's rule and ``model.halts``) compared."""
+    diffs: dict[str, dict[str, float]] = {}
+    by_segment, mismatches, halted = [], 0, 0
+    first_ours = first_theirs = None
+    for k, (o, t) in enumerate(zip(ours, theirs), 1):
+        o, t = _segment_outputs(o), _segment_outputs(t)
+        worst_here = 0.0
+        for name in ("logits", "q_halt", "q_continue"):
+            d = _difference(o[name], t[name])
+            worst = diffs.setdefault(name, {"max_abs": 0.0, "max_rel": 0.0})
+            worst.update({key: max(worst[key], d[key]) for key in worst})
+            worst_here = max(worst_here, d["max_rel"])
+        by_segment.append(float(f"{worst_here:.3g}"))
+        mine, ref = ((x["q_halt"] > x["q_continue"]).cpu() for x in (o, t))
+        mismatches += int((mine != ref).sum())
+        halted += int(ref.sum())
+        if first_ours is None:
+            first_ours = first_theirs = torch.zeros(len(ref), dtype=torch.long)
+        first_ours = torch.where((first_ours == 0) & mine, k, first_ours)
+        first_theirs = torch.where((first_theirs == 0) & ref, k, first_theirs)
+    return {**diffs, "max_rel": max(d["max_rel"] for d in diffs.values()),
+            "max_rel_by_segment": by_segment,
+            "halting": {"decisions": len(ours) * len(first_theirs), "halt_decisions": halted,
+                        "mismatches": mismatches,
+                        "first_halt_mismatches": int((first_ours != first_theirs).sum()),
+                        "first_halt_segments": first_theirs.tolist()}}
+
+
+def write_trained_reference(reference: Reference, config: RunConfig, task: str,
+                            folder: Path, train_steps: int, seed: int,
+                            device: torch.device) -> tuple[Path, list[float]]:
+    """Train the reference model of ``config`` ``train_steps`` steps (``ReferenceTrainer``,
+    float32), give its Q-head and puzzle-embedding table random values (the first moves
+    little in a few steps, the second is zero-initialised and trained by an optimiser not
+    run here), and save it into ``folder`` as ``pretrain.py`` saves (``pretrain_config``; the
+    state dict of the compiled loss-head model, ``_orig_mod.model.inner.*``, from a model
+    built with the default bfloat16 ``forward_dtype``, so ``H_init``/``L_init`` are
+    bfloat16). Returns the weights file and the LM losses of the steps."""
+    torch.manual_seed(seed)
+    b = config.train.batch_size
+    trainer = ReferenceTrainer(reference, config, device, n_puzzles=b * train_steps)
+    losses = [trainer.train_step()["metrics"]["lm_loss"] for _ in range(train_steps)]
+    inner = trainer.model.model.inner
+    with torch.no_grad():
+        inner.q_head.weight.normal_(0.0, 0.1)
+        inner.q_head.bias.zero_()
+        inner.puzzle_emb.weights.normal_(0.0, 1 / math.sqrt(inner.config.hidden_size))
+    saved = reference.build(reference_config(config, "bfloat16"), config.train.loss)
+    saved.load_state_dict(trainer.model.state_dict())
+    weights = save_as_pretrain(folder, torch.compile(saved).state_dict(),
+                               pretrain_config(task), train_steps)
+    return weights, [round(x, 4) for x in losses]
+
+
+def _import_config(task: str, batch_size: int, segments: int, device: torch.device,
+                   seed: int) -> RunConfig:
+    return load_config(IMPORT_TASKS[task], [
+        "model.puzzle_emb_ndim=512", f"train.batch_size={batch_size}",
+        f"train.max_segments={segments}", "train.precision=fp32", "train.compile=false",
+        f"train.device={device}", "train.optimizer=adamw", "train.lr=3e-4",
+        "train.lr_warmup_steps=0", f"train.seed={seed}"])
+
+
+def _both_encodings(task: str, config: RunConfig, n: int, seed: int, folder: Path
+                    ) -> tuple[Any, dict[str, torch.Tensor], bool]:
+    """``n`` generated puzzles written as the dataset's CSV, read by our task and encoded
+    as the reference's builder does; and whether the two encodings agree."""
+    from hrm_rl.tasks import make_task
+
+    ours = make_task(config.task)
+    path = folder / f"{task}.csv"
+    ours.write_csv(path, ours.sample(n, config.data, np.random.default_rng(seed)))
+    batch, theirs = ours.read_csv(path), reference_encoding(task, path.read_text())
+    same = bool(np.array_equal(batch.inputs, theirs["inputs"].numpy())
+                and np.array_equal(batch.labels, theirs["labels"].numpy()))
+    return batch, theirs, same
+
+
+def _compare_outputs(reference: Reference, config: RunConfig, weights: Path, model: Any,
+                     ours_batch: Any, theirs_batch: dict[str, torch.Tensor], segments: int,
+                     device: torch.device) -> dict[str, Any]:
+    """Both sides' ``segments`` segments in float64 and float32 (ours on ``aten``, the
+    reference's matmuls, and on ``onednn``), compared (``_compare_runs``)."""
+    file_state = {k.removeprefix("_orig_mod."): v
+                  for k, v in torch.load(weights, weights_only=True).items()}
+    inputs = torch.from_numpy(ours_batch.inputs).to(device)
+    ids = torch.from_numpy(ours_batch.puzzle_ids).to(device)
+    batch = {k: v.to(device) for k, v in theirs_batch.items()}
+    out: dict[str, Any] = {"H_init_dtype": str(file_state["model.inner.H_init"].dtype)
+                           .removeprefix("torch."), "weights_tensors": len(file_state)}
+    theirs = {}
+    for dtype in (torch.float64, torch.float32):
+        name = str(dtype).removeprefix("torch.")
+        head = reference.build(reference_config(config, name), config.train.loss, device)
+        head.load_state_dict(file_state)  # as evaluate.py does, on the compiled names
+        theirs[name] = _run_reference(head.to(dtype), batch, segments)
+        ours = set_linear_backend(model.to(device=device, dtype=dtype), "aten")
+        out[name] = _compare_runs(_run_ours(ours, inputs, ids, segments), theirs[name])
+    ours = set_linear_backend(model, "onednn")  # float32 now; restored to "auto" below
+    out["float32_onednn"] = _compare_runs(_run_ours(ours, inputs, ids, segments),
+                                          theirs["float32"])
+    out["reference_float32_vs_float64"] = _compare_runs(theirs["float32"], theirs["float64"])
+    set_linear_backend(model, "auto")
+    return out
+
+
+def check_import(reference: Reference, device: torch.device | str = "cpu",
+                 tasks: tuple[str, ...] = ("sudoku", "maze"), segments: int = 16,
+                 train_steps: int = 2, tolerance: float = 1e-6, tolerance32: float = 1e-5,
+                 seed: int = 0, batches: dict[str, int] | None = None,
+                 workdir: str | Path | None = None) -> dict[str, Any]:
+    """The reference's checkpoints as our cores, verified (``hrm_rl.reference_import``).
+
+    Per task: the reference model at the paper's shape (``IMPORT_TASKS``) trains
+    ``train_steps`` steps (its ``ACTLossHead``, float32, random puzzles), its Q-head and
+    puzzle-embedding table get random values (the first moves little in a few steps, the
+    second is zero-initialised and trained by an optimiser not run here), and it is saved as
+    ``pretrain.py`` saves (``all_config.yaml``; the state dict of the compiled loss-head
+    model, ``_orig_mod.model.inner.*``, with the default bfloat16 ``H_init``/``L_init``).
+    That folder is converted (``convert``) and written as a core (``import_reference``,
+    reloaded with ``load_checkpoint``: the same tensors). Then ``segments`` segments of the
+    reference's evaluation loop (from ``initial_carry``, loading the file as ``evaluate.py``
+    does) and of the converted core run on generated puzzles written in the datasets' CSV
+    format and encoded each side's way, in float64 and float32; logits, ``q_halt``,
+    ``q_continue`` and the Q-head's halting decisions are compared. ``equal``: float64
+    within ``tolerance``, float32 within ``tolerance32`` (relative to the reference's largest
+    magnitude), every decision the same, and both encodings equal. Float32 is compared
+    with our ``Linear`` on ``aten`` (the reference's matmuls); ``float32_onednn`` uses our
+    oneDNN matmuls (which ``auto`` picks on some CPUs), whose different rounding the
+    recurrence amplifies on these unconverged weights as much as it does the reference's
+    own float32 against float64 (``reference_float32_vs_float64``): reported, not required.
+    """
+    import tempfile
+
+    from hrm_rl.checkpoint import load_checkpoint
+    from hrm_rl.reference_import import convert, import_reference
+
+    device = torch.device(device)
+    batches = {**IMPORT_BATCH, **(batches or {})}
+    results: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(dir=workdir) as tmp:
+        for task in tasks:
+            started = time.perf_counter()
+            config = _import_config(task, batches[task], segments, device, seed)
+            weights, losses = write_trained_reference(reference, config, task,
+                                                      Path(tmp) / task, train_steps, seed,
+                                                      device)
+            converted = convert(weights.parent, task)
+            core = load_checkpoint(import_reference(weights.parent, task,
+                                                    Path(tmp) / "cores" / task))
+            same = all(torch.equal(v, core.model.state_dict()[k])
+                       for k, v in converted.model.state_dict().items())
+            ours_batch, theirs_batch, encodings_equal = _both_encodings(
+                task, config, batches[task], seed, Path(tmp))
+            out: dict[str, Any] = {
+                "shape": {k: getattr(converted.model.config, k) for k in
+                          ("hidden_size", "num_heads", "H_layers", "L_layers", "H_cycles",
+                           "L_cycles", "vocab_size", "seq_len", "puzzle_emb_ndim")},
+                "parameters": converted.model.num_parameters(include_puzzle_emb=False),
+                "train_steps": train_steps, "lm_loss": losses, "weights_file": weights.name,
+                "puzzles": batches[task], "segments": segments,
+                "encodings_equal": encodings_equal, "core_reloads_identical": same,
+                **_compare_outputs(reference, config, weights, converted.model, ours_batch,
+                                   theirs_batch, segments, device)}
+            out["equal"] = bool(encodings_equal and same
+                                and out["float64"]["max_rel"] <= tolerance
+                                and out["float32"]["max_rel"] <= tolerance32
+                                and out["float64"]["halting"]["mismatches"] == 0
+                                and out["float32"]["halting"]["mismatches"] == 0)
+            out["seconds"] = round(time.perf_counter() - started, 1)
+            results[task] = out
+    return {"tolerance_float64": tolerance, "tolerance_float32": tolerance32,
+            "equal": all(r["equal"] for r in results.values()), "tasks": results}
+
+
 # --- 2. speed -------------------------------------------------------------------------------
 class _Side:
     """One implementation's timed action: accumulates segments/s per round."""
@@ -695,7 +945,8 @@ def run(reference_dir: str | None, configs: list[str] | None = None, seconds: fl
         rounds: int = 5, threads: int | None = 1, device: str = "auto",
         eval_segments: int = 4, batches: dict[str, int] | None = None,
         check_steps: int = 4, tolerance: float = 1e-6, timing: bool = True,
-        optimizer: str = "adamw") -> dict[str, Any]:
+        optimizer: str = "adamw", import_tasks: tuple[str, ...] = (),
+        import_segments: int = 16) -> dict[str, Any]:
     """The whole benchmark (see the module docstring); ``skipped`` without a reference.
 
     Raises:
@@ -710,6 +961,11 @@ def run(reference_dir: str | None, configs: list[str] | None = None, seconds: fl
     if unknown:
         raise ValueError(f"--batch names unknown config(s) {unknown}; choose from "
                          f"{', '.join(SETUPS)}")
+    unknown = [t for t in import_tasks if t not in IMPORT_TASKS]
+    if unknown:
+        raise ValueError(f"--check-import names unknown task(s) {unknown}; choose from "
+                         f"{', '.join(IMPORT_TASKS)} (ARC is not imported: "
+                         "hrm_rl.reference_import)")
     if rounds < 1 or eval_segments < 1 or seconds < 0 or check_steps < 0:
         raise ValueError("--rounds and --eval-segments must be >= 1, --seconds and "
                          "--check-steps >= 0")
@@ -732,9 +988,13 @@ def run(reference_dir: str | None, configs: list[str] | None = None, seconds: fl
                       "model_files_sha256": reference.files_sha256,
                       "stand_ins": list(reference.shims)},
         "device": str(dev), "torch": torch.__version__, "threads": torch.get_num_threads(),
+        "cpu": cpu_info().describe(), "matmul": choose_matmul("auto", dev).describe(),
         "load_average": _load_average()}
     if check_steps:
         out["equality"] = check_equality(reference, dev, check_steps, tolerance=tolerance)
+    if import_tasks:
+        out["import"] = check_import(reference, dev, import_tasks, import_segments,
+                                     tolerance=tolerance)
     if timing and configs:
         peak = matmul_peak_gflops(dev, torch.float32)
         out["matmul_peak_gflops_fp32"] = peak
@@ -794,11 +1054,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tolerance", type=float, default=1e-6,
                         help="largest relative difference the equality check accepts")
     parser.add_argument("--no-timing", action="store_true", help="only the equality check")
+    parser.add_argument("--check-import", nargs="?", const="sudoku,maze", default="",
+                        metavar="TASKS", help="also verify importing the reference's "
+                        "checkpoints at the paper's shapes (check_import): sudoku,maze by "
+                        "default; minutes on a CPU (the maze has 900 positions)")
+    parser.add_argument("--import-segments", type=int_in(1, 64), default=16,
+                        help="segments the import check compares")
 
 
 def run_from_args(args: argparse.Namespace) -> dict[str, Any]:
     """``run`` with the parsed ``add_arguments`` options."""
     configs = [c.strip() for c in args.configs.split(",") if c.strip()]
+    tasks = tuple(t.strip() for t in args.check_import.split(",") if t.strip())
     return run(args.reference_dir, configs, args.seconds, args.rounds, args.threads or None,
                args.device, args.eval_segments, dict(args.batch), args.check_steps,
-               args.tolerance, not args.no_timing, args.optimizer)
+               args.tolerance, not args.no_timing, args.optimizer, tasks,
+               args.import_segments)

@@ -23,16 +23,21 @@ record a paper-scale core once on a GPU, then study its halting anywhere.
 
 from __future__ import annotations
 
+import hashlib
+import json
+import shutil
+import zipfile
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from hrm_rl.model import Carry
 from hrm_rl.tasks.base import PuzzleBatch
-from hrm_rl.trace import Trace, read_trace_file, record_core_trace
+from hrm_rl.trace import Trace, core_trace_plan, read_trace_file, record_trace
 
 
 def record_rollouts(checkpoint: str | Path, split: str, out: str | Path,
@@ -56,11 +61,17 @@ def record_rollouts(checkpoint: str | Path, split: str, out: str | Path,
         progress: show a progress bar.
         force: overwrite an existing ``out``.
 
+    The puzzles are recorded ``batch_size`` at a time and each finished batch is kept in
+    ``<out>.partial/`` until the file is written: a recording cut short (Ctrl-C, a kill, a
+    full disk) continues where it stopped when run again with the same arguments, and gives
+    the file an uninterrupted run gives.
+
     Returns:
         The path written.
 
     Raises:
-        FileExistsError: ``out`` exists and ``force`` is False (checked before any work).
+        FileExistsError: ``out`` exists and ``force`` is False (checked before any work), or
+            ``<out>.partial`` holds a recording with other settings (``force`` discards it).
         ValueError: bad ``episodes``/``max_segments``/``batch_size``.
     """
     out = Path(out)
@@ -69,12 +80,108 @@ def record_rollouts(checkpoint: str | Path, split: str, out: str | Path,
                               "--force (force=True)")
     if out.exists() and not out.is_file():
         raise FileExistsError(f"{out} exists and is not a file; choose another --out")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     from hrm_rl.checkpoint import load_checkpoint
 
     ckpt = load_checkpoint(checkpoint, device)
-    trace = record_core_trace(ckpt, str(split), max_segments, episodes, latent, batch_size,
-                              progress=progress, name=str(checkpoint))
-    return trace.save(out, ckpt.task, overwrite=force)
+    puzzles, cap, identity = core_trace_plan(ckpt, str(split), max_segments, episodes,
+                                             progress, str(checkpoint))
+    partial = partial_path(out)
+    trace = _record_in_chunks(ckpt, puzzles, cap, identity, latent, batch_size, partial,
+                              progress, restart=force)
+    path = trace.save(out, ckpt.task, overwrite=force)
+    shutil.rmtree(partial, ignore_errors=True)
+    return path
+
+
+def partial_path(out: str | Path) -> Path:
+    """The folder where ``record_rollouts`` keeps the finished chunks of ``out`` until the
+    whole file is written (``<out>.partial``)."""
+    out = Path(out)
+    return out.with_name(out.name + ".partial")
+
+
+def _record_in_chunks(ckpt: Any, puzzles: PuzzleBatch, cap: int, identity: dict[str, Any],
+                      latent: bool, batch_size: int, partial: Path, progress: bool,
+                      restart: bool) -> Trace:
+    """The trace of ``puzzles``, recorded ``batch_size`` puzzles at a time, each finished
+    chunk kept in ``partial`` (``plan.json`` and ``chunk_<i>.npz``, written atomically), so
+    a rerun with the same settings records only the chunks still missing. A chunk is the
+    batch ``record_trace`` would run anyway, so the result is the one-go recording's.
+
+    Raises:
+        FileExistsError: ``partial`` holds a recording with other settings (and not
+            ``restart``).
+    """
+    from hrm_rl.checkpoint import atomic_write, atomic_write_text
+
+    digest = hashlib.sha256()
+    for a in (puzzles.inputs, puzzles.labels, puzzles.puzzle_ids):
+        digest.update(np.ascontiguousarray(a, dtype=np.int64).tobytes())
+    plan = json.loads(json.dumps({"identity": identity, "max_segments": cap, "latent": latent,
+                                  "batch_size": batch_size, "puzzles": len(puzzles),
+                                  "puzzles_sha256": digest.hexdigest()}))
+    plan_file = partial / "plan.json"
+    if plan_file.is_file():
+        try:
+            same = json.loads(plan_file.read_text()) == plan
+        except (OSError, ValueError):
+            same = False
+        if not same and not restart:
+            raise FileExistsError(
+                f"{partial} holds part of a recording with other settings (core, split, "
+                "episodes, segments, latent or batch size); rerun the command that started "
+                "it to finish it, or remove the folder (or pass --force) to start afresh")
+        if not same:
+            shutil.rmtree(partial)
+    partial.mkdir(parents=True, exist_ok=True)
+    if not plan_file.is_file():
+        atomic_write_text(plan_file, json.dumps(plan, sort_keys=True))
+    starts = range(0, len(puzzles), batch_size)
+    chunks = [_read_chunk(partial / f"chunk_{i:06d}.npz", min(batch_size, len(puzzles) - s))
+              for i, s in enumerate(starts)]
+    done = sum(len(c["correct"]) for c in chunks if c is not None)
+    bar = tqdm(total=len(puzzles), initial=done, unit="puzzle", disable=not progress,
+               desc=f"recording ({done} from an earlier run)" if done else "recording")
+    try:
+        for i, start in enumerate(starts):
+            if chunks[i] is not None:
+                continue
+            part = record_trace(ckpt.model, ckpt.task, puzzles.take(slice(start, start +
+                                                                          batch_size)),
+                                cap, latent=latent, batch_size=batch_size, progress=progress,
+                                identity=identity, desc=f"chunk {i + 1}/{len(starts)}")
+            arrays = {k: v for k, v in part.arrays().items() if k != "puzzle"}
+
+            def write(tmp: str, arrays: dict[str, np.ndarray] = arrays) -> None:
+                with open(tmp, "wb") as f:
+                    np.savez(f, **arrays)
+
+            atomic_write(partial / f"chunk_{i:06d}.npz", write)
+            chunks[i] = arrays
+            bar.update(part.n)
+    finally:
+        bar.close()
+    merged = {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
+    return Trace(**merged, puzzle=np.arange(len(puzzles), dtype=np.int64), puzzles=puzzles,
+                 identity={**identity, "max_segments": cap, "latent": latent,
+                           "episodes": len(puzzles)})
+
+
+def _read_chunk(path: Path, rows: int) -> dict[str, np.ndarray] | None:
+    """A finished chunk's arrays, or None when it is missing or unreadable (then it is
+    recorded again)."""
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path) as f:
+            arrays = {k: f[k] for k in f.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile):
+        return None
+    if "correct" not in arrays or any(len(a) != rows for a in arrays.values()):
+        return None
+    return arrays
 
 
 def rollouts_identity(path: str | Path) -> dict[str, Any]:

@@ -29,14 +29,17 @@ only this check notices). Files without that metadata (older checkpoints) load u
 
 ``load_checkpoint`` accepts a checkpoint folder, a run folder, the ``latest`` pointer's
 folder, a pointer file (``<run>/checkpoints/best``), or the name of a checkpoint bundled with
-the package (see ``bundled_checkpoints``). Files that are missing, corrupt or do not fit
-their config raise ``ValueError`` (or ``FileNotFoundError``) naming the file.
+the package (see ``bundled_checkpoints``), or a checkpoint of the reference implementation
+as released (``all_config.yaml`` and its weights, or ``hf://``: converted in memory by
+``hrm_rl.reference_import``). Files that are missing, corrupt or do not fit their config
+raise ``ValueError`` (or ``FileNotFoundError``) naming the file.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import io
 import json
 import os
 import re
@@ -50,7 +53,8 @@ from typing import Any
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
+from safetensors.torch import save as safetensors_bytes
 
 from hrm_rl.config import ConfigError, ModelConfig, RunConfig, from_dict, with_saved_defaults
 from hrm_rl.model import RecurrentCore, build_model
@@ -185,7 +189,10 @@ def atomic_write(path: str | Path, write: Callable[[str], Any]) -> None:
     rename: a crash, a kill or a full disk leaves the old file or the new one, never a torn
     one. A failed write raises ``OSError`` naming ``path`` (not the temporary file)."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as err:  # no inode left, a read-only or missing folder
+        raise OSError(err.errno, f"{err.strerror or err} while writing", str(path)) from err
     os.close(fd)
     try:
         write(tmp)
@@ -201,16 +208,22 @@ def atomic_write(path: str | Path, write: Callable[[str], Any]) -> None:
         raise
 
 
+def atomic_write_bytes(path: str | Path, data: bytes | memoryview) -> None:
+    """Replace ``path`` by ``data`` atomically. Serialize to bytes first and write them
+    here (not through a library's own file writer): a full disk or a file-size limit is then
+    an ``OSError`` (ENOSPC, EFBIG) naming ``path``, not torch's or safetensors' own error."""
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as f:
+            f.write(data)
+
+    atomic_write(path, write)
+
+
 def atomic_write_text(path: str | Path, text: str) -> None:
     """Replace ``path`` by ``text`` atomically (temporary file, fsync, rename): a crash
     leaves the old file or the new one, never a torn one."""
-    path = Path(path)
-
-    def write(tmp: str) -> None:
-        with open(tmp, "w") as f:
-            f.write(text)
-
-    atomic_write(path, write)
+    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def save_checkpoint(folder: str | Path, model: RecurrentCore, config: RunConfig,
@@ -232,7 +245,7 @@ def save_checkpoint(folder: str | Path, model: RecurrentCore, config: RunConfig,
     folder.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     metadata = _architecture_metadata(model.config)
-    atomic_write(folder / WEIGHTS, lambda tmp: save_file(state, tmp, metadata=metadata))
+    atomic_write_bytes(folder / WEIGHTS, safetensors_bytes(state, metadata=metadata))
     meta = {**(meta or {}), WEIGHTS_SHA_KEY: file_sha256(folder / WEIGHTS)}
     payload = {"run": config.to_dict(), "model": model.config.__dict__, "meta": meta}
     if test_puzzles is not None:
@@ -241,7 +254,9 @@ def save_checkpoint(folder: str | Path, model: RecurrentCore, config: RunConfig,
     elif test_csv is not None:
         _link_or_copy(Path(test_csv), folder / TEST_PUZZLES)
     if trainer_state is not None:
-        atomic_write(folder / TRAINER_STATE, lambda tmp: torch.save(trainer_state, tmp))
+        buffer = io.BytesIO()
+        torch.save(trainer_state, buffer)
+        atomic_write_bytes(folder / TRAINER_STATE, buffer.getbuffer())
     atomic_write_text(folder / CONFIG, json.dumps(payload, indent=2, sort_keys=True))
     return folder
 
@@ -324,6 +339,23 @@ def read_pointer(root: str | Path, name: str) -> str | None:
         return None
 
 
+def _pointer_target(path: Path) -> Path:
+    """The checkpoint folder the pointer file ``path`` names (complete or not).
+
+    Raises:
+        ValueError: the file is not a folder name in text (binary, or several lines).
+    """
+    try:
+        name = path.read_text(encoding="utf-8").strip()
+    except UnicodeDecodeError:
+        name = None
+    if name is None or not name or "\n" in name or "/" in name or "\x00" in name:
+        raise ValueError(f"{path}: not a checkpoint pointer (it should hold one folder name "
+                         f"such as step_0000500); give the checkpoint folder itself, or "
+                         f"rewrite it: echo step_NNNNNNN > {path}")
+    return path.parent / name
+
+
 def find_resume_checkpoint(run_dir: str | Path, name: str | None = None
                            ) -> tuple[Path | None, list[str]]:
     """The checkpoint a resume of ``run_dir`` continues from, and notes on how it was found.
@@ -335,9 +367,19 @@ def find_resume_checkpoint(run_dir: str | Path, name: str | None = None
     name such as ``step_0000500``: that checkpoint.
 
     Raises:
-        FileNotFoundError: ``name`` given but not a complete run checkpoint of ``run_dir``.
+        FileNotFoundError: ``name`` given but not a complete run checkpoint of ``run_dir``,
+            or a checkpoint of the run holds weights without a trainer state (no kill leaves
+            that: ``config.json`` is written last), which the resume would remove.
     """
     root = Path(run_dir) / "checkpoints"
+    stripped = [p for _, p in step_folders(root)
+                if is_complete(p, resumable=False) and not is_complete(p)]
+    if stripped:
+        raise FileNotFoundError(
+            f"{stripped[0] / TRAINER_STATE} is missing: {', '.join(p.name for p in stripped)} "
+            f"hold weights without a trainer state, which a resume can neither continue from "
+            f"nor keep (it removes or overwrites them); move them out of {root} (they load as "
+            f"checkpoints anywhere), then resume again")
     if name not in (None, LATEST):
         target = read_pointer(root, name) if name == BEST else name
         if target is None:
@@ -355,7 +397,7 @@ def find_resume_checkpoint(run_dir: str | Path, name: str | None = None
         return root / latest, notes
     complete = [p for _, p in step_folders(root) if is_complete(p)]
     if latest is None:
-        why = f"{root / LATEST} is missing"
+        why = f"{root / LATEST} is {'unreadable' if (root / LATEST).exists() else 'missing'}"
     else:
         why = f"{root / LATEST} names {latest}, which is not a complete checkpoint"
     if complete:
@@ -452,9 +494,11 @@ class RunLock:
 def resolve_checkpoint(name_or_path: str | Path) -> Path:
     """Turn a bundled name, checkpoint folder, run folder (its ``latest``) or pointer file
     (``<run>/checkpoints/latest`` or ``<run>/checkpoints/best``) into a checkpoint folder."""
+    if not isinstance(name_or_path, (str, os.PathLike)):
+        raise TypeError(f"checkpoint must be a bundled name or a path, got {name_or_path!r}")
     path = Path(name_or_path)
     if path.name in (LATEST, BEST) and path.is_file():
-        target = path.parent / (read_pointer(path.parent, path.name) or "")
+        target = _pointer_target(path)
         if not (target / CONFIG).is_file():
             raise FileNotFoundError(f"{path} names {target.name!r}, which is not a complete "
                                     f"checkpoint (no {CONFIG})")
@@ -463,7 +507,7 @@ def resolve_checkpoint(name_or_path: str | Path) -> Path:
         if (candidate / CONFIG).is_file():
             return candidate
         if (candidate / LATEST).is_file():
-            target = candidate / (candidate / LATEST).read_text().strip()
+            target = _pointer_target(candidate / LATEST)
             if not (target / CONFIG).is_file():
                 raise FileNotFoundError(f"{candidate / LATEST} names {target.name}, which is "
                                         f"not a complete checkpoint (no {CONFIG})")
@@ -583,7 +627,7 @@ def stamp_architecture(folder: str | Path) -> bool:
             return False
     tensors = load_file(path)
     metadata = _architecture_metadata(ckpt.model.config)
-    atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
+    atomic_write_bytes(path, safetensors_bytes(tensors, metadata=metadata))
     if WEIGHTS_SHA_KEY in ckpt.meta:  # the file's bytes changed: record their new hash
         stamp_weights_sha256(folder)
     return True
@@ -604,7 +648,8 @@ def load_trainer_state(folder: str | Path) -> dict[str, Any]:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
-        raise ValueError(f"{path}: unreadable trainer state ({type(err).__name__}: {err})"
+        first = (str(err).strip().splitlines() or [""])[0]
+        raise ValueError(f"{path}: unreadable trainer state ({type(err).__name__}: {first})"
                          ) from None
 
 
@@ -615,6 +660,10 @@ def load_checkpoint(name_or_path: str | Path, device: torch.device | str = "cpu"
         FileNotFoundError: nothing loadable at ``name_or_path``.
         ValueError: a corrupt file, or a config, task and weights that do not fit together.
     """
+    from hrm_rl import reference_import
+
+    if reference_import.is_reference_source(name_or_path):  # the paper's checkpoints
+        return reference_import.load_reference_checkpoint(name_or_path, device)
     folder = resolve_checkpoint(name_or_path)
     config, model_cfg, meta = read_checkpoint_config(folder)
     task = make_task(config.task)
@@ -640,7 +689,12 @@ def file_sha256(path: str | Path) -> str:
 
 def weights_sha256(folder: str | Path) -> str:
     """The SHA-256 of a checkpoint folder's weights: the one its ``config.json`` recorded
-    (which loading verifies), else computed from the file."""
+    (which loading verifies), else computed from the file; for a reference checkpoint
+    (``hrm_rl.reference_import``), its weights file's."""
+    from hrm_rl import reference_import
+
+    if reference_import.is_reference_source(folder):
+        return reference_import.reference_weights_sha256(folder)
     folder = resolve_checkpoint(folder)
     recorded = read_checkpoint_config(folder)[2].get(WEIGHTS_SHA_KEY)
     return recorded if isinstance(recorded, str) else file_sha256(folder / WEIGHTS)

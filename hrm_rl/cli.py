@@ -9,6 +9,7 @@ bench.
     hrm-rl holdout --data val.csv --trained-on runs/a --trained-on b.yaml --out clean.csv
     hrm-rl cores                # the halting-zoo table of the bundled cores
     hrm-rl rollouts record sudoku4 --split train --out sudoku4-train.npz
+    hrm-rl import-reference HRM-checkpoint-sudoku-extreme --task sudoku --out hrm-sudoku
     hrm-rl demo
     hrm-rl bench train          # also: memory, env, all (JSON figures)
 """
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -187,8 +189,9 @@ def _cmd_holdout(args: argparse.Namespace) -> int:
     first_source, first = configs[0]
     for source, config in configs[1:]:
         if config.task != first.task:
-            raise ValueError(f"{source} trains task {config.task}, {first_source} task "
-                             f"{first.task}: give runs of one task")
+            raise ValueError(f"{source} trains task {config.task.name} (size "
+                             f"{config.task.size}), {first_source} task {first.task.name} "
+                             f"(size {first.task.size}): give runs of one task")
     task = make_task(first.task)
     puzzles = task.read_csv(args.data)
     trained = np.zeros(len(puzzles), dtype=bool)
@@ -308,6 +311,7 @@ def _cmd_cores(args: argparse.Namespace) -> int:
 
     from hrm_rl.agents.zoo import (bundled_core_names, core_report, difficulty_figure,
                                    format_difficulty, format_zoo)
+    from hrm_rl.checkpoint import atomic_write
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -323,7 +327,8 @@ def _cmd_cores(args: argparse.Namespace) -> int:
             out = Path(args.plots)
             out.mkdir(parents=True, exist_ok=True)
             fig = difficulty_figure(reports[-1])
-            fig.savefig(out / f"difficulty-{Path(name).name}.png")
+            atomic_write(out / f"difficulty-{Path(name).name}.png",
+                         lambda tmp: fig.savefig(tmp, format="png"))
             plt.close(fig)
     if args.json:
         print(json.dumps(reports, indent=2))
@@ -342,7 +347,7 @@ def _cmd_rollouts(args: argparse.Namespace) -> int:
     import torch
 
     from hrm_rl.device import resolve_device
-    from hrm_rl.envs.rollouts import record_rollouts
+    from hrm_rl.envs.rollouts import partial_path, record_rollouts
 
     try:
         resolve_device(args.device)  # as eval does: a clear error before any work
@@ -357,8 +362,30 @@ def _cmd_rollouts(args: argparse.Namespace) -> int:
     except FileExistsError as err:  # refused input, not a failed write
         print(f"hrm-rl {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        partial = partial_path(args.out)
+        kept = f"; the finished batches are kept in {partial}" if partial.is_dir() else ""
+        print(f"hrm-rl {args.command}: interrupted{kept}: run the same command again to "
+              "continue", file=sys.stderr)
+        return 130
     print(json.dumps({"out": str(path), "split": args.split,
                       "bytes": path.stat().st_size}, indent=2))
+    return 0
+
+
+def _cmd_import_reference(args: argparse.Namespace) -> int:
+    """Convert a checkpoint of the reference (sapientinc/HRM) into one of our core folders;
+    an existing ``--out`` is refused (exit 2)."""
+    from hrm_rl.reference_import import import_reference
+
+    try:
+        out = import_reference(args.source, args.task, args.out, args.test, args.size)
+    except FileExistsError as err:  # refused input, not a failed write
+        print(f"hrm-rl {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    card = json.loads((out / "card.json").read_text())
+    print(json.dumps({"out": str(out), "task": card["task"],
+                      "reference_weights_sha256": card["reference_weights_sha256"]}, indent=2))
     return 0
 
 
@@ -496,12 +523,28 @@ def build_parser() -> argparse.ArgumentParser:
                    help="segments per puzzle (default: the core's training cap)")
     r.add_argument("--latent", action="store_true", help="also keep H's state (obs_mode latent)")
     r.add_argument("--out", required=True, help="the .npz file to write")
-    r.add_argument("--batch-size", type=positive_int, default=512)
+    r.add_argument("--batch-size", type=positive_int, default=512,
+                   help="puzzles per forward; also what an interrupted recording keeps: a "
+                        "rerun continues from the last finished batch")
     r.add_argument("--device", default="cpu")
     r.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads")
     r.add_argument("--no-progress", action="store_true")
     r.add_argument("--force", action="store_true", help="overwrite an existing --out file")
     r.set_defaults(func=_cmd_rollouts)
+
+    p = sub.add_parser("import-reference", help="convert a checkpoint of the reference "
+                       "implementation (the paper's released models) into a core folder")
+    p.add_argument("source", help="a reference checkpoint folder (all_config.yaml and its "
+                   "'checkpoint' or step_N weights), one such weights file, or "
+                   "hf://sapientinc/HRM-checkpoint-sudoku-extreme (needs huggingface_hub)")
+    p.add_argument("--task", required=True, choices=("sudoku", "maze", "arc"),
+                   help="the checkpoint's task (arc is refused: see hrm_rl.reference_import)")
+    p.add_argument("--out", required=True, help="the core folder to write (must not exist)")
+    p.add_argument("--test", metavar="CSV", help="held-out puzzles to ship as the core's "
+                   "test.csv (e.g. Sudoku-Extreme's test.csv or a part of it)")
+    p.add_argument("--size", type=positive_int,
+                   help="maze side (default: from the checkpoint, else 30)")
+    p.set_defaults(func=_cmd_import_reference)
 
     p = sub.add_parser("demo", help="a small end-to-end run on the CPU (about two minutes)")
     p.add_argument("--train-seconds", type=float, default=60.0)
@@ -525,6 +568,14 @@ def main(argv: list[str] | None = None) -> int:
     """Run the command; exit codes: 0 done, 2 refused input (a message names the file or
     key), 3 non-finite training, 130 / 143 interrupted by SIGINT (Ctrl-C) / SIGTERM (one
     line, no traceback; ``train`` saves a checkpoint and says how to resume)."""
+    try:
+        return _run(argv)
+    except KeyboardInterrupt:  # Ctrl-C while the command's modules were still importing
+        print("hrm-rl: interrupted", file=sys.stderr)
+        return 130
+
+
+def _run(argv: list[str] | None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if getattr(args, "func", None) is _cmd_bench and args.bench != "all":
@@ -535,19 +586,16 @@ def main(argv: list[str] | None = None) -> int:
     from hrm_rl.checkpoint import RunLockedError
     from hrm_rl.config import ConfigError
 
+    _quiet_writer_threads()
     if sys.stdout is None or sys.stdout.closed:  # started with stdout closed (``>&-``):
         # print() would drop every result without a word
         print(f"hrm-rl {args.command}: error: standard output is closed; nothing to write "
               "the results to (redirect it to a file instead)", file=sys.stderr)
         return 2
+    sys.stdout = _NamedStdout(sys.stdout)
     try:
         code = args.func(args)
-        try:
-            sys.stdout.flush()  # a full disk or a closed pipe shows here, not after exit 0
-        except OSError as err:
-            print(f"hrm-rl {args.command}: error: could not write standard output "
-                  f"({err.strerror or err})", file=sys.stderr)
-            return 2
+        sys.stdout.flush()  # a full disk or a closed pipe shows here, not after exit 0
         return code
     except (ConfigError, FileNotFoundError, ValueError, RunLockedError) as err:
         print(f"hrm-rl {args.command}: error: {err}", file=sys.stderr)
@@ -564,7 +612,13 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as err:  # a path that cannot be written or read (permissions, a file in
         # the way, a full disk): the message names it; FileNotFoundError is handled above
         where = f": {err.filename}" if err.filename else ""
-        print(f"hrm-rl {args.command}: error: {err.strerror or err}{where}", file=sys.stderr)
+        if err.filename == _NamedStdout.NAME:  # a full disk or a closed pipe
+            print(f"hrm-rl {args.command}: error: could not write standard output "
+                  f"({err.strerror})", file=sys.stderr)
+            _NamedStdout.discard()
+        else:
+            print(f"hrm-rl {args.command}: error: {err.strerror or err}{where}",
+                  file=sys.stderr)
         return 2
     except (MemoryError, RuntimeError) as err:  # an allocation the machine cannot make
         text = str(err) or type(err).__name__
@@ -577,6 +631,67 @@ def main(argv: list[str] | None = None) -> int:
               "--num-envs), the model size (model.hidden_size, model.*_layers) or the "
               "segments (--max-segments)", file=sys.stderr)
         return 2
+    finally:
+        if isinstance(sys.stdout, _NamedStdout):
+            sys.stdout = sys.stdout.stream
+
+
+class _NamedStdout:
+    """``sys.stdout`` whose write errors name it: unbuffered (``PYTHONUNBUFFERED``), a
+    print meets a full disk or a closed pipe itself, with no file name in the error."""
+
+    NAME = "<standard output>"
+
+    def __init__(self, stream) -> None:
+        self.stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self.stream.write(text)
+        except OSError as err:
+            raise OSError(err.errno, err.strerror, self.NAME) from err
+
+    def flush(self) -> None:
+        try:
+            self.stream.flush()
+        except OSError as err:
+            raise OSError(err.errno, err.strerror, self.NAME) from err
+
+    def __getattr__(self, name: str):
+        return getattr(self.stream, name)
+
+    @staticmethod
+    def discard() -> None:
+        """Point file descriptor 1 at /dev/null, so that the text left in the buffer does
+        not fail once more (with Python's own message) when the interpreter exits."""
+        try:
+            fd = sys.__stdout__.fileno()
+        except (AttributeError, OSError, ValueError):
+            return
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, fd)
+        os.close(devnull)
+
+
+def _quiet_writer_threads() -> None:
+    """A background writer thread (TensorBoard's event writer) that fails for want of
+    space ends without its own traceback: the main thread meets the same error at its next
+    write or flush and reports it in one line (see main)."""
+    import errno
+    import threading
+
+    default = threading.excepthook
+    if getattr(default, "quiet_on_full_disk", False):  # installed by an earlier main()
+        return
+
+    def hook(args: threading.ExceptHookArgs) -> None:
+        if isinstance(args.exc_value, OSError) and args.exc_value.errno in (
+                errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            return
+        default(args)
+
+    hook.quiet_on_full_disk = True
+    threading.excepthook = hook
 
 
 if __name__ == "__main__":

@@ -40,11 +40,14 @@ class PuzzleBatch:
         inputs: ``(n, seq_len)`` int64 input tokens.
         labels: ``(n, seq_len)`` int64 target tokens, ``IGNORE_LABEL`` where unsupervised.
         puzzle_ids: ``(n,)`` int64 puzzle-identifier indices (0 when the task has none).
+        ratings: ``(n,)`` float difficulty ratings a puzzle file gave (Sudoku-Extreme's
+            ``rating`` column), or None; ``take`` and ``concat`` carry them.
     """
 
     inputs: np.ndarray
     labels: np.ndarray
     puzzle_ids: np.ndarray
+    ratings: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if self.inputs.ndim != 2 or self.inputs.shape != self.labels.shape:
@@ -56,13 +59,17 @@ class PuzzleBatch:
             raise ValueError(
                 f"puzzle_ids must be (n,) = ({self.inputs.shape[0]},); got {self.puzzle_ids.shape}"
             )
+        if self.ratings is not None and self.ratings.shape != self.puzzle_ids.shape:
+            raise ValueError(f"ratings must be (n,) = ({self.inputs.shape[0]},); got "
+                             f"{self.ratings.shape}")
 
     def __len__(self) -> int:
         return int(self.inputs.shape[0])
 
     def take(self, index: np.ndarray | slice) -> PuzzleBatch:
         """Rows ``index`` of this batch, as a new batch."""
-        return PuzzleBatch(self.inputs[index], self.labels[index], self.puzzle_ids[index])
+        return PuzzleBatch(self.inputs[index], self.labels[index], self.puzzle_ids[index],
+                           None if self.ratings is None else self.ratings[index])
 
     @staticmethod
     def concat(batches: list[PuzzleBatch]) -> PuzzleBatch:
@@ -71,6 +78,8 @@ class PuzzleBatch:
             np.concatenate([b.inputs for b in batches]),
             np.concatenate([b.labels for b in batches]),
             np.concatenate([b.puzzle_ids for b in batches]),
+            None if any(b.ratings is None for b in batches)
+            else np.concatenate([b.ratings for b in batches]),
         )
 
 
@@ -211,6 +220,11 @@ class Task(ABC):
     def difficulty(self, batch: PuzzleBatch) -> np.ndarray | None:
         """``(n,)`` int64 per-puzzle difficulty measure (``difficulty_name``), or None."""
         return None
+
+    def difficulty_label(self, batch: PuzzleBatch | None) -> str | None:
+        """What ``difficulty(batch)`` measures for this batch: ``difficulty_name`` unless the
+        task measures some batches otherwise (Sudoku: a file's ``rating``)."""
+        return self.difficulty_name
 
     def symmetry_keys(self, inputs: np.ndarray) -> list[bytes]:
         """One key per row of ``(n, seq_len)`` inputs, equal exactly for puzzles that are the

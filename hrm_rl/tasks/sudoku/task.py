@@ -4,6 +4,7 @@ rendering).
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -55,9 +56,14 @@ class SudokuTask(Task):
 
     # data ------------------------------------------------------------------------
     def read_csv(self, path: str | Path, check_unique: bool = False) -> PuzzleBatch:
-        """Load a CSV of ``size x size`` puzzles (see the module function ``read_csv``)."""
+        """Load a CSV of ``size x size`` puzzles (see the module function ``read_csv``);
+        a ``rating`` column with any rating other than 0 (Sudoku-Extreme's) becomes the
+        batch's ``ratings``, which ``difficulty`` then measures."""
         records = read_csv(path, self.size, check_unique=check_unique)
-        return self.encode(records.puzzles, records.solutions)
+        batch = self.encode(records.puzzles, records.solutions)
+        if not records.ratings.any():  # no rating column, or ours (0 for every puzzle)
+            return batch
+        return dataclasses.replace(batch, ratings=records.ratings.astype(np.float64))
 
     def cache_params(self, data: DataConfig) -> dict:
         """The common settings plus the givens knobs."""
@@ -66,8 +72,9 @@ class SudokuTask(Task):
 
     def write_csv(self, path: str | Path, batch: PuzzleBatch) -> None:
         n = len(batch)
+        ratings = np.zeros(n) if batch.ratings is None else batch.ratings
         write_csv(path, SudokuRecords(self.decode(batch.inputs), self.decode(batch.labels),
-                                      np.zeros(n), [self.name] * n))
+                                      ratings, [self.name] * n))
 
     def generate_splits(self, n_train: int, n_test: int, data: DataConfig,
                         rng: np.random.Generator, progress: bool = False
@@ -90,8 +97,16 @@ class SudokuTask(Task):
     difficulty_name = "givens"
 
     def difficulty(self, batch: PuzzleBatch) -> np.ndarray:
-        """``(n,)`` number of given digits (fewer givens: harder)."""
+        """``(n,)`` the puzzles' ``rating`` where their file gave one (Sudoku-Extreme: the
+        backtracks a solver needed, rounded; higher is harder), else the number of given
+        digits (fewer givens: harder)."""
+        if batch.ratings is not None:
+            return np.rint(batch.ratings).astype(np.int64)
         return (np.asarray(batch.inputs) >= 2).sum(1).astype(np.int64)
+
+    def difficulty_label(self, batch: PuzzleBatch | None) -> str:
+        """``rating`` for a batch read with ratings, else ``givens``."""
+        return "rating" if batch is not None and batch.ratings is not None else "givens"
 
     def symmetry_keys(self, inputs: np.ndarray) -> list[bytes]:
         """Canonical keys under the augmentation group (geometry x digit relabelling) for
