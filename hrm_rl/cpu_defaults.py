@@ -14,21 +14,18 @@ an AMD CPU with AVX-512, and the plain product (``aten``) everywhere else. The r
 ``/proc/cpuinfo`` (vendor and flags), so it is deterministic per machine, and the run's
 saved config holds the chosen value, not ``auto``. Models outside a training run (``eval``,
 the envs) use ``auto`` too (``hrm_rl.model.layers.Linear``). A leaf module: it imports
-nothing of the project at import time. ``hrm-rl bench train`` measures both
-(``probe_matmul``) and prints the choice beside the measurement.
+nothing of the project at import time. ``hrm-rl bench train --variants
+plain,onednn_matmul`` measures both here and prints the choice beside them.
 """
 
 from __future__ import annotations
 
 import platform
-import statistics
-import time
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 
 @dataclass(frozen=True)
@@ -98,35 +95,3 @@ def choose_matmul(setting: str, device: torch.device, cpu: CPUInfo | None = None
     cpu = cpu or cpu_info()
     backend, reason = matmul_rule(cpu)
     return MatmulChoice(backend, f"{reason}; {cpu.describe()}")
-
-
-def probe_matmul(tokens: int, hidden: int, inner: int, seconds: float = 0.6,
-                 rounds: int = 3) -> dict[str, float]:
-    """Seconds per iteration of a SwiGLU-shaped pair of linears (``hidden -> 2 * inner ->
-    hidden`` on ``tokens`` rows, forward and backward) with each backend (``aten``,
-    ``onednn``), alternated over ``rounds`` rounds; the median per backend. A measurement
-    to report beside the rule's choice (this machine's speed drifts; the rule does not)."""
-    from hrm_rl.model import onednn
-
-    gen = torch.Generator().manual_seed(0)
-    x = torch.randn(tokens, hidden, generator=gen)
-    w1 = (torch.randn(2 * inner, hidden, generator=gen) / hidden ** 0.5).requires_grad_()
-    w2 = (torch.randn(hidden, inner, generator=gen) / inner ** 0.5).requires_grad_()
-    linears = {"aten": F.linear, "onednn": onednn.linear}
-
-    def once(linear) -> None:
-        gate, up = linear(x, w1).chunk(2, dim=-1)
-        linear(F.silu(gate) * up, w2).sum().backward()
-
-    for linear in linears.values():   # warm up: first calls pick kernels, fault in pages
-        once(linear)
-    times: dict[str, list[float]] = {name: [] for name in linears}
-    budget = seconds / max(rounds, 1) / len(linears)
-    for _ in range(max(rounds, 1)):
-        for name, linear in linears.items():
-            n, start = 0, time.perf_counter()
-            while n == 0 or time.perf_counter() - start < budget:
-                once(linear)
-                n += 1
-            times[name].append((time.perf_counter() - start) / n)
-    return {name: statistics.median(t) for name, t in times.items()}
