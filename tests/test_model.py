@@ -168,14 +168,42 @@ def test_stablemax_loss_is_float64_as_in_the_reference():
 
 @pytest.mark.parametrize("seq", [16, 40, 41])
 def test_attention_matmul_path_matches_sdpa(seq):
-    from hrm_rl.model.layers import SHORT_ATTENTION_MAX_LEN, Attention, _short_cpu_inference
+    from hrm_rl.model.layers import SHORT_ATTENTION_MAX_LEN, Attention, _matmul_attention
 
     torch.manual_seed(0)
     attn = Attention(64, 4)
     x = torch.randn(3, seq, 64)
     with torch.no_grad():
         fast = attn(x, None)
-        assert _short_cpu_inference(x) == (seq <= SHORT_ATTENTION_MAX_LEN)
+        assert _matmul_attention(x) == (seq <= SHORT_ATTENTION_MAX_LEN)
     reference = attn(x, None)  # with autograd: always SDPA
-    assert not _short_cpu_inference(x)
+    assert not _matmul_attention(x)
     torch.testing.assert_close(fast, reference.detach(), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("seq", [36, 81, 256, 257])
+def test_bf16_attention_takes_the_matmul_path_with_gradients_as_sdpa_computes(seq):
+    """Under CPU bf16 autocast, sequences up to BF16_MATMUL_ATTENTION_MAX_LEN take the
+    matmul path (fp32 softmax), with autograd too: output and gradients agree with SDPA's
+    within bf16 rounding."""
+    from hrm_rl.model.layers import (BF16_MATMUL_ATTENTION_MAX_LEN, Attention,
+                                     _matmul_attention)
+
+    torch.manual_seed(0)
+    attn = Attention(64, 4)
+    x = torch.randn(2, seq, 64)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert _matmul_attention(x) == (seq <= BF16_MATMUL_ATTENTION_MAX_LEN)
+        out = attn(x, None)
+    out.float().square().sum().backward()
+    grads = [p.grad.clone() for p in attn.parameters()]
+    attn.zero_grad()
+    with torch.autocast("cpu", dtype=torch.bfloat16):   # SDPA on the same bf16 inputs
+        qkv = attn.qkv_proj(x).view(2, seq, 3, 4, 16)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
+        ref = torch.nn.functional.scaled_dot_product_attention(q, k, v)
+        ref = attn.o_proj(ref.transpose(1, 2).reshape(2, seq, 64))
+    ref.float().square().sum().backward()
+    torch.testing.assert_close(out.float(), ref.float(), rtol=0.05, atol=0.02)
+    for got, want in zip(grads, (p.grad for p in attn.parameters())):
+        torch.testing.assert_close(got, want, rtol=0.05, atol=0.05 * want.abs().max().item())
