@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import hashlib
 import json
 import math
@@ -62,7 +63,7 @@ from hrm_rl.checkpoint import (LATEST, WEIGHTS, RunLock, atomic_write_text, chec
                                load_trainer_state, load_weights, read_checkpoint_config,
                                read_pointer, remove_partial_checkpoints, resolve_checkpoint,
                                rewind_run, save_run_checkpoint, step_folders)
-from hrm_rl.cpu_defaults import choose_matmul
+from hrm_rl.cpu_defaults import choose_matmul, choose_precision
 from hrm_rl.config import (RENAMED_KEYS, ConfigError, RunConfig, apply_overrides,
                            config_changes, from_dict, load_config)
 from hrm_rl.data import ShuffledSource
@@ -217,7 +218,9 @@ class ACTTrainer:
             self._init_weights(tcfg.init_from)
         matmul = choose_matmul(tcfg.matmul, self.device)
         tcfg.matmul = matmul.backend   # the saved config holds the choice, not "auto"
-        self.matmul_reason = matmul.reason
+        precision = choose_precision(tcfg.precision, self.device)
+        tcfg.precision = precision.backend
+        self.speed_choices = {"matmul": matmul, "precision": precision}
         set_linear_backend(self.model, tcfg.matmul)
         self.forward_model = distributed.wrap_model(self.model, self.dist, tcfg.compile)
         self.optimizer = self._make_optimizer()
@@ -258,7 +261,8 @@ class ACTTrainer:
                                   f"{self.run_dir / 'checkpoints'}: {', '.join(removed)}")
         self.writer = SummaryWriter(str(self.run_dir)) if self.run_dir is not None else None
         if self.writer is not None:
-            self.writer.add_text("speed/matmul", f"{tcfg.matmul}: {self.matmul_reason}", 0)
+            for option, choice in self.speed_choices.items():
+                self.writer.add_text(f"speed/{option}", f"{choice.backend}: {choice.reason}", 0)
 
     def _init_weights(self, source: str) -> None:
         """Load the weights of checkpoint ``source`` into the fresh model (strictly)."""
@@ -390,14 +394,17 @@ class ACTTrainer:
             self.writer.flush()
         raise err
 
-    def evaluate(self, n: int | None = None, max_segments: int | None = None) -> EvalResult:
-        """Accuracy after each segment and under Q-head halting on the first ``n`` test puzzles."""
+    def evaluate(self, n: int | None = None, max_segments: int | None = None,
+                 precision: str | None = None) -> EvalResult:
+        """Accuracy after each segment and under Q-head halting on the first ``n`` test
+        puzzles, in ``precision`` (default: the run's ``train.precision``)."""
         t = self.config.train
         n = min(n or t.eval_size, len(self.test_set))
+        context = functools.partial(autocast, self.device, precision or t.precision)
         with self._ema_weights():
             return evaluate(self.model, self.task, self.test_set.take(slice(0, n)),
                             max_segments or t.max_segments, t.eval_batch_size,
-                            self._precision, progress=False)
+                            context, progress=False)
 
     def _ema_weights(self):
         """Context with the EMA weights in the model (a no-op without EMA)."""

@@ -47,6 +47,10 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "trm-mlp_t": (TRM, []),
     "trm-mlp_t-scratch16": (TRM, ["model.puzzle_emb_len=16"]),
     "trm-attention": (TRM, ["model.mlp_t=false", "model.pos_encodings=learned"]),
+    # the bundled sudoku6 recipe in each precision (issue T's equal-wall-clock check):
+    # `--variants sudoku6-fp32,sudoku6-bf16`; bf16 variants are also scored in fp32
+    "sudoku6-fp32": ("sudoku6.yaml", ["train.precision=fp32"]),
+    "sudoku6-bf16": ("sudoku6.yaml", ["train.precision=bf16"]),
 }
 
 
@@ -151,6 +155,10 @@ def run_from_args(args: argparse.Namespace) -> dict[str, Any]:
                          "exact_at_max": round(ev.exact_by_segment[-1], 4),
                          "cell_at_max": round(ev.cell_by_segment[-1], 4),
                          "mean_segments_qhalt": round(ev.mean_segments_qhalt, 3)}
+                if trainer.config.train.precision != "fp32":   # as the envs will run the core
+                    ev32 = trainer.evaluate(precision="fp32")
+                    point.update(exact_acc_qhalt_fp32=round(ev32.exact_acc_qhalt, 4),
+                                 exact_at_max_fp32=round(ev32.exact_by_segment[-1], 4))
                 curves[name].append(point)
                 next_eval[name] += args.eval_every_s
                 print(f"[recipe] {name}: {point}", file=sys.stderr)

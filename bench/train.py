@@ -48,7 +48,7 @@ from hrm_rl.model.flops import (autocast_linear_gflops, counted_train_step_flops
                                 matmul_gflops, matmul_peak_gflops, onednn_mm, segment_flops)
 from hrm_rl.cli_types import int_in, positive_float, positive_int
 from hrm_rl.config import RunConfig, load_config
-from hrm_rl.cpu_defaults import choose_matmul, cpu_info
+from hrm_rl.cpu_defaults import choose_matmul, choose_precision, cpu_info
 from hrm_rl.device import bf16_matmul_units, resolve_device
 from hrm_rl.model import onednn
 from hrm_rl.tasks import PuzzleBatch, make_task
@@ -63,7 +63,7 @@ SPEED_VARIANTS: dict[str, dict[str, Any]] = {
     "plain": PLAIN,
     "onednn_matmul": {**PLAIN, "matmul": "onednn"},
     "fused_adamw": {**PLAIN, "fused_optimizer": True},
-    "defaults": {**PLAIN, "matmul": "auto", "fused_optimizer": True},
+    "defaults": {**PLAIN, "precision": "auto", "matmul": "auto", "fused_optimizer": True},
     "bf16": {**PLAIN, "precision": "bf16", "fused_optimizer": True},
     "compile_model": {**PLAIN, "matmul": "auto", "fused_optimizer": True, "compile": "model"},
     "compile_blocks": {**PLAIN, "matmul": "auto", "fused_optimizer": True,
@@ -131,7 +131,7 @@ class _Variant:
         self.name = name
         self.config = config
         self.trainer = make_trainer(config)
-        self.config = self.trainer.config   # with train.matmul: auto resolved
+        self.config = self.trainer.config   # with train.matmul and precision: auto resolved
         start = time.perf_counter()
         # The first step's loss, identical seeds in every variant: shows whether a precision
         # or compile variant computes the same thing.
@@ -309,6 +309,7 @@ def run(tiny: str | None = None, paper: str | None = None, seconds: float = 6.0,
         out["bf16_matmul_units"] = bf16_matmul_units()
         out["cpu"] = cpu_info().describe()
     out["matmul_auto"] = choose_matmul("auto", dev).describe()
+    out["precision_auto"] = choose_precision("auto", dev).describe()
 
     tiny_cfg = load_bench_config(tiny, TINY_CONFIG, common)
     skipped = set() if all_compile_modes else {"compile_model_aten", "compile_max_autotune"}

@@ -137,9 +137,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     if args.limit:
         puzzles = puzzles.take(slice(0, args.limit))
     max_segments = args.max_segments or ckpt.config.train.max_segments
-    precision = args.precision or ckpt.config.train.precision
     result = evaluate(ckpt.model, ckpt.task, puzzles, max_segments, args.batch_size,
-                      lambda: autocast(device, precision), progress=not args.no_progress)
+                      lambda: autocast(device, args.precision), progress=not args.no_progress)
     out = {"checkpoint": str(ckpt.path), "task": ckpt.task.name, "data": str(args.data),
            **result.to_dict()}
     print(json.dumps(out, indent=2))
@@ -468,7 +467,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="reject puzzles with more than one solution (exact accuracy is only "
                         "well defined for unique puzzles; runs the solver once per puzzle)")
     p.add_argument("--device", default="auto")
-    p.add_argument("--precision", choices=("fp32", "bf16"))
+    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                   help="fp32 (default: as the envs, cores and haltbench run every core, "
+                        "whatever precision it trained in) or bf16 autocast")
     p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_cmd_eval)

@@ -272,11 +272,12 @@ class TrainConfig:
     puzzle_emb_weight_decay: float | None = None
     ema_decay: float | None = None
     grad_clip: float | None = None
-    precision: str = "fp32"
-    # Speed options (hrm_rl.model.compiling, hrm_rl.model.onednn, hrm_rl.optim): torch.compile
-    # of the core (false; true = model; model, blocks or max-autotune), how fp32 linears
-    # multiply on a CPU (onednn, aten, or auto: chosen from the CPU, hrm_rl.cpu_defaults),
-    # and AdamW's fused kernel.
+    # Speed options (hrm_rl.cpu_defaults, hrm_rl.model.compiling, hrm_rl.model.onednn,
+    # hrm_rl.optim): bf16 autocast with fp32 master weights (fp32, bf16, or auto: bf16 on a
+    # CPU with bf16 matrix instructions), torch.compile of the core (false; true = model;
+    # model, blocks or max-autotune), how fp32 linears multiply on a CPU (onednn, aten, or
+    # auto: chosen from the CPU), and AdamW's fused kernel. A run saves what auto chose.
+    precision: str = "auto"
     compile: bool | str = False
     matmul: str = "auto"
     fused_optimizer: bool = True
@@ -295,8 +296,8 @@ class TrainConfig:
                  f"must be 'adamw' or 'adam_atan2', got {self.optimizer!r}")
         _require(self.loss in ("stablemax", "softmax"), "train.loss",
                  f"must be 'stablemax' or 'softmax', got {self.loss!r}")
-        _require(self.precision in ("fp32", "bf16"), "train.precision",
-                 f"must be 'fp32' or 'bf16', got {self.precision!r}")
+        _require(self.precision in ("auto", "fp32", "bf16"), "train.precision",
+                 f"must be 'auto', 'fp32' or 'bf16', got {self.precision!r}")
         _require(self.compile in (False, True, "model", "blocks", "max-autotune"),
                  "train.compile", "must be false, true (= model), 'model', 'blocks' or "
                  f"'max-autotune', got {self.compile!r}")

@@ -1,21 +1,35 @@
 """Speed options whose sign flips across CPUs, chosen from what this CPU is.
 
-``train.matmul`` is the one such option today. PyTorch's CPU wheels send an fp32 linear to
-MKL, which runs its AVX-512 (and AMX) code only on Intel CPUs and its AVX2 code on AMD ones.
-oneDNN picks its kernels by instruction set on either. Measured (interleaved rounds, fp32
-training step, ``hrm-rl bench train``):
+Two options, both ``auto`` by default; a run resolves them at start and saves the concrete
+values in its config (and the TensorBoard text ``speed/*``), so a resumed run keeps them.
 
-- AMD EPYC with AVX-512: oneDNN linears 1.5x the BLAS (MKL runs AVX2 code there);
+``train.matmul`` (fp32 linears). PyTorch's CPU wheels send an fp32 linear to MKL, which
+runs its AVX-512 (and AMX) code only on Intel CPUs and its AVX2 code on AMD ones. oneDNN
+picks its kernels by instruction set on either. Measured (interleaved rounds, fp32 training
+step, ``hrm-rl bench train``):
+
+- AMD EPYC with AVX-512: oneDNN linears 1.1-1.5x the BLAS (MKL runs AVX2 code there);
 - Intel Xeon with AVX-512 and AMX: oneDNN 0.86x (MKL runs its own AVX-512 code);
-- a CPU without AVX-512: both run AVX2 code; nothing to gain.
+- a CPU without AVX-512: both run AVX2 code; oneDNN 0.76x on an AMD EPYC Zen 3.
 
-So ``train.matmul: auto`` (the default) takes oneDNN exactly where MKL leaves AVX-512 unused,
-an AMD CPU with AVX-512, and the plain product (``aten``) everywhere else. The rule reads
-``/proc/cpuinfo`` (vendor and flags), so it is deterministic per machine, and the run's
-saved config holds the chosen value, not ``auto``. Models outside a training run (``eval``,
-the envs) use ``auto`` too (``hrm_rl.model.layers.Linear``). A leaf module: it imports
-nothing of the project at import time. ``hrm-rl bench train --variants
-plain,onednn_matmul`` measures both here and prints the choice beside them.
+So ``auto`` takes oneDNN exactly where MKL leaves AVX-512 unused, an AMD CPU with AVX-512,
+and the plain product (``aten``) everywhere else.
+
+``train.precision`` (bf16 autocast, fp32 master weights). bf16 pays only where the CPU
+multiplies bf16 in hardware: AMX tiles (``amx_bf16``; a ``torch.mm`` peak 7.3x fp32 on issue
+32's Intel Xeon) or AVX-512 bf16 dot products (``avx512_bf16``; 2.2x on an AMD EPYC Zen 4).
+Elsewhere bf16 runs as converted fp32 (0.10x). On the Zen 4, with the model's bf16 attention
+path (``hrm_rl.model.layers``), a bf16 training step ran 1.5x plain fp32 on the tiny config,
+2.1x on the sudoku6 shape and 2.4x on the maze9 shape, and the sudoku6 recipe reached
+at least fp32's validation accuracy in the same wall-clock time (docs/performance.md). So
+``auto`` is ``bf16`` on a CPU with either instruction set and ``fp32`` on other CPUs and on
+other devices (not measured here: set ``bf16`` for GPUs, as the paper configs do).
+
+Both rules read ``/proc/cpuinfo`` (vendor and flags) only, so they are deterministic per
+machine. Models outside a training run (``eval``, the envs) use the matmul rule too
+(``hrm_rl.model.layers.Linear``) and run fp32. A leaf module: it imports nothing of the
+project at import time. ``hrm-rl bench train --variants plain,onednn_matmul,bf16,defaults``
+measures them here and prints the choices beside them.
 """
 
 from __future__ import annotations
@@ -69,9 +83,19 @@ def matmul_rule(cpu: CPUInfo) -> tuple[str, str]:
     return "aten", "no AVX-512: oneDNN and MKL both run AVX2 code"
 
 
+def precision_rule(cpu: CPUInfo) -> tuple[str, str]:
+    """``(precision, reason)`` for ``train.precision: auto`` on a CPU (see the module
+    docstring). Deterministic: it reads nothing but ``cpu``."""
+    if "amx_bf16" in cpu.flags:
+        return "bf16", "AMX bf16 tiles: bf16 products several times the fp32 rate"
+    if "avx512_bf16" in cpu.flags:
+        return "bf16", "AVX512-bf16 dot products: bf16 products about 2x the fp32 rate"
+    return "fp32", "no bf16 matrix instructions: bf16 would run as converted fp32"
+
+
 @dataclass(frozen=True)
-class MatmulChoice:
-    """The ``train.matmul`` a run uses and why."""
+class Choice:
+    """The value a run uses for an ``auto`` speed option (``backend``) and why."""
 
     backend: str
     reason: str
@@ -81,17 +105,30 @@ class MatmulChoice:
 
 
 def choose_matmul(setting: str, device: torch.device, cpu: CPUInfo | None = None
-                  ) -> MatmulChoice:
+                  ) -> Choice:
     """``setting`` itself unless it is ``"auto"``; then ``aten`` off the CPU or without
     oneDNN's linear, else ``matmul_rule`` on this machine's CPU (or ``cpu``)."""
     from hrm_rl.model import onednn  # the model's layers import this module
 
     if setting != "auto":
-        return MatmulChoice(setting, "set in the config")
+        return Choice(setting, "set in the config")
     if device.type != "cpu":
-        return MatmulChoice("aten", f"oneDNN's linear is for CPUs; this run is on {device}")
+        return Choice("aten", f"oneDNN's linear is for CPUs; this run is on {device}")
     if not onednn.AVAILABLE:
-        return MatmulChoice("aten", "this PyTorch build has no oneDNN linear")
+        return Choice("aten", "this PyTorch build has no oneDNN linear")
     cpu = cpu or cpu_info()
     backend, reason = matmul_rule(cpu)
-    return MatmulChoice(backend, f"{reason}; {cpu.describe()}")
+    return Choice(backend, f"{reason}; {cpu.describe()}")
+
+
+def choose_precision(setting: str, device: torch.device, cpu: CPUInfo | None = None) -> Choice:
+    """``setting`` itself unless it is ``"auto"``; then ``fp32`` off the CPU, else
+    ``precision_rule`` on this machine's CPU (or ``cpu``)."""
+    if setting != "auto":
+        return Choice(setting, "set in the config")
+    if device.type != "cpu":
+        return Choice("fp32", f"auto picks bf16 on CPUs with bf16 units only; this run is on "
+                              f"{device} (set train.precision: bf16 there)")
+    cpu = cpu or cpu_info()
+    precision, reason = precision_rule(cpu)
+    return Choice(precision, f"{reason}; {cpu.describe()}")

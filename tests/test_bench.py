@@ -68,8 +68,12 @@ def test_bench_train_cli_prints_json(tiny, capsys):
     assert set(out["tiny"]["speed_vs_plain_by_round"]["defaults"]) == {"median", "min", "max"}
     assert out["matmul_peak_gflops"]["fp32"]["gflops"] > 0
     assert set(out["bf16_matmul_units"]) == {"amx_bf16", "avx512_bf16"}
-    assert out["tiny"]["variants"]["defaults"]["mfu_by_round"]["fp32"] > 0
+    assert out["tiny"]["variants"]["plain"]["mfu_by_round"]["fp32"] > 0
     assert "mfu_by_round" not in out["tiny"]["variants"]["bf16"]
+    # the defaults resolve train.precision: auto as the trainer does, and say so
+    defaults = out["tiny"]["variants"]["defaults"]
+    assert defaults["precision"] == out["precision_auto"].split()[0] in ("fp32", "bf16")
+    assert ("mfu_by_round" in defaults) == (defaults["precision"] == "fp32")
 
 
 @pytest.mark.slow

@@ -76,7 +76,18 @@ def _assert_same_training(run, plain) -> None:
 def test_fp32_speed_options_train_as_the_plain_step(option, plain):
     if SPEED_VARIANTS[option]["matmul"] == "onednn" and not onednn.AVAILABLE:
         pytest.skip("no oneDNN in this PyTorch")
-    _assert_same_training(_train(SPEED_VARIANTS[option]), plain)
+    # the defaults in fp32 (their precision is auto: bf16 on CPUs with bf16 units, below)
+    _assert_same_training(_train({**SPEED_VARIANTS[option], "precision": "fp32"}), plain)
+
+
+def test_the_defaults_train_as_the_plain_step_within_their_precision(plain):
+    from hrm_rl.cpu_defaults import choose_precision
+
+    run = _train(SPEED_VARIANTS["defaults"])
+    if choose_precision("auto", torch.device("cpu")).backend == "fp32":
+        _assert_same_training(run, plain)
+    else:
+        assert run[0][0] == pytest.approx(plain[0][0], rel=BF16_LOSS_RTOL)
 
 
 @pytest.mark.slow
@@ -148,6 +159,43 @@ def test_matmul_rule_reads_only_the_cpu():
     assert [matmul_rule(c)[0] for c in (amd512, amd2, intel, other)] == \
         ["onednn", "aten", "aten", "aten"]
     assert matmul_rule(amd512) == matmul_rule(amd512)   # deterministic
+
+
+def test_precision_rule_reads_only_the_cpu():
+    from hrm_rl.cpu_defaults import CPUInfo, choose_precision, precision_rule
+
+    amx = CPUInfo("GenuineIntel", "Intel Xeon", frozenset({"avx2", "avx512f", "amx_bf16",
+                                                           "avx512_bf16"}))
+    zen4 = CPUInfo("AuthenticAMD", "AMD EPYC", frozenset({"avx2", "avx512f", "avx512_bf16"}))
+    zen3 = CPUInfo("AuthenticAMD", "AMD EPYC", frozenset({"avx2"}))
+    skylake = CPUInfo("GenuineIntel", "Intel Xeon", frozenset({"avx2", "avx512f"}))
+    other = CPUInfo("unknown", "aarch64", frozenset())
+    assert [precision_rule(c)[0] for c in (amx, zen4, zen3, skylake, other)] == \
+        ["bf16", "bf16", "fp32", "fp32", "fp32"]
+    cpu = torch.device("cpu")
+    assert choose_precision("auto", cpu, zen4).backend == "bf16"
+    assert "AVX512-bf16" in choose_precision("auto", cpu, zen4).reason
+    assert choose_precision("auto", cpu, zen3).backend == "fp32"
+    assert choose_precision("fp32", cpu, zen4).backend == "fp32"      # set: kept
+    assert choose_precision("bf16", cpu, zen3).backend == "bf16"
+    assert choose_precision("auto", torch.device("meta"), amx).backend == "fp32"  # not a CPU
+
+
+def test_auto_precision_resolves_into_the_saved_config(tmp_path):
+    from hrm_rl.agents.trainer import ACTTrainer
+    from hrm_rl.cpu_defaults import cpu_info, precision_rule
+
+    config = load_config("sudoku4-tiny", ["train.steps=1", "train.eval_every=1",
+                                          "train.checkpoint_every=1", "train.threads=1",
+                                          "train.device=cpu", "train.precision=auto"])
+    trainer = ACTTrainer(config, tmp_path / "run", progress=False)
+    trainer.fit()
+    expected = precision_rule(cpu_info())[0]
+    assert trainer.config.train.precision == expected
+    assert f"precision: {expected}" in (tmp_path / "run" / "config.yaml").read_text()
+    assert load_config(None).train.precision == "auto"      # the default
+    with pytest.raises(ValueError, match="train.precision"):
+        load_config(None, ["train.precision=fp16"])
 
 
 def test_auto_matmul_resolves_into_the_saved_config(tmp_path):
