@@ -1,13 +1,16 @@
-"""The trainer: runs ACT (``hrm_rl.agents.act``) step after step and manages the run.
+"""The trainer: runs ACT (``hrm_rl.agents.act``) step after step into a run folder.
 
-One training step is one segment for a batch of puzzles: the segment engine runs it,
-``act.segment_loss`` gives the ACT loss (the algorithm, readable top to bottom, is in
-``hrm_rl.agents.act``), and the trainer back-propagates, clips, steps the optimiser and the
-weight average. Everything else here is run management.
+One training step (``ACTTrainer.train_step``) is one segment for a batch of puzzles: the
+segment engine runs it, ``act.segment_loss`` gives the ACT loss (the algorithm, readable top
+to bottom, is in ``hrm_rl.agents.act``), and the trainer back-propagates, clips, steps the
+optimiser and the weight average.
 
-``ACTTrainer.fit`` wraps that in a loop with a progress bar, periodic evaluation (accuracy after
-each segment and under Q-head halting), checkpoints, TensorBoard scalars and ``metrics.jsonl``
-(one JSON line per logging window, the same figures as TensorBoard at full precision).
+``ACTTrainer.fit`` is the loop around it (set-up in ``__init__``, the loop in ``_fit``): a
+progress bar, periodic evaluation (accuracy after each segment and under Q-head halting),
+checkpoints, TensorBoard scalars and ``metrics.jsonl`` (one JSON line per logging window, the
+same figures as TensorBoard at full precision). What the run keeps on disk (lock, resume
+point, rotation, ``best``, metrics, summary) is ``hrm_rl.run_dir``'s; resuming and fault
+handling come below the loop in ``ACTTrainer``.
 
 Failure behaviour: a non-finite loss or gradient raises ``NonFiniteError`` before the
 optimiser step (the weights stay as they were and no checkpoint is written), after logging
@@ -35,34 +38,27 @@ optimiser step (the weights stay as they were and no checkpoint is written), aft
 from __future__ import annotations
 
 import contextlib
-import errno
 import functools
 import hashlib
-import json
 import math
-import os
 import signal
 import threading
 import time
 from collections.abc import Iterator
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-import yaml
 from torch.utils.tensorboard import SummaryWriter
 from tqdm.auto import tqdm
 
 from hrm_rl import distributed
 from hrm_rl.agents import act
 from hrm_rl.agents.act import StepStats
-from hrm_rl.checkpoint import (LATEST, WEIGHTS, RunLock, atomic_write_text, check_architecture,
-                               check_weights_sha256, find_resume_checkpoint, is_complete,
+from hrm_rl.checkpoint import (LATEST, WEIGHTS, check_architecture, check_weights_sha256,
                                load_trainer_state, load_weights, read_checkpoint_config,
-                               read_pointer, remove_partial_checkpoints, resolve_checkpoint,
-                               rewind_run, save_run_checkpoint, step_folders)
+                               resolve_checkpoint)
 from hrm_rl.cpu_defaults import choose_matmul, choose_precision
 from hrm_rl.config import (RENAMED_KEYS, ConfigError, RunConfig, apply_overrides,
                            config_changes, from_dict, load_config)
@@ -73,55 +69,17 @@ from hrm_rl.ema import EMA
 from hrm_rl.model import build_model
 from hrm_rl.model.layers import set_linear_backend
 from hrm_rl.optim import SignSGD, lr_at, make_optimizer
+from hrm_rl.run_dir import (CONFIG_FILE, RunLock, append_metrics, check_fresh_run_dir,
+                            find_resume_checkpoint, has_summary, no_space_error, read_pointer,
+                            remove_partial_checkpoints, rewind_run, save_run_checkpoint,
+                            truncate_metrics, write_run_config, write_summary)
 from hrm_rl.segment_engine import SegmentEngine
 from hrm_rl.tasks import PuzzleBatch, Task, make_task
 from hrm_rl.tasks.splits import build_splits
 
 
-METRICS_FILE = "metrics.jsonl"
-"""Per-window training figures, one JSON object per line, in the run folder."""
-SUMMARY_FILE = "summary.json"
-"""The run's final figures, written when its final evaluation and save are done."""
-CONFIG_FILE = "config.yaml"
-"""The run's config in its folder, written when ``fit`` starts; read again on resume."""
 _STATE_FORMAT = 1
-_NO_SPACE = {errno.ENOSPC: "no space left", errno.EDQUOT: "disk quota exceeded",
-             errno.EFBIG: "file size limit (ulimit -f) reached"}
 _SHAPE_KEYS = ("optimizer", "batch_size", "max_segments")  # the saved state's shape
-
-
-class RunExistsError(FileExistsError):
-    """A fresh run was asked to train into a folder that already holds a run."""
-
-
-def holds_run(run_dir: str | Path) -> str | None:
-    """What in ``run_dir`` shows it holds a run already (its checkpoints, or its
-    ``metrics.jsonl``), or None when a fresh run may start there. Debris of a save killed
-    before the run's first checkpoint (torn ``step_*`` folders with no ``config.yaml``
-    beside them) is no run: a fresh start removes it."""
-    run_dir = Path(run_dir)
-    root = run_dir / "checkpoints"
-    if root.is_dir() and ((run_dir / CONFIG_FILE).is_file()
-                          or any(is_complete(p) for _, p in step_folders(root))):
-        return f"checkpoints in {root}"
-    metrics = run_dir / METRICS_FILE
-    if metrics.is_file() and metrics.stat().st_size > 0:
-        return f"figures in {metrics}"
-    return None
-
-
-def check_fresh_run_dir(run_dir: str | Path) -> None:
-    """Refuse to start a fresh run in ``run_dir`` when it holds one already (``holds_run``).
-
-    Raises:
-        RunExistsError: naming the folder, what is in it, and the ways out.
-    """
-    found = holds_run(run_dir)
-    if found is not None:
-        raise RunExistsError(
-            f"{run_dir} already holds a run ({found}); a fresh run would train over it: "
-            f"train into a new folder (--run-dir), or continue this run with "
-            f"ACTTrainer.resume({str(run_dir)!r}) (hrm-rl train --resume {run_dir})")
 
 
 class NonFiniteError(RuntimeError):
@@ -244,6 +202,7 @@ class ACTTrainer:
         self._elapsed_before = 0.0  # training seconds of earlier sessions (resumed runs)
         self._window: dict[str, float] = {}  # sums over the current logging window
         self._window_steps = 0
+        self._window_start = 0.0  # perf_counter() when the window opened
         self.best: dict[str, float] | None = None  # the best evaluation so far (see _note_eval)
         self._resumed_meta: dict[str, Any] = {}  # the meta of the checkpoint resumed from
         self._stop_signal: int | None = None  # set by the SIGINT/SIGTERM handler of fit
@@ -264,64 +223,82 @@ class ACTTrainer:
             for option, choice in self.speed_choices.items():
                 self.writer.add_text(f"speed/{option}", f"{choice.backend}: {choice.reason}", 0)
 
-    def _init_weights(self, source: str) -> None:
-        """Load the weights of checkpoint ``source`` into the fresh model (strictly)."""
-        folder = resolve_checkpoint(source)
-        saved, _, meta = read_checkpoint_config(folder)
+    def fit(self) -> dict[str, Any]:
+        """Train for ``train.steps`` steps (or ``train.max_time_s``), evaluating and saving.
+
+        SIGINT (Ctrl-C) and SIGTERM (in the main thread, unless ignored; SIGTERM only in a
+        single process) end the run cleanly: the step in progress finishes, is
+        checkpointed, the run lock is released and ``TrainingInterrupted`` is raised. A
+        second signal stops at once (``TrainingInterrupted`` without a checkpoint when it
+        came inside a step or a save).
+
+        Returns:
+            A summary: steps, seconds, segments/s and the final evaluation; with nothing
+            left to train (``nothing_to_do``) the checkpoint's evaluation and a ``note``.
+
+        Raises:
+            TrainingInterrupted: on SIGINT or SIGTERM (a ``KeyboardInterrupt``).
+            NonFiniteError: the loss, a gradient or the weights became NaN or inf.
+        """
+        if self.run_dir is not None and (self.lock is None or not self.lock.held):
+            self.lock = RunLock(self.run_dir)
         try:
-            load_weights(self.model, folder / WEIGHTS)
-            check_weights_sha256(folder, meta)
-        except ValueError as err:
-            raise ValueError(f"train.init_from={source!r}: {err}") from None
-        task = "" if saved.task == self.config.task else \
-            f", trained on another task ({saved.task.name})"
-        step = meta.get("step")
-        self.notes.append(f"weights initialised from {folder}"
-                          + (f" (step {step})" if step is not None else "") + task)
+            with self._signals_stop_training():
+                return self._fit()
+        except OSError as err:  # a full disk, a quota or a file-size limit: one line
+            full = no_space_error(self.run_dir, err) if self.run_dir is not None else None
+            if full is not None:
+                raise full from None
+            raise
+        finally:  # the training ended (or failed): the folder is free for a resume
+            if self.lock is not None:
+                self.lock.release()
 
-    def time_fraction(self) -> float:
-        """Share of ``train.max_time_s`` spent since ``fit`` started (0 without a limit)."""
+    def _fit(self) -> dict[str, Any]:
+        """The training loop: ``train_step`` (one segment and one optimiser step of ACT,
+        ``hrm_rl.agents.act``) step after step, and around it the run folder's logging,
+        evaluation and checkpoints; then the final evaluation and the summary. ``fit`` adds
+        the run lock, the signal handlers and the message for a full disk."""
         t = self.config.train
-        if t.max_time_s is None:
-            return 0.0
-        # Rank 0's clock on every rank: the same lr and the same last step everywhere.
-        return distributed.broadcast_float(self.elapsed_s(), self.dist, self.device) / t.max_time_s
-
-    def elapsed_s(self) -> float:
-        """Training seconds so far, earlier sessions of a resumed run included."""
-        now = 0.0 if self._fit_start is None else time.perf_counter() - self._fit_start
-        return self._elapsed_before + now
-
-    def _make_optimizer(self) -> torch.optim.Optimizer:
-        """The main optimiser; the puzzle-embedding table goes to ``self.emb_optimizer``
-        (sign-SGD, as the reference) unless ``train.puzzle_emb_optimizer`` is ``main``."""
-        t = self.config.train
-        emb = getattr(self.model, "puzzle_emb", None)
-        self.emb_optimizer = None
-        params = list(self.model.parameters())
-        if emb is not None and t.puzzle_emb_optimizer == "sign_sgd":
-            params = [p for p in params if p is not emb]
-            self.emb_optimizer = SignSGD([emb], lr=self._emb_lr(),
-                                         weight_decay=t.weight_decay
-                                         if t.puzzle_emb_weight_decay is None
-                                         else t.puzzle_emb_weight_decay)
-        return make_optimizer(t.optimizer, params, t.lr, (t.beta1, t.beta2), t.weight_decay,
-                              fused=t.fused_optimizer)
-
-    def _emb_lr(self) -> float:
-        t = self.config.train
-        return t.lr if t.puzzle_emb_lr is None else t.puzzle_emb_lr
-
-    def _precision(self):
-        return autocast(self.device, self.config.train.precision)
-
-    def _draw_min_segments(self, n: int) -> torch.Tensor:
-        """Minimum segments for ``n`` rows of this rank; drawn for the rows of all ranks
-        (same seed everywhere) and sliced, so a multi-rank run draws what one process would."""
-        t = self.config.train
-        drawn = act.draw_min_segments(n * self.dist.world_size, t.max_segments,
-                                      t.halt_exploration_prob, self.device)
-        return distributed.shard_slice(drawn, self.dist)
+        done = self.nothing_to_do()
+        if done is not None:  # e.g. a resumed run whose budget is spent
+            return self._nothing_left(done)
+        if self.run_dir is not None:
+            write_run_config(self.run_dir, self.config)
+        start = self._window_start = self._fit_start = time.perf_counter()
+        first_step = self.step
+        bar = self._progress_bar()
+        try:
+            while self.step < t.steps:
+                self._phase = "step"
+                stats = self.train_step()
+                self._phase = None
+                self._add_to_window(stats)
+                self._advance(bar)
+                if self.step % t.log_every == 0:
+                    self._log_window(bar)
+                result = None
+                if self.step % t.eval_every == 0 and self.dist.is_main:
+                    result = self.evaluate()
+                    self._log_eval(result)
+                new_best = result is not None and self._note_eval(result)
+                if self.step % t.checkpoint_every == 0 or (new_best and self.run_dir):
+                    self.save(None if result is None else {"eval": result.to_dict()},
+                              best=new_best)
+                if self._should_stop():  # SIGINT or SIGTERM: this step is saved, then stop
+                    raise self._interrupted()
+                if self.time_fraction() >= 1.0:
+                    break
+            bar.close()
+            summary = self._final_summary(first_step, time.perf_counter() - start)
+        except KeyboardInterrupt as err:  # a second signal, or one without our handler
+            if isinstance(err, TrainingInterrupted):
+                raise
+            raise self._interrupted(at_once=self._phase is not None) from None
+        finally:
+            bar.close()
+        self._write_summary(summary)
+        return summary
 
     def train_step(self) -> StepStats:
         """One segment on the batch, one optimiser step."""
@@ -363,37 +340,6 @@ class ACTTrainer:
         self.step += 1
         return stats
 
-    def train_for(self, seconds: float) -> int:
-        """Run ``train_step`` for about ``seconds`` (at least one step), counting the time
-        toward ``train.max_time_s`` as ``fit`` does; returns the steps taken. For drivers
-        that interleave several trainers (``hrm-rl bench recipe``); no eval or checkpoint."""
-        start = time.perf_counter()
-        self._fit_start = start
-        steps = 0
-        try:
-            while steps == 0 or (time.perf_counter() - start < seconds
-                                 and self.step < self.config.train.steps
-                                 and self.time_fraction() < 1.0):
-                self.train_step()
-                steps += 1
-        finally:
-            self._elapsed_before += time.perf_counter() - start
-            self._fit_start = None
-        return steps
-
-    def _fault(self, what: str, detail: str, step: int | None = None) -> None:
-        """Log a non-finite ``what`` to TensorBoard and stop with ``NonFiniteError``.
-
-        ``step`` defaults to the step in progress (``self.step + 1``).
-        """
-        step = self.step + 1 if step is None else step
-        err = NonFiniteError(step, what, detail)
-        if self.writer is not None:
-            self.writer.add_scalar("fault/non_finite", 1.0, step)
-            self.writer.add_text("fault/message", str(err), step)
-            self.writer.flush()
-        raise err
-
     def evaluate(self, n: int | None = None, max_segments: int | None = None,
                  precision: str | None = None) -> EvalResult:
         """Accuracy after each segment and under Q-head halting on the first ``n`` test
@@ -405,35 +351,6 @@ class ACTTrainer:
             return evaluate(self.model, self.task, self.test_set.take(slice(0, n)),
                             max_segments or t.max_segments, t.eval_batch_size,
                             context, progress=False)
-
-    def _ema_weights(self):
-        """Context with the EMA weights in the model (a no-op without EMA)."""
-        return self.ema.swapped(self.model) if self.ema is not None else contextlib.nullcontext()
-
-    def _log(self, tag_values: dict[str, float]) -> None:
-        if self.writer is not None:
-            for tag, value in tag_values.items():
-                self.writer.add_scalar(tag, value, self.step)
-
-    def _write_metrics(self, record: dict[str, float]) -> None:
-        """Append one line to ``<run_dir>/metrics.jsonl`` (no-op without a run folder)."""
-        if self.run_dir is not None:
-            path = self.run_dir / METRICS_FILE
-            try:
-                with open(path, "a") as f:
-                    f.write(json.dumps(record) + "\n")
-            except OSError as err:  # a full disk: name the file (a torn line is dropped on
-                raise OSError(err.errno, err.strerror, str(path)) from err  # resume)
-
-    def _log_eval(self, result: EvalResult) -> None:
-        self._log({"eval/exact_acc_qhalt": result.exact_acc_qhalt,
-                   "eval/cell_acc_qhalt": result.cell_acc_qhalt,
-                   "eval/mean_segments_qhalt": result.mean_segments_qhalt,
-                   "eval/exact_acc_at_max": result.exact_by_segment[-1]})
-        self._log({f"eval/exact_acc_at_k/{k + 1}": acc
-                   for k, acc in enumerate(result.exact_by_segment)})
-        if result.task_scores:  # the task's own metric, e.g. ARC's eval/pass@1, eval/pass@2
-            self._log({f"eval/{name}": value for name, value in result.task_scores.items()})
 
     def save(self, meta: dict[str, Any] | None = None, best: bool = False) -> Path | None:
         """Checkpoint weights and the whole training state into the run folder (no-op
@@ -462,6 +379,217 @@ class ACTTrainer:
         self._phase = phase
         self._saved = (self.step, folder)
         return folder
+
+    # --- around the step: progress, logging, the best evaluation, the summary
+
+    def _nothing_left(self, done: str) -> dict[str, Any]:
+        """``fit`` of a run with no step left (``done``: why, from ``nothing_to_do``): the
+        final evaluation and summary when a kill cut them short, else a summary with the
+        checkpoint's evaluation and ``note``, writing nothing."""
+        if self._owes_summary():  # killed during its final evaluation
+            summary = self._final_summary(self.step, 0.0)
+            self._write_summary(summary)
+            return summary
+        return {"steps": self.step, "train_seconds": round(self.elapsed_s(), 1),
+                "segments_per_s": 0.0, "parameters": self.model.num_parameters(),
+                "eval": self._resumed_meta.get("eval"), "note": done}
+
+    def _progress_bar(self) -> tqdm:
+        """The progress bar of ``fit``: steps, or for a time-budgeted run seconds of its
+        budget (steps would read 0/100000)."""
+        t = self.config.train
+        timed = t.max_time_s is not None
+        return tqdm(total=int(math.ceil(t.max_time_s)) if timed else t.steps,
+                    initial=int(self.elapsed_s()) if timed else self.step, desc="train",
+                    unit="s" if timed else "step", disable=not self.progress,
+                    bar_format=("{l_bar}{bar}| {n_fmt}/{total_fmt} s of budget "
+                                "[{elapsed}<{remaining}{postfix}]") if timed else None)
+
+    def _advance(self, bar: tqdm) -> None:
+        """Move the progress bar past the step just taken (or to the seconds spent)."""
+        timed = self.config.train.max_time_s is not None
+        bar.update(min(int(self.elapsed_s()), bar.total) - bar.n if timed else 1)
+
+    def _add_to_window(self, stats: StepStats) -> None:
+        """Add a step's figures to the sums of the open logging window."""
+        self._window_steps += 1
+        for key, value in stats.__dict__.items():
+            self._window[key] = self._window.get(key, 0.0) + value
+
+    def _log_window(self, bar: tqdm) -> None:
+        """Log the means over the logging window that ends at this step (all ranks) to
+        TensorBoard, ``metrics.jsonl`` and the progress bar, and open the next window."""
+        t = self.config.train
+        now = time.perf_counter()
+        means = distributed.mean_over_ranks(
+            {k: v / self._window_steps for k, v in self._window.items()}, self.dist, self.device)
+        lr = self.optimizer.param_groups[0]["lr"]
+        self._log({f"train/{k}": v for k, v in means.items() if k != "halted"})
+        self._log({"train/lr": lr, "perf/segments_per_s":
+                   self._window_steps * t.batch_size / max(now - self._window_start, 1e-9)})
+        if self.run_dir is not None:
+            append_metrics(self.run_dir, {"step": self.step, **means, "lr": lr})
+        bar.set_postfix(step=self.step, lm=f"{means['lm_loss']:.3f}",
+                        acc=f"{means['exact_acc']:.3f}", segs=f"{means['mean_segments']:.2f}")
+        self._window, self._window_steps, self._window_start = {}, 0, now
+
+    def _log(self, tag_values: dict[str, float]) -> None:
+        if self.writer is not None:
+            for tag, value in tag_values.items():
+                self.writer.add_scalar(tag, value, self.step)
+
+    def _log_eval(self, result: EvalResult) -> None:
+        self._log({"eval/exact_acc_qhalt": result.exact_acc_qhalt,
+                   "eval/cell_acc_qhalt": result.cell_acc_qhalt,
+                   "eval/mean_segments_qhalt": result.mean_segments_qhalt,
+                   "eval/exact_acc_at_max": result.exact_by_segment[-1]})
+        self._log({f"eval/exact_acc_at_k/{k + 1}": acc
+                   for k, acc in enumerate(result.exact_by_segment)})
+        if result.task_scores:  # the task's own metric, e.g. ARC's eval/pass@1, eval/pass@2
+            self._log({f"eval/{name}": value for name, value in result.task_scores.items()})
+
+    def _note_eval(self, result: EvalResult) -> bool:
+        """Record ``result`` if it beats the best evaluation so far (exact accuracy under
+        Q-head halting, ties broken by cell accuracy); returns whether it did."""
+        score = (result.exact_acc_qhalt, result.cell_acc_qhalt)
+        if self.best is not None and score <= (self.best["exact_acc_qhalt"],
+                                               self.best["cell_acc_qhalt"]):
+            return False
+        self.best = {"step": self.step, "exact_acc_qhalt": result.exact_acc_qhalt,
+                     "cell_acc_qhalt": result.cell_acc_qhalt}
+        return True
+
+    def _final_summary(self, first_step: int, seconds: float) -> dict[str, Any]:
+        """The final evaluation (rank 0), logged and saved with the last checkpoint, and the
+        run's summary."""
+        t = self.config.train
+        result = self.evaluate() if self.dist.is_main else None  # rank 0 evaluates
+        new_best = False
+        if result is not None:
+            self._log_eval(result)
+            new_best = self._note_eval(result)
+        final = result.to_dict() if result is not None else None
+        summary = {"steps": self.step, "train_seconds": round(self.elapsed_s(), 1),
+                   "segments_per_s": round((self.step - first_step) * t.batch_size
+                                           / max(seconds, 1e-9), 1),
+                   "parameters": self.model.num_parameters(), "eval": final}
+        self.save({"eval": final}, best=new_best)
+        return summary
+
+    def _write_summary(self, summary: dict[str, Any]) -> None:
+        if self.run_dir is not None:
+            write_summary(self.run_dir, summary)
+        if self.writer is not None:
+            self.writer.flush()
+
+    def _owes_summary(self) -> bool:
+        """The run trained every step but has no ``summary.json``: it was killed during its
+        final evaluation or the save after it, so a resume still owes both."""
+        return self.run_dir is not None and self.step > 0 and not has_summary(self.run_dir)
+
+    def nothing_to_do(self) -> str | None:
+        """Why ``fit`` would train no step (``train.steps`` reached, or the time budget
+        ``train.max_time_s`` spent, e.g. on resuming a finished run), with how to give it
+        more; None when there is training left."""
+        t = self.config.train
+        where = str(self.run_dir) if self.run_dir is not None else "the run"
+        more = f"hrm-rl train --resume {self.run_dir} --set" if self.run_dir else "--set"
+        if self.step >= t.steps:
+            return (f"{where} is at step {self.step} of train.steps={t.steps}: nothing to "
+                    f"train (no step, checkpoint or metrics row written); to train longer: "
+                    f"{more} train.steps={max(2 * t.steps, self.step + 1)}")
+        if t.max_time_s is not None and self.time_fraction() >= 1.0:
+            elapsed = self.elapsed_s()
+            return (f"{where} has spent its time budget, train.max_time_s={t.max_time_s:g} "
+                    f"({elapsed:.1f} s trained over all sessions): nothing to train (no step, "
+                    f"checkpoint or metrics row written); to train longer: "
+                    f"{more} train.max_time_s={math.ceil(elapsed + t.max_time_s)}")
+        return None
+
+    # --- set-up and schedule
+
+    def _init_weights(self, source: str) -> None:
+        """Load the weights of checkpoint ``source`` into the fresh model (strictly)."""
+        folder = resolve_checkpoint(source)
+        saved, _, meta = read_checkpoint_config(folder)
+        try:
+            load_weights(self.model, folder / WEIGHTS)
+            check_weights_sha256(folder, meta)
+        except ValueError as err:
+            raise ValueError(f"train.init_from={source!r}: {err}") from None
+        task = "" if saved.task == self.config.task else \
+            f", trained on another task ({saved.task.name})"
+        step = meta.get("step")
+        self.notes.append(f"weights initialised from {folder}"
+                          + (f" (step {step})" if step is not None else "") + task)
+
+    def _make_optimizer(self) -> torch.optim.Optimizer:
+        """The main optimiser; the puzzle-embedding table goes to ``self.emb_optimizer``
+        (sign-SGD, as the reference) unless ``train.puzzle_emb_optimizer`` is ``main``."""
+        t = self.config.train
+        emb = getattr(self.model, "puzzle_emb", None)
+        self.emb_optimizer = None
+        params = list(self.model.parameters())
+        if emb is not None and t.puzzle_emb_optimizer == "sign_sgd":
+            params = [p for p in params if p is not emb]
+            self.emb_optimizer = SignSGD([emb], lr=self._emb_lr(),
+                                         weight_decay=t.weight_decay
+                                         if t.puzzle_emb_weight_decay is None
+                                         else t.puzzle_emb_weight_decay)
+        return make_optimizer(t.optimizer, params, t.lr, (t.beta1, t.beta2), t.weight_decay,
+                              fused=t.fused_optimizer)
+
+    def _emb_lr(self) -> float:
+        t = self.config.train
+        return t.lr if t.puzzle_emb_lr is None else t.puzzle_emb_lr
+
+    def _precision(self):
+        return autocast(self.device, self.config.train.precision)
+
+    def _draw_min_segments(self, n: int) -> torch.Tensor:
+        """Minimum segments for ``n`` rows of this rank; drawn for the rows of all ranks
+        (same seed everywhere) and sliced, so a multi-rank run draws what one process would."""
+        t = self.config.train
+        drawn = act.draw_min_segments(n * self.dist.world_size, t.max_segments,
+                                      t.halt_exploration_prob, self.device)
+        return distributed.shard_slice(drawn, self.dist)
+
+    def _ema_weights(self):
+        """Context with the EMA weights in the model (a no-op without EMA)."""
+        return self.ema.swapped(self.model) if self.ema is not None else contextlib.nullcontext()
+
+    def time_fraction(self) -> float:
+        """Share of ``train.max_time_s`` spent since ``fit`` started (0 without a limit)."""
+        t = self.config.train
+        if t.max_time_s is None:
+            return 0.0
+        # Rank 0's clock on every rank: the same lr and the same last step everywhere.
+        return distributed.broadcast_float(self.elapsed_s(), self.dist, self.device) / t.max_time_s
+
+    def elapsed_s(self) -> float:
+        """Training seconds so far, earlier sessions of a resumed run included."""
+        now = 0.0 if self._fit_start is None else time.perf_counter() - self._fit_start
+        return self._elapsed_before + now
+
+    def train_for(self, seconds: float) -> int:
+        """Run ``train_step`` for about ``seconds`` (at least one step), counting the time
+        toward ``train.max_time_s`` as ``fit`` does; returns the steps taken. For drivers
+        that interleave several trainers (``hrm-rl bench recipe``); no eval or checkpoint."""
+        start = time.perf_counter()
+        self._fit_start = start
+        steps = 0
+        try:
+            while steps == 0 or (time.perf_counter() - start < seconds
+                                 and self.step < self.config.train.steps
+                                 and self.time_fraction() < 1.0):
+                self.train_step()
+                steps += 1
+        finally:
+            self._elapsed_before += time.perf_counter() - start
+            self._fit_start = None
+        return steps
+
+    # --- resuming: the training state and the run folder it continues
 
     def state_dict(self) -> dict[str, Any]:
         """Everything beyond the weights that training needs to continue identically.
@@ -636,56 +764,22 @@ class ACTTrainer:
         if self.writer is not None:
             self.writer.close()
             self.writer = SummaryWriter(str(self.run_dir), purge_step=self.step + 1)
-        _truncate_metrics(self.run_dir / METRICS_FILE, self.step)
+        truncate_metrics(self.run_dir, self.step)
 
-    def nothing_to_do(self) -> str | None:
-        """Why ``fit`` would train no step (``train.steps`` reached, or the time budget
-        ``train.max_time_s`` spent, e.g. on resuming a finished run), with how to give it
-        more; None when there is training left."""
-        t = self.config.train
-        where = str(self.run_dir) if self.run_dir is not None else "the run"
-        more = f"hrm-rl train --resume {self.run_dir} --set" if self.run_dir else "--set"
-        if self.step >= t.steps:
-            return (f"{where} is at step {self.step} of train.steps={t.steps}: nothing to "
-                    f"train (no step, checkpoint or metrics row written); to train longer: "
-                    f"{more} train.steps={max(2 * t.steps, self.step + 1)}")
-        if t.max_time_s is not None and self.time_fraction() >= 1.0:
-            elapsed = self.elapsed_s()
-            return (f"{where} has spent its time budget, train.max_time_s={t.max_time_s:g} "
-                    f"({elapsed:.1f} s trained over all sessions): nothing to train (no step, "
-                    f"checkpoint or metrics row written); to train longer: "
-                    f"{more} train.max_time_s={math.ceil(elapsed + t.max_time_s)}")
-        return None
+    # --- faults: non-finite values, signals
 
-    def fit(self) -> dict[str, Any]:
-        """Train for ``train.steps`` steps (or ``train.max_time_s``), evaluating and saving.
+    def _fault(self, what: str, detail: str, step: int | None = None) -> None:
+        """Log a non-finite ``what`` to TensorBoard and stop with ``NonFiniteError``.
 
-        SIGINT (Ctrl-C) and SIGTERM (in the main thread, unless ignored; SIGTERM only in a
-        single process) end the run cleanly: the step in progress finishes, is
-        checkpointed, the run lock is released and ``TrainingInterrupted`` is raised. A
-        second signal stops at once (``TrainingInterrupted`` without a checkpoint when it
-        came inside a step or a save).
-
-        Returns:
-            A summary: steps, seconds, segments/s and the final evaluation; with nothing
-            left to train (``nothing_to_do``) the checkpoint's evaluation and a ``note``.
-
-        Raises:
-            TrainingInterrupted: on SIGINT or SIGTERM (a ``KeyboardInterrupt``).
-            NonFiniteError: the loss, a gradient or the weights became NaN or inf.
+        ``step`` defaults to the step in progress (``self.step + 1``).
         """
-        if self.run_dir is not None and (self.lock is None or not self.lock.held):
-            self.lock = RunLock(self.run_dir)
-        try:
-            with self._signals_stop_training():
-                return self._fit()
-        except OSError as err:
-            if err.errno in _NO_SPACE and self.run_dir is not None:
-                raise self._no_space(err) from None
-            raise
-        finally:  # the training ended (or failed): the folder is free for a resume
-            if self.lock is not None:
-                self.lock.release()
+        step = self.step + 1 if step is None else step
+        err = NonFiniteError(step, what, detail)
+        if self.writer is not None:
+            self.writer.add_scalar("fault/non_finite", 1.0, step)
+            self.writer.add_text("fault/message", str(err), step)
+            self.writer.flush()
+        raise err
 
     @contextlib.contextmanager
     def _signals_stop_training(self) -> Iterator[None]:
@@ -712,20 +806,6 @@ class ACTTrainer:
             for sig, old in previous.items():
                 signal.signal(sig, old)
 
-    def _no_space(self, err: OSError) -> OSError:
-        """``err`` (a full disk, a quota or a file-size limit, met while writing the run)
-        as one line: what ran out, the file, the checkpoint a resume continues from."""
-        where = err.filename or f"the TensorBoard events in {self.run_dir}"
-        try:
-            folder = find_resume_checkpoint(self.run_dir)[0]
-        except FileNotFoundError:
-            folder = None
-        last = ("no checkpoint is complete yet" if folder is None else
-                f"the last complete checkpoint is step {int(folder.name.split('_')[1])}")
-        fix = "raise the limit" if err.errno == errno.EFBIG else "free space"
-        return OSError(err.errno, f"{_NO_SPACE[err.errno]} while writing {where}; {last}; "
-                                  f"{fix} and resume: hrm-rl train --resume {self.run_dir}")
-
     def _should_stop(self) -> bool:
         """Whether a signal asked to stop (rank 0's answer on every rank)."""
         if self.dist.enabled:
@@ -742,116 +822,6 @@ class ACTTrainer:
             folder = saved[1] if saved is not None and saved[0] == self.step else self.save()
         return TrainingInterrupted(self.step, self._stop_signal or signal.SIGINT, folder,
                                    self.run_dir)
-
-    def _note_eval(self, result: EvalResult) -> bool:
-        """Record ``result`` if it beats the best evaluation so far (exact accuracy under
-        Q-head halting, ties broken by cell accuracy); returns whether it did."""
-        score = (result.exact_acc_qhalt, result.cell_acc_qhalt)
-        if self.best is not None and score <= (self.best["exact_acc_qhalt"],
-                                               self.best["cell_acc_qhalt"]):
-            return False
-        self.best = {"step": self.step, "exact_acc_qhalt": result.exact_acc_qhalt,
-                     "cell_acc_qhalt": result.cell_acc_qhalt}
-        return True
-
-    def _fit(self) -> dict[str, Any]:
-        t = self.config.train
-        done = self.nothing_to_do()
-        if done is not None and self._owes_summary():  # killed during its final evaluation
-            summary = self._final_summary(self.step, 0.0)
-            self._write_summary(summary)
-            return summary
-        if done is not None:  # e.g. a resumed run whose budget is spent: write nothing
-            return {"steps": self.step, "train_seconds": round(self.elapsed_s(), 1),
-                    "segments_per_s": 0.0, "parameters": self.model.num_parameters(),
-                    "eval": self._resumed_meta.get("eval"), "note": done}
-        if self.run_dir is not None:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(self.run_dir / CONFIG_FILE, yaml.safe_dump(self.config.to_dict()))
-        start = window_start = self._fit_start = time.perf_counter()
-        first_step = self.step
-        # a time-budgeted run counts seconds of its budget (steps would read 0/100000)
-        timed = t.max_time_s is not None
-        bar = tqdm(total=int(math.ceil(t.max_time_s)) if timed else t.steps,
-                   initial=int(self.elapsed_s()) if timed else self.step, desc="train",
-                   unit="s" if timed else "step", disable=not self.progress,
-                   bar_format=("{l_bar}{bar}| {n_fmt}/{total_fmt} s of budget "
-                               "[{elapsed}<{remaining}{postfix}]") if timed else None)
-        try:
-            while self.step < t.steps:
-                self._phase = "step"
-                stats = self.train_step()
-                self._phase = None
-                self._window_steps += 1
-                for key, value in stats.__dict__.items():
-                    self._window[key] = self._window.get(key, 0.0) + value
-                bar.update(min(int(self.elapsed_s()), bar.total) - bar.n if timed else 1)
-                if self.step % t.log_every == 0:
-                    now = time.perf_counter()
-                    means = distributed.mean_over_ranks(
-                        {k: v / self._window_steps for k, v in self._window.items()},
-                        self.dist, self.device)
-                    lr = self.optimizer.param_groups[0]["lr"]
-                    self._log({f"train/{k}": v for k, v in means.items() if k != "halted"})
-                    self._log({"train/lr": lr, "perf/segments_per_s":
-                               self._window_steps * t.batch_size / max(now - window_start,
-                                                                       1e-9)})
-                    self._write_metrics({"step": self.step, **means, "lr": lr})
-                    bar.set_postfix(step=self.step, lm=f"{means['lm_loss']:.3f}",
-                                    acc=f"{means['exact_acc']:.3f}",
-                                    segs=f"{means['mean_segments']:.2f}")
-                    self._window, self._window_steps, window_start = {}, 0, now
-                result = None
-                if self.step % t.eval_every == 0 and self.dist.is_main:
-                    result = self.evaluate()
-                    self._log_eval(result)
-                new_best = result is not None and self._note_eval(result)
-                if self.step % t.checkpoint_every == 0 or (new_best and self.run_dir):
-                    self.save(None if result is None else {"eval": result.to_dict()},
-                              best=new_best)
-                if self._should_stop():
-                    raise self._interrupted()
-                if self.time_fraction() >= 1.0:
-                    break
-            bar.close()
-            summary = self._final_summary(first_step, time.perf_counter() - start)
-        except KeyboardInterrupt as err:  # a second signal, or one without our handler
-            if isinstance(err, TrainingInterrupted):
-                raise
-            raise self._interrupted(at_once=self._phase is not None) from None
-        finally:
-            bar.close()
-        self._write_summary(summary)
-        return summary
-
-    def _owes_summary(self) -> bool:
-        """The run trained every step but has no ``summary.json``: it was killed during its
-        final evaluation or the save after it, so a resume still owes both."""
-        return (self.run_dir is not None and self.step > 0
-                and not (self.run_dir / SUMMARY_FILE).is_file())
-
-    def _final_summary(self, first_step: int, seconds: float) -> dict[str, Any]:
-        """The final evaluation (rank 0), logged and saved with the last checkpoint, and the
-        run's summary."""
-        t = self.config.train
-        result = self.evaluate() if self.dist.is_main else None  # rank 0 evaluates
-        new_best = False
-        if result is not None:
-            self._log_eval(result)
-            new_best = self._note_eval(result)
-        final = result.to_dict() if result is not None else None
-        summary = {"steps": self.step, "train_seconds": round(self.elapsed_s(), 1),
-                   "segments_per_s": round((self.step - first_step) * t.batch_size
-                                           / max(seconds, 1e-9), 1),
-                   "parameters": self.model.num_parameters(), "eval": final}
-        self.save({"eval": final}, best=new_best)
-        return summary
-
-    def _write_summary(self, summary: dict[str, Any]) -> None:
-        if self.run_dir is not None:
-            atomic_write_text(self.run_dir / SUMMARY_FILE, json.dumps(summary, indent=2))
-        if self.writer is not None:
-            self.writer.flush()
 
 
 def _fingerprint(puzzles: PuzzleBatch) -> str:
@@ -937,26 +907,3 @@ def _saved_yaml(path: Path, folder: Path | None, overrides: list[str] | None = N
 
 def _describe(changes: list[tuple[str, Any, Any]]) -> str:
     return ", ".join(f"{key} {old!r} -> {new!r}" for key, old, new in changes)
-
-
-def _truncate_metrics(path: Path, step: int) -> None:
-    """Keep the lines of ``metrics.jsonl`` up to ``step`` (drops a torn last line too)."""
-    if not path.is_file():
-        return
-    kept, before = [], path.read_text()
-    for line in before.splitlines():
-        try:
-            if json.loads(line)["step"] <= step:
-                kept.append(line)
-        except (ValueError, KeyError, TypeError):
-            continue
-    text = "".join(f"{line}\n" for line in kept)
-    if text != before:
-        atomic_write_text(path, text)
-
-
-def make_run_dir(config: RunConfig) -> Path:
-    """``<out_dir>/<name>-<YYYYmmdd-HHMMSS>-<pid>``, not yet created (the PID keeps two runs
-    started in the same second apart)."""
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    return Path(config.out_dir) / f"{config.name}-{stamp}-{os.getpid()}"

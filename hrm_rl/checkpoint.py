@@ -2,24 +2,11 @@
 
 A checkpoint is a folder holding ``model.safetensors`` and ``config.json``. Each file is
 written to a temporary name, fsynced and renamed into place, so a crash never leaves a torn
-file. A training run keeps its checkpoints as ``<run>/checkpoints/step_XXXXXXX/`` and a
-``<run>/checkpoints/latest`` pointer that is updated (atomically) only after the folder it
-names is complete.
-
+file; ``config.json`` is always written last, so a folder with a ``config.json`` is complete.
 A run checkpoint also holds ``trainer_state.pt``: everything beyond the weights that the
-trainer needs to continue identically (optimizer state, step, elapsed time, RNG states, the
-segment engine's rows and carries, the puzzle source's position); see
-``ACTTrainer.state_dict``. ``config.json`` is always written last, so a folder with a
-``config.json`` is complete.
-
-Beside ``latest``, a ``<run>/checkpoints/best`` pointer names the checkpoint with the best
-periodic evaluation so far (the last known good one): the rotation that keeps the two newest
-checkpoints never removes it, so a run that diverges later still has it. Load it with
-``load_checkpoint("<run>/checkpoints/best")`` (``hrm-rl eval <run>/checkpoints/best``) and
-continue from it with ``hrm-rl train --resume <run> --from best`` (``rewind_run``: the later
-checkpoints are removed). ``find_resume_checkpoint`` picks what a resume continues from,
-falling back to the newest complete checkpoint when a kill left ``latest`` missing or naming a
-torn folder.
+trainer needs to continue identically (see ``ACTTrainer.state_dict``). How a training run
+keeps its checkpoints (``<run>/checkpoints/step_XXXXXXX/``, the ``latest`` and ``best``
+pointers, rotation, resume, rewind) is ``hrm_rl.run_dir``'s; this module is the format.
 
 ``model.safetensors`` carries the architecture it was saved for (the model config's fields
 that change what the weights compute, and their sha256) in its metadata; ``load_weights``
@@ -42,8 +29,6 @@ import hashlib
 import io
 import json
 import os
-import re
-import shutil
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -70,8 +55,6 @@ BEST = "best"
 """Pointer files in ``<run>/checkpoints``: the newest checkpoint, and the best-evaluated one."""
 HALTING_FILES = {"train": "halting_train.csv", "val": "halting_val.csv"}
 """The halting splits a checkpoint may ship beside its weights (``write_halting_splits``)."""
-_KEEP = 2
-_STEP_DIR = re.compile(r"step_(\d+)")
 ARCHITECTURE_KEY = "hrm_rl.architecture"
 WEIGHTS_SHA_KEY = "weights_sha256"
 """``config.json``'s ``meta`` key for the SHA-256 of ``model.safetensors`` (verified on load)."""
@@ -229,12 +212,11 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 def save_checkpoint(folder: str | Path, model: RecurrentCore, config: RunConfig,
                     meta: dict[str, Any] | None = None,
                     test_puzzles: tuple[Task, PuzzleBatch] | None = None,
-                    trainer_state: dict[str, Any] | None = None,
-                    test_csv: str | Path | None = None) -> Path:
+                    trainer_state: dict[str, Any] | None = None) -> Path:
     """Write ``model.safetensors`` and ``config.json`` into ``folder`` (created if needed),
-    ``test.csv`` with the held-out puzzles when ``test_puzzles`` is given (or a hard link to
-    the already written ``test_csv``), and ``trainer_state.pt`` (``torch.save``) when
-    ``trainer_state`` is given.
+    ``test.csv`` with the held-out puzzles when ``test_puzzles`` is given, and
+    ``trainer_state.pt`` (``torch.save``) when ``trainer_state`` is given (a run's
+    checkpoints: ``hrm_rl.run_dir.save_run_checkpoint``).
 
     ``config.json`` holds ``{"run": <RunConfig>, "model": <resolved ModelConfig>, "meta": ...}``
     and is written last; ``meta["weights_sha256"]`` is the SHA-256 of the weights file,
@@ -251,92 +233,12 @@ def save_checkpoint(folder: str | Path, model: RecurrentCore, config: RunConfig,
     if test_puzzles is not None:
         task, puzzles = test_puzzles
         atomic_write(folder / TEST_PUZZLES, lambda tmp: task.write_csv(tmp, puzzles))
-    elif test_csv is not None:
-        _link_or_copy(Path(test_csv), folder / TEST_PUZZLES)
     if trainer_state is not None:
         buffer = io.BytesIO()
         torch.save(trainer_state, buffer)
         atomic_write_bytes(folder / TRAINER_STATE, buffer.getbuffer())
     atomic_write_text(folder / CONFIG, json.dumps(payload, indent=2, sort_keys=True))
     return folder
-
-
-def _link_or_copy(src: Path, dst: Path) -> None:
-    """Hard-link ``src`` to ``dst`` (replacing it), or copy atomically where links fail."""
-    if dst.exists() and os.path.samefile(src, dst):  # already it (a step saved twice):
-        return  # rename() between two links of one file does nothing and leaves the temp
-    tmp = dst.with_name(f".{dst.name}.link")
-    tmp.unlink(missing_ok=True)
-    try:
-        os.link(src, tmp)
-    except OSError:
-        atomic_write(dst, lambda t: shutil.copyfile(src, t))
-        return
-    os.replace(tmp, dst)
-
-
-def save_run_checkpoint(run_dir: str | Path, step: int, model: RecurrentCore, config: RunConfig,
-                        meta: dict[str, Any] | None = None,
-                        test_puzzles: tuple[Task, PuzzleBatch] | None = None,
-                        trainer_state: dict[str, Any] | None = None,
-                        best: bool = False) -> Path:
-    """Save ``<run_dir>/checkpoints/step_<step>``, point ``latest`` (and with ``best``, the
-    ``best`` pointer) at it, prune old ones.
-
-    ``latest`` and ``best`` move only after the new folder is complete, and other folders are
-    removed only after that, so a crash at any point leaves both naming loadable checkpoints.
-    Kept: the new folder, the ``_KEEP - 1`` newest complete ones before it and the one
-    ``best`` names. Removed: older ones, torn ones (no ``config.json``: left by a killed
-    process) and ones after ``step`` (left when a kill cut ``rewind_run`` short).
-    """
-    root = Path(run_dir) / "checkpoints"
-    shared = None
-    if test_puzzles is not None:  # written once per run, hard-linked into every checkpoint
-        shared = root / TEST_PUZZLES  # (ARC at paper scale: hundreds of MB)
-        if not shared.is_file():
-            root.mkdir(parents=True, exist_ok=True)
-            task, puzzles = test_puzzles
-            atomic_write(shared, lambda tmp: task.write_csv(tmp, puzzles))
-    folder = save_checkpoint(root / f"step_{step:07d}", model, config, meta, None,
-                             trainer_state, shared)
-    atomic_write_text(root / LATEST, folder.name)
-    if best:
-        atomic_write_text(root / BEST, folder.name)
-    protected = {folder.name, read_pointer(root, BEST)}
-    earlier = [p for n, p in step_folders(root) if n < step and is_complete(p)]
-    protected.update(p.name for p in earlier[len(earlier) - (_KEEP - 1):] if _KEEP > 1)
-    for _, stale in step_folders(root):
-        if stale.name not in protected:
-            shutil.rmtree(stale, ignore_errors=True)
-    return folder
-
-
-def step_folders(root: str | Path) -> list[tuple[int, Path]]:
-    """``(step, folder)`` of every ``step_<N>`` folder in a run's ``checkpoints`` folder,
-    complete or not, by step."""
-    root = Path(root)
-    if not root.is_dir():
-        return []
-    found = [(int(m.group(1)), p) for p in root.iterdir()
-             if (m := _STEP_DIR.fullmatch(p.name)) and p.is_dir()]
-    return sorted(found)
-
-
-def is_complete(folder: str | Path, resumable: bool = True) -> bool:
-    """Whether ``folder`` holds a whole checkpoint: ``config.json`` (written last) and the
-    weights, and with ``resumable`` the trainer state."""
-    folder = Path(folder)
-    names = (CONFIG, WEIGHTS, TRAINER_STATE) if resumable else (CONFIG, WEIGHTS)
-    return all((folder / name).is_file() for name in names)
-
-
-def read_pointer(root: str | Path, name: str) -> str | None:
-    """The folder name the pointer file ``root/name`` (``latest``, ``best``) holds, if any."""
-    path = Path(root) / name
-    try:
-        return path.read_text().strip() or None
-    except (OSError, UnicodeDecodeError):
-        return None
 
 
 def _pointer_target(path: Path) -> Path:
@@ -354,141 +256,6 @@ def _pointer_target(path: Path) -> Path:
                          f"such as step_0000500); give the checkpoint folder itself, or "
                          f"rewrite it: echo step_NNNNNNN > {path}")
     return path.parent / name
-
-
-def find_resume_checkpoint(run_dir: str | Path, name: str | None = None
-                           ) -> tuple[Path | None, list[str]]:
-    """The checkpoint a resume of ``run_dir`` continues from, and notes on how it was found.
-
-    ``name`` None (or ``latest``): the folder ``latest`` names when it is complete; else (a
-    kill between writing a checkpoint and moving the pointer, or a pointer naming a torn
-    folder) the newest complete ``step_*`` folder, with a note; None when there is none (a
-    run killed before or while writing its first checkpoint). ``name`` ``best``, or a folder
-    name such as ``step_0000500``: that checkpoint.
-
-    Raises:
-        FileNotFoundError: ``name`` given but not a complete run checkpoint of ``run_dir``,
-            or a checkpoint of the run holds weights without a trainer state (no kill leaves
-            that: ``config.json`` is written last), which the resume would remove.
-    """
-    root = Path(run_dir) / "checkpoints"
-    stripped = [p for _, p in step_folders(root)
-                if is_complete(p, resumable=False) and not is_complete(p)]
-    if stripped:
-        raise FileNotFoundError(
-            f"{stripped[0] / TRAINER_STATE} is missing: {', '.join(p.name for p in stripped)} "
-            f"hold weights without a trainer state, which a resume can neither continue from "
-            f"nor keep (it removes or overwrites them); move them out of {root} (they load as "
-            f"checkpoints anywhere), then resume again")
-    if name not in (None, LATEST):
-        target = read_pointer(root, name) if name == BEST else name
-        if target is None:
-            raise FileNotFoundError(f"{root / BEST}: no best checkpoint in this run yet (it is "
-                                    "set at the first evaluation, train.eval_every)")
-        folder = root / target
-        if _STEP_DIR.fullmatch(folder.name) is None or not is_complete(folder):
-            have = ", ".join(p.name for _, p in step_folders(root) if is_complete(p)) or "none"
-            raise FileNotFoundError(f"{folder} is not a complete checkpoint of this run "
-                                    f"(complete ones: {have}; or use 'best' or 'latest')")
-        return folder, []
-    notes = []
-    latest = read_pointer(root, LATEST)
-    if latest is not None and _STEP_DIR.fullmatch(latest) and is_complete(root / latest):
-        return root / latest, notes
-    complete = [p for _, p in step_folders(root) if is_complete(p)]
-    if latest is None:
-        why = f"{root / LATEST} is {'unreadable' if (root / LATEST).exists() else 'missing'}"
-    else:
-        why = f"{root / LATEST} names {latest}, which is not a complete checkpoint"
-    if complete:
-        notes.append(f"{why} (as a kill while saving leaves it); resuming from the newest "
-                     f"complete checkpoint, {complete[-1].name}")
-        return complete[-1], notes
-    return None, notes
-
-
-def rewind_run(run_dir: str | Path, folder: str | Path) -> tuple[list[str], bool]:
-    """Make ``folder`` (a checkpoint of ``run_dir``) the run's present: point ``latest`` at
-    it, then delete the checkpoints after its step (and the ``best`` pointer first, when it
-    named one of them). Only for the holder of the run's ``RunLock``. Returns the removed
-    folder names and whether ``best`` was removed."""
-    root = Path(run_dir) / "checkpoints"
-    folder = Path(folder)
-    step = int(_STEP_DIR.fullmatch(folder.name).group(1))
-    atomic_write_text(root / LATEST, folder.name)
-    later = [p for n, p in step_folders(root) if n > step]
-    best_dropped = read_pointer(root, BEST) in {p.name for p in later}
-    if best_dropped:
-        (root / BEST).unlink()
-    for stale in later:
-        shutil.rmtree(stale, ignore_errors=True)
-    return [p.name for p in later], best_dropped
-
-
-def remove_partial_checkpoints(run_dir: str | Path) -> list[str]:
-    """Delete what a killed save left in ``<run_dir>/checkpoints``: ``step_*`` folders
-    without ``config.json`` and temporary files (``.*.tmp``, ``.*.link``), in the folder and
-    in complete checkpoints. Only for the holder of the run's ``RunLock`` (no live writer).
-    Returns the removed paths, relative to the checkpoints folder."""
-    root = Path(run_dir) / "checkpoints"
-    removed = []
-    for _, folder in step_folders(root):
-        if not (folder / CONFIG).is_file():
-            shutil.rmtree(folder, ignore_errors=True)
-            removed.append(folder.name + "/")
-    if root.is_dir():
-        for folder in [root] + [p for _, p in step_folders(root)]:
-            for junk in folder.glob(".*"):
-                if junk.is_file() and junk.suffix in (".tmp", ".link"):
-                    junk.unlink(missing_ok=True)
-                    removed.append(str(junk.relative_to(root)))
-    return removed
-
-
-LOCK = ".lock"
-
-
-class RunLockedError(RuntimeError):
-    """Another live process is writing this run folder."""
-
-
-class RunLock:
-    """An exclusive lock on a run folder, held while a process trains into it.
-
-    ``<run>/.lock`` is locked with ``flock``: the kernel drops the lock when its process
-    ends in any way (kill -9 included), so a lock left by a dead run is never in the way; the
-    file holds the holder's PID and host for the message. ``release`` (or process exit)
-    frees it.
-    """
-
-    def __init__(self, run_dir: str | Path) -> None:
-        import fcntl
-
-        self.path = Path(run_dir) / LOCK
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = open(self.path, "a+")
-        try:
-            fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            self._file.seek(0)
-            holder = self._file.read().strip() or "another process"
-            self._file.close()
-            raise RunLockedError(f"{self.path.parent} is in use by {holder}; wait for it to end "
-                                 "or choose another --run-dir") from None
-        self._file.seek(0)
-        self._file.truncate()
-        import socket
-        self._file.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
-        self._file.flush()
-
-    @property
-    def held(self) -> bool:
-        return not self._file.closed
-
-    def release(self) -> None:
-        """Free the lock (idempotent)."""
-        if not self._file.closed:
-            self._file.close()
 
 
 def resolve_checkpoint(name_or_path: str | Path) -> Path:

@@ -22,13 +22,14 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from hrm_rl.agents.trainer import METRICS_FILE, ACTTrainer, TrainingInterrupted
-from hrm_rl.checkpoint import (CONFIG, FINGERPRINT_KEY, TRAINER_STATE, WEIGHTS, RunLock,
+from hrm_rl.agents.trainer import ACTTrainer, TrainingInterrupted
+from hrm_rl.checkpoint import (CONFIG, FINGERPRINT_KEY, TRAINER_STATE, WEIGHTS,
                                architecture_fingerprint, load_checkpoint, load_trainer_state,
                                resolve_checkpoint, stamp_architecture)
 from hrm_rl.cli import main
 from hrm_rl.config import ConfigError, load_config
 from hrm_rl.evaluation import EvalResult
+from hrm_rl.run_dir import METRICS_FILE, RunLock
 
 from conftest import TINY_RUN as TINY, metrics, tiny_run_config as tiny, tiny_yaml
 
@@ -307,10 +308,22 @@ def test_ctrl_c_saves_the_current_step_and_exits_130_without_a_traceback(data_di
     assert metrics(run) == metrics(tmp_path / "ref")
 
 
+def _not_ignored(getsignal):
+    """``signal.getsignal`` that reports an ignored signal as the default: the trainer then
+    installs its handler, as it does in a foreground shell."""
+    def wrapped(sig):
+        handler = getsignal(sig)
+        return signal.SIG_DFL if handler is signal.SIG_IGN else handler
+    return wrapped
+
+
 def _signal_at(monkeypatch, step: int, *signals: int) -> None:
     """Make ``train_step`` deliver ``signals`` to this process once it reaches ``step``
     (inside the step, as a signal arriving mid-step would)."""
     real = ACTTrainer.train_step
+    for sig in signals:   # a test run in a background shell inherits SIGINT ignored
+        if signal.getsignal(sig) is signal.SIG_IGN:
+            monkeypatch.setattr(signal, "getsignal", _not_ignored(signal.getsignal))
 
     def train_step(self):
         stats = real(self)
@@ -612,7 +625,7 @@ def test_sigkill_then_resume_loses_at_most_one_interval_and_matches(data_dir, tm
 # --- one live process per run folder ---------------------------------------------------
 
 def test_a_run_folder_takes_one_live_process(tmp_path, data_dir, capsys):
-    from hrm_rl.checkpoint import RunLock, RunLockedError
+    from hrm_rl.run_dir import RunLock, RunLockedError
 
     run = tmp_path / "run"
     first = ACTTrainer(tiny(data_dir, "train.steps=2"), run, progress=False)
@@ -623,15 +636,15 @@ def test_a_run_folder_takes_one_live_process(tmp_path, data_dir, capsys):
 
 
 def test_a_lock_left_by_a_killed_process_is_not_in_the_way(tmp_path):
-    from hrm_rl.checkpoint import RunLock
+    from hrm_rl.run_dir import RunLock
 
     run = tmp_path / "run"
     holder = subprocess.Popen([sys.executable, "-c", "import sys, time\n"
-                               "from hrm_rl.checkpoint import RunLock\n"
+                               "from hrm_rl.run_dir import RunLock\n"
                                f"lock = RunLock({str(run)!r}); print('held', flush=True); "
                                "time.sleep(60)"], stdout=subprocess.PIPE, text=True)
     assert holder.stdout.readline().strip() == "held"
-    from hrm_rl.checkpoint import RunLockedError
+    from hrm_rl.run_dir import RunLockedError
     with pytest.raises(RunLockedError):
         RunLock(run)
     holder.kill()
@@ -640,7 +653,7 @@ def test_a_lock_left_by_a_killed_process_is_not_in_the_way(tmp_path):
 
 
 def test_default_run_names_are_unique_and_halt_train_keeps_a_model(tmp_path, capsys):
-    from hrm_rl.agents.trainer import make_run_dir
+    from hrm_rl.run_dir import make_run_dir
 
     config = load_config(None, [])
     assert make_run_dir(config).name.endswith(f"-{os.getpid()}")
@@ -665,7 +678,7 @@ def test_stamping_the_architecture_keeps_the_recorded_weights_hash_true(tmp_path
 
 
 def test_linking_the_test_csv_twice_leaves_no_temporary_file(tmp_path):
-    from hrm_rl.checkpoint import _link_or_copy
+    from hrm_rl.run_dir import _link_or_copy
 
     src = tmp_path / "test.csv"
     src.write_text("source,question,answer,rating\n")

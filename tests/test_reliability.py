@@ -428,8 +428,8 @@ def test_a_full_disk_while_logging_is_named_too(data_dir, tmp_path, monkeypatch,
 
     if where == "events":
         monkeypatch.setattr(trainer.writer, "add_scalar", full)
-    else:  # the trainer's own open(): metrics.jsonl
-        monkeypatch.setattr("hrm_rl.agents.trainer.open", full, raising=False)
+    else:  # the run folder's own open(): metrics.jsonl
+        monkeypatch.setattr("hrm_rl.run_dir.open", full, raising=False)
     with pytest.raises(OSError) as err:
         trainer.fit()
     named = (f"the TensorBoard events in {run}" if where == "events"

@@ -117,7 +117,7 @@ def test_a_fresh_run_refuses_a_folder_that_holds_a_run_and_resume_continues_it(t
                                                                               tmp_path):
     import shutil
 
-    from hrm_rl.agents.trainer import RunExistsError
+    from hrm_rl.run_dir import RunExistsError
 
     trainer, _, _, tmp = trained_run
     run = tmp_path / "run"
