@@ -6,7 +6,8 @@ replays *every* Markov halting policy exactly: a policy halts at the first segme
 says so (``hrm_rl.trace.predict_halts``, equal to running it in the env on the same
 puzzles), and ``hrm_rl.trace.score`` scores that. This module is the comparison layer on
 one trace: a policy's ``Score``, the rule families' curves, the table, the seed aggregate
-and the Pareto plot.
+(``expand_seed_globs``, ``aggregate_seed_groups``), the Pareto plot and the difficulty
+figure.
 
     trace = record_core_trace("sudoku4", "test")
     rows = [evaluate_policy_on_trace(p, trace, name, step_cost=0.01)
@@ -106,6 +107,43 @@ def aggregate_seeds(results: list[Score], name: str, seed: int = 0,
                  empty.astype(np.float64))
 
 
+def expand_seed_globs(specs: list[str]) -> tuple[list[str], dict[str, list[str]]]:
+    """Policy specs with SB3 models given by a glob (``ppo:runs/halt-ppo-seed*/model.zip``:
+    one policy trained with several seeds) replaced by one spec per matching file (sorted),
+    and ``{pattern spec: [member specs]}`` for the patterns that matched two or more files,
+    whose rows ``aggregate_seed_groups`` joins. Other specs pass through unchanged.
+
+    Raises:
+        ValueError: a glob that matches no file.
+    """
+    import glob
+
+    from hrm_rl.agents.policies import SB3_ALGOS
+
+    out, groups = [], {}
+    for spec in specs:
+        kind, _, path = spec.strip().partition(":")
+        if kind.lower() not in SB3_ALGOS or not any(c in path for c in "*?["):
+            out.append(spec)
+            continue
+        matches = sorted(glob.glob(path))
+        if not matches:
+            raise ValueError(f"policy {spec.strip()!r}: no file matches {path!r}")
+        members = [f"{kind}:{m}" for m in matches]
+        out += members
+        if len(members) >= 2:
+            groups[spec.strip()] = members
+    return out, groups
+
+
+def aggregate_seed_groups(results: list[Score], groups: dict[str, list[str]]) -> list[Score]:
+    """One ``aggregate_seeds`` row per group of ``expand_seed_globs`` (in its order): the
+    interquartile mean over the rows of ``results`` named by the group's members, with an
+    interval that resamples seeds, as rliable recommends."""
+    return [aggregate_seeds([r for r in results if r.policy in members], pattern)
+            for pattern, members in groups.items()]
+
+
 def format_table(results: list[Score],
                  paired: dict[str, tuple[float, tuple[float, float]]] | None = None,
                  baseline: str | None = None) -> str:
@@ -191,6 +229,36 @@ def write_pareto(results: list[Score], curves: dict[str, list[Score]], out_dir: 
         writer.add_scalar(f"halt_eval/{tag}/accuracy", r.accuracy, 0)
         writer.add_scalar(f"halt_eval/{tag}/mean_segments", r.mean_segments, 0)
         writer.add_scalar(f"halt_eval/{tag}/reward", r.reward, 0)
+    writer.close()
+    plt.close(fig)
+    return png
+
+
+def write_difficulty(trace: Trace, task: Any, out_dir: str | Path) -> Path:
+    """Save ``difficulty.png`` in ``out_dir`` (created) and as TensorBoard image
+    ``halt/difficulty``, drawn from the trace (``hrm_rl.agents.zoo.difficulty_figure``): the
+    Q-head's thinking time against ``task``'s difficulty measure (halting within the core's
+    training cap, or the trace's ``K`` if fewer) and the accuracy after each recorded
+    segment. Returns the PNG's path."""
+    import matplotlib.pyplot as plt
+    from torch.utils.tensorboard import SummaryWriter
+
+    from hrm_rl.agents.zoo import difficulty_figure, trace_report
+    from hrm_rl.checkpoint import atomic_write
+
+    out_dir = Path(out_dir)
+    identity = trace.identity
+    trained = identity.get("config", {}).get("train", {}).get("max_segments")
+    cap = min(int(trained), trace.max_segments) if trained else trace.max_segments
+    report = {"core": Path(str(identity.get("checkpoint") or identity.get("task"))).name,
+              "test_split": Path(str(identity.get("split", "?"))).name, "n_test": trace.n,
+              **trace_report(trace, task, cap)}
+    fig = difficulty_figure(report)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    png = out_dir / "difficulty.png"
+    atomic_write(png, lambda tmp: fig.savefig(tmp, format="png"))
+    writer = SummaryWriter(str(out_dir))
+    writer.add_figure("halt/difficulty", fig, global_step=0, close=False)
     writer.close()
     plt.close(fig)
     return png

@@ -21,9 +21,11 @@ env, dicts of those) are cut to that index's row, shared values are repeated.
 ``action_masks()`` (and ``env_method("action_masks")``) gives the ``(num_envs, 2)`` masks
 sb3-contrib's ``MaskablePPO`` asks for.
 
-``train_halting_policy`` is ``hrm-rl halt train`` as a function: PPO/A2C/DQN on the batched
-env, observations normalized (``VecNormalize``, statistics saved beside the model), scored
-periodically on a val trace (``ValTraceCallback``: ``val/*`` tags, ``best_model.zip``).
+``train_halting_policy`` trains PPO/A2C/DQN on the batched env, observations normalized
+(``VecNormalize``, statistics saved beside the model), scored periodically on a val trace
+(``ValTraceCallback``: ``val/*`` tags, ``best_model.zip``); ``train_and_compare`` is
+``hrm-rl halt train`` as a function: that, then the trained policy against the Q-head and
+the best fixed k on the val trace (``compare_on_val``; ``record_val_trace`` records one).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ import os
 import time
 from collections import deque
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -397,7 +400,7 @@ def train_halting_policy(env_id: str = "HRM-Sudoku-v0", algo: str = "ppo",
     from stable_baselines3.common.callbacks import CallbackList
     from stable_baselines3.common.vec_env import VecMonitor, VecNormalize
 
-    from hrm_rl.checkpoint import RunLock
+    from hrm_rl.run_dir import RunLock
 
     if algo not in ALGO_DEFAULTS:
         raise ValueError(f"algo must be one of {tuple(ALGO_DEFAULTS)}, got {algo!r}")
@@ -479,3 +482,97 @@ def train_halting_policy(env_id: str = "HRM-Sudoku-v0", algo: str = "ppo",
             "timesteps": int(model.num_timesteps),
             "val": [] if val_cb is None else val_cb.history, **settings}
     return load_sb3_model(algo, run_dir / f"{chosen}.zip"), info
+
+
+def env_checkpoint(env_id: str, env_kwargs: dict[str, Any] | None = None) -> str:
+    """The core a halting env runs: ``env_kwargs["checkpoint"]``, else the registered env's
+    default (``gym.spec(env_id).kwargs``)."""
+    return str((env_kwargs or {}).get("checkpoint")
+               or gym.spec(env_id).kwargs.get("checkpoint"))
+
+
+def record_val_trace(env_id: str, env_kwargs: dict[str, Any] | None = None,
+                     cap: int | None = None, progress: bool = True) -> Trace:
+    """The ``val`` split of the env's core (``env_checkpoint``) recorded to ``cap`` segments
+    (default: the core's training cap), with H's state when the env's ``obs_mode`` shows it,
+    on its ``device``: the trace ``train_halting_policy`` scores on while training."""
+    from hrm_rl.trace import record_core_trace
+
+    env_kwargs = env_kwargs or {}
+    obs_mode = env_kwargs.get("obs_mode", "features")
+    return record_core_trace(env_checkpoint(env_id, env_kwargs), "val", cap,
+                             latent=obs_mode != "features",
+                             device=env_kwargs.get("device", "cpu"), progress=progress)
+
+
+def compare_on_val(algo: str, info: dict[str, Any], val: Trace) -> list[Score]:
+    """The trained policy against the core's own halting on the val trace: the final model
+    (``<algo>:trained``), the best model on val (``<algo>:best``, when kept), the Q-head and
+    the best fixed k on val (chosen there: a comparison on val, never on test).
+
+    Args:
+        algo: the trained algorithm; info: ``train_halting_policy``'s info (the models'
+            paths and the env's settings); val: the val trace it was scored on.
+    """
+    from hrm_rl.agents.halting_eval import evaluate_policy_on_trace
+    from hrm_rl.agents.policies import load_sb3_model
+    from hrm_rl.trace import choose_on, halts, rule_name
+
+    cap, step_cost, reward = info["max_segments"], info["step_cost"], info["reward"]
+    settings = {"track": info["track"], "obs_mode": info["obs_mode"], "cap": cap,
+                "step_cost": step_cost, "reward": reward}
+    rows = [evaluate_policy_on_trace(load_sb3_model(algo, info["model"]), val,
+                                     f"{algo}:trained", **settings)]
+    if info["best_model"]:
+        rows.append(evaluate_policy_on_trace(load_sb3_model(algo, info["best_model"]), val,
+                                             f"{algo}:best", **settings))
+    k = choose_on(val, "fixed", step_cost, cap, reward)
+    return rows + [score(val, val.qhead_halts(cap), step_cost, "qhead", reward),
+                   score(val, halts(val, "fixed", k, cap), step_cost,
+                         f"{rule_name('fixed', k)} (best on val)", reward)]
+
+
+@dataclass
+class HaltTraining:
+    """``train_and_compare``'s result: the ``policy`` (as ``train_halting_policy`` returns
+    it), its ``info``, and ``comparison`` (``compare_on_val``'s rows; empty without a val
+    trace)."""
+
+    policy: Any
+    info: dict[str, Any]
+    comparison: list[Score]
+
+    def summary(self) -> dict[str, Any]:
+        """The JSON ``hrm-rl halt train`` prints: the run's files and time, and with a val
+        trace the comparison (``eval``), ``eval_split`` and the evaluations while training
+        (``val_history``)."""
+        out: dict[str, Any] = {key: self.info[key] for key in
+                               ("run_dir", "model", "best_model", "normalize", "train_seconds",
+                                "timesteps")}
+        if self.comparison:
+            out["eval"] = [r.to_dict() for r in self.comparison]
+            out["eval_split"] = "val"
+            out["val_history"] = self.info["val"]
+        return out
+
+
+def train_and_compare(env_id: str = "HRM-Sudoku-v0", algo: str = "ppo",
+                      timesteps: int = 200_000, num_envs: int = 256,
+                      env_kwargs: dict[str, Any] | None = None,
+                      algo_kwargs: dict[str, Any] | None = None, seed: int = 0,
+                      run_dir: str | Path | None = None, normalize: bool = True,
+                      val_trace: Trace | None = None, eval_every: int = 10_000,
+                      progress: bool = True, threads: int | None = None) -> HaltTraining:
+    """``hrm-rl halt train`` as a function: ``train_halting_policy`` (same arguments), then,
+    with a ``val_trace``, ``compare_on_val``.
+
+        val = record_val_trace("HRM-Sudoku-v0")
+        result = train_and_compare("HRM-Sudoku-v0", "ppo", 20_000, val_trace=val)
+        print(format_table(result.comparison)); print(result.summary())
+    """
+    policy, info = train_halting_policy(
+        env_id, algo, timesteps, num_envs, env_kwargs, algo_kwargs, seed, run_dir,
+        normalize=normalize, val_trace=val_trace, eval_every=eval_every, progress=progress,
+        threads=threads)
+    rows = [] if val_trace is None else compare_on_val(algo, info, val_trace)
+    return HaltTraining(policy, info, rows)

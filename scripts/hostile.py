@@ -1568,8 +1568,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     t0 = time.perf_counter()
-    import hrm_rl.agents.halt_cli  # noqa: F401  (what the children use, imported once)
+    import hrm_rl.agents.sb3  # noqa: F401  (what the children use, imported once)
     import hrm_rl.cli  # noqa: F401
+    import hrm_rl.cli_halt  # noqa: F401
     import stable_baselines3  # noqa: F401
 
     root = Path(tempfile.mkdtemp(prefix="hrm-rl-hostile-"))

@@ -173,6 +173,30 @@ def test_holdout_drops_what_a_run_trained_on_up_to_symmetry(tmp_path, capsys):
     assert not (tmp_path / "empty.csv").exists()
 
 
+def test_holdout_is_a_function_that_takes_files_or_configs(tmp_path):
+    """``hrm_rl.holdout.holdout``: what the command does, for a Python user; a ``RunConfig``
+    is taken as it is (``cache_dir`` overrides its cache without changing it)."""
+    from hrm_rl.config import load_config
+    from hrm_rl.holdout import holdout
+    from hrm_rl.tasks.splits import build_splits
+
+    path = _write_config(tmp_path / "run.yaml", "{name: maze, size: 6}", tmp_path / "cache")
+    config = load_config(path)
+    task = MazeTask(6)
+    train, test = build_splits(task, config.data)
+    task.write_csv(tmp_path / "mixed.csv", base.PuzzleBatch.concat([test.take(slice(0, 4)),
+                                                                   train.take(slice(0, 3))]))
+    by_file = holdout(tmp_path / "mixed.csv", [path])
+    by_config = holdout(tmp_path / "mixed.csv", [config], cache_dir=tmp_path / "other")
+    assert config.data.cache_dir == str(tmp_path / "cache")  # the caller's config untouched
+    for result in (by_file, by_config):
+        np.testing.assert_array_equal(result.kept.inputs, test.inputs[:4])
+        assert result.to_dict()["n"] == 7 and result.trained_on[0]["in_training_set"] == 3
+    assert by_config.trained_on[0]["source"] == config.name
+    written = by_file.write_csv(tmp_path / "out" / "clean.csv")
+    np.testing.assert_array_equal(task.read_csv(written).inputs, test.inputs[:4])
+
+
 def test_holdout_on_a_full_disk_leaves_no_torn_file_and_names_it(tmp_path, capsys,
                                                                  monkeypatch):
     import errno

@@ -283,7 +283,7 @@ def test_halt_cli_writes_tensorboard_tags(tmp_path, capsys):
 
 
 def test_halt_cli_splits_default_to_train_and_test_and_refuse_two_ways(capsys):
-    from hrm_rl.agents.halt_cli import build_halt_parser, env_kwargs_with_split
+    from hrm_rl.cli_halt import build_halt_parser, env_kwargs_with_split
 
     parser = build_halt_parser()
     assert env_kwargs_with_split(parser.parse_args(["train"]))["split"] == "train"
@@ -425,6 +425,27 @@ def test_halt_eval_aggregates_a_glob_of_seeds_to_their_iqm(tmp_path, capsys):
     assert main(["halt", "eval", "--episodes", "8", "--policies",
                  f"ppo:{tmp_path}/nothing*/model.zip"]) == 2
     assert "no file matches" in capsys.readouterr().err
+
+
+def test_a_glob_of_seeds_expands_to_one_spec_per_file_and_groups_into_one_iqm_row(
+        trace, tmp_path):
+    from hrm_rl.agents.halting_eval import (aggregate_seed_groups, expand_seed_globs,
+                                            seeds_label)
+
+    for seed in (1, 0):
+        (tmp_path / f"seed{seed}").mkdir()
+        (tmp_path / f"seed{seed}" / "model.zip").write_bytes(b"")
+    glob_spec = f"ppo:{tmp_path}/seed*/model.zip"
+    specs, groups = expand_seed_globs(["qhead", glob_spec, "ppo:one/model.zip"])
+    members = [f"ppo:{tmp_path}/seed{s}/model.zip" for s in (0, 1)]
+    assert specs == ["qhead", *members, "ppo:one/model.zip"] and groups == {glob_spec: members}
+    rows = [score(trace, np.full(trace.n, k), 0.01, name)
+            for k, name in ((1, "qhead"), (2, members[0]), (3, members[1]))]
+    (agg,) = aggregate_seed_groups(rows, groups)
+    assert agg.policy == seeds_label(glob_spec, 2)
+    assert agg.mean_segments == pytest.approx(2.5)  # the IQM of two seeds is their mean
+    with pytest.raises(ValueError, match="no file matches"):
+        expand_seed_globs([f"ppo:{tmp_path}/none*/model.zip"])
 
 
 def _eval_json(capsys, *argv) -> dict:

@@ -1,11 +1,13 @@
-"""``hrm-rl halt train|eval``: outside policies learn and are compared on halting.
+"""``hrm-rl halt train|eval``: outside policies learn and are compared on halting (the
+``halt`` part of the ``hrm-rl`` command line, ``hrm_rl.cli``; agents are imported inside the
+command functions, so importing this module stays light).
 
     hrm-rl halt train --env HRM-Sudoku-v0 --algo ppo --timesteps 200000 --num-envs 256 \\
         --env-kwargs step_cost=0.01
     hrm-rl halt eval --env HRM-Sudoku-v0 --tune-on val \\
         --policies qhead,fixed,threshold,random:0.3,oracle,ppo:runs/halt-ppo-.../model.zip
 
-``train`` (``agents.sb3.train_halting_policy``) trains on the core's ``train`` puzzles
+``train`` (``hrm_rl.agents.sb3.train_and_compare``) trains on the core's ``train`` puzzles
 (``--split``) with normalized observations (``vecnormalize.pkl`` beside ``model.zip``;
 ``--no-normalize`` to train on the raw features), logs SB3's own metrics and ``halt/*``
 (accuracy, mean segments, reward, a segments histogram) to TensorBoard, shows a progress
@@ -18,10 +20,12 @@ one (``--trace F.npz`` or ``--env-kwargs rollouts=F.npz``) and scores every poli
 rule families (``hrm_rl.trace.FAMILIES``), given a parameter or chosen on val with
 ``--tune-on``, SB3 models (their observation mode read from their observation space), the
 oracle. It prints a table (or ``--json``) with 95% intervals and the paired reward difference
-to ``--baseline``, writes ``pareto.png``, ``difficulty.png`` and TensorBoard images, and with
-``--per-puzzle`` one CSV row per puzzle. An SB3 model given by a glob
-(``ppo:runs/halt-ppo-seed*/model.zip``, one policy trained with several seeds) adds a row per
-file and one over them: the interquartile mean with a 95% interval over seeds.
+to ``--baseline``, writes ``pareto.png``, ``difficulty.png`` and TensorBoard images
+(``hrm_rl.agents.halting_eval.write_pareto``, ``write_difficulty``), and with ``--per-puzzle``
+one CSV row per puzzle. An SB3 model given by a glob (``ppo:runs/halt-ppo-seed*/model.zip``,
+one policy trained with several seeds) adds a row per file and one over them: the
+interquartile mean with a 95% interval over seeds (``expand_seed_globs``,
+``aggregate_seed_groups``).
 """
 
 from __future__ import annotations
@@ -166,12 +170,6 @@ def _check_keys(kwargs: dict[str, Any], fn: Any, flag: str, skip: tuple[str, ...
                          f"{', '.join(valid)}")
 
 
-def _checkpoint_of(env_id: str, env_kwargs: dict[str, Any]) -> str:
-    import gymnasium as gym
-
-    return str(env_kwargs.get("checkpoint") or gym.spec(env_id).kwargs.get("checkpoint"))
-
-
 def _env_settings(env_kwargs: dict[str, Any]) -> tuple[float, str, int | None]:
     """``(step_cost, reward, max_segments)`` from the env options (the env's defaults where
     not given), checked as the env checks them."""
@@ -190,12 +188,12 @@ def _env_settings(env_kwargs: dict[str, Any]) -> tuple[float, str, int | None]:
 
 # train ----------------------------------------------------------------------------------------
 def cmd_train(args: argparse.Namespace) -> int:
+    """``halt train``: the options checked, the val trace read or recorded, then
+    ``hrm_rl.agents.sb3.train_and_compare``."""
     import stable_baselines3 as sb3
 
-    from hrm_rl.agents.halting_eval import evaluate_policy_on_trace, format_table
-    from hrm_rl.agents.policies import load_sb3_model
-    from hrm_rl.agents.sb3 import ALGO_DEFAULTS, default_run_dir, train_halting_policy
-    from hrm_rl.trace import choose_on, halts, load_trace, record_core_trace, rule_name, score
+    from hrm_rl.agents.halting_eval import format_table
+    from hrm_rl.agents.sb3 import ALGO_DEFAULTS, default_run_dir, train_and_compare
 
     if args.timesteps < 1:
         raise ValueError(f"--timesteps must be >= 1, got {args.timesteps}")
@@ -207,9 +205,32 @@ def cmd_train(args: argparse.Namespace) -> int:
             raise ValueError(f"--algo-kwargs: {key}={value} is not a finite number")
     _check_keys(algo_kwargs, getattr(sb3, args.algo.upper()).__init__, "--algo-kwargs",
                 skip=("self", "policy", "env", "seed", "verbose", "device", "tensorboard_log"))
-    step_cost, reward, cap = _env_settings(env_kwargs)
+    _, _, cap = _env_settings(env_kwargs)
+    val = _training_val_trace(args, env_kwargs, cap)
+    where = "no evaluation" if val is None else "evaluation on 'val'"
+    print(f"training on split {args.split!r}; {where}", file=sys.stderr)
+    run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(args.out_dir, args.algo)
+    print(f"run folder: {run_dir}  (tensorboard --logdir {run_dir})", file=sys.stderr)
+    result = train_and_compare(
+        args.env, args.algo, args.timesteps, args.num_envs, env_kwargs, given, args.seed,
+        run_dir, normalize=not args.no_normalize, val_trace=val, eval_every=args.eval_every,
+        progress=not args.no_progress, threads=args.threads)
+    if result.comparison:
+        print("split: val", file=sys.stderr)
+        print(format_table(result.comparison), file=sys.stderr)
+    print(json.dumps(result.summary(), indent=2))
+    return 0
+
+
+def _training_val_trace(args: argparse.Namespace, env_kwargs: dict[str, Any],
+                        cap: int | None) -> Any:
+    """The val trace ``halt train`` scores on: ``--val-rollouts`` (not a test trace; of the
+    replayed core), else the core's val split recorded now (``record_val_trace``), or None
+    (``--no-eval``, or a rollouts file without ``--val-rollouts``)."""
+    from hrm_rl.agents.sb3 import record_val_trace
+    from hrm_rl.trace import load_trace
+
     replay = env_kwargs.get("rollouts") is not None
-    val = None
     if args.val_rollouts is not None and args.no_eval:
         raise ValueError("--val-rollouts and --no-eval contradict each other")
     if args.val_rollouts is not None:
@@ -220,47 +241,14 @@ def cmd_train(args: argparse.Namespace) -> int:
         if replay:
             _same_core(val.identity, _identity(str(env_kwargs["rollouts"])),
                        f"--val-rollouts {args.val_rollouts}")
-    elif not args.no_eval and replay:
+        return val
+    if not args.no_eval and replay:
         print("a rollouts file holds one split: no evaluation on val while training (give "
               "--val-rollouts F.npz, recorded with 'hrm-rl rollouts record --split val')",
               file=sys.stderr)
     elif not args.no_eval:
-        obs_mode = env_kwargs.get("obs_mode", "features")
-        val = record_core_trace(_checkpoint_of(args.env, env_kwargs), "val", cap,
-                                latent=obs_mode != "features",
-                                device=env_kwargs.get("device", "cpu"),
-                                progress=not args.no_progress)
-    where = "no evaluation" if val is None else "evaluation on 'val'"
-    print(f"training on split {args.split!r}; {where}", file=sys.stderr)
-    run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(args.out_dir, args.algo)
-    print(f"run folder: {run_dir}  (tensorboard --logdir {run_dir})", file=sys.stderr)
-    _, info = train_halting_policy(
-        args.env, args.algo, args.timesteps, args.num_envs, env_kwargs, given, args.seed,
-        run_dir, normalize=not args.no_normalize, val_trace=val, eval_every=args.eval_every,
-        progress=not args.no_progress, threads=args.threads)
-    summary: dict[str, Any] = {key: info[key] for key in
-                               ("run_dir", "model", "best_model", "normalize", "train_seconds",
-                                "timesteps")}
-    if val is not None:
-        cap = info["max_segments"]
-        settings = {"track": info["track"], "obs_mode": info["obs_mode"], "cap": cap,
-                    "step_cost": info["step_cost"], "reward": info["reward"]}
-        rows = [evaluate_policy_on_trace(load_sb3_model(args.algo, info["model"]), val,
-                                         f"{args.algo}:trained", **settings)]
-        if info["best_model"]:
-            rows.append(evaluate_policy_on_trace(load_sb3_model(args.algo, info["best_model"]),
-                                                 val, f"{args.algo}:best", **settings))
-        k = choose_on(val, "fixed", info["step_cost"], cap, info["reward"])
-        rows += [score(val, val.qhead_halts(cap), info["step_cost"], "qhead", info["reward"]),
-                 score(val, halts(val, "fixed", k, cap), info["step_cost"],
-                       f"{rule_name('fixed', k)} (best on val)", info["reward"])]
-        print("split: val", file=sys.stderr)
-        print(format_table(rows), file=sys.stderr)
-        summary["eval"] = [r.to_dict() for r in rows]
-        summary["eval_split"] = "val"
-        summary["val_history"] = info["val"]
-    print(json.dumps(summary, indent=2))
-    return 0
+        return record_val_trace(args.env, env_kwargs, cap, progress=not args.no_progress)
+    return None
 
 
 def _same_core(a: dict[str, Any], b: dict[str, Any], what: str) -> None:
@@ -398,8 +386,10 @@ def _check_latent(entries: list[_Entry], trace: Any, track: str) -> None:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from hrm_rl.agents.halting_eval import (aggregate_seeds, family_curves, format_table,
-                                            trace_title, write_pareto)
+    """``halt eval``: one trace recorded or read, every ``--policies`` entry scored on it."""
+    from hrm_rl.agents.halting_eval import (aggregate_seed_groups, expand_seed_globs,
+                                            family_curves, format_table, trace_title,
+                                            write_difficulty, write_pareto)
     from hrm_rl.trace import (choose_on, halts, load_trace, oracle_halt_at, paired_difference,
                               predict_halts, record_core_trace, rule_name, score)
 
@@ -412,7 +402,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     specs = list(dict.fromkeys(s.strip() for s in args.policies.split(",") if s.strip()))
     if not specs:
         raise ValueError("--policies is empty")
-    specs, seed_groups = _expand_seed_globs(specs)
+    specs, seed_groups = expand_seed_globs(specs)
     entries = [_parse_entry(s, args.seed, track) for s in dict.fromkeys(specs)]
     if any(e.kind == "tuned" for e in entries) and not args.tune_on:
         bare = next(e.spec for e in entries if e.kind == "tuned")
@@ -439,7 +429,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
             check_recorded_core(Path(recording), trace, task, str(env_kwargs["checkpoint"]))
     else:
-        checkpoint = _checkpoint_of(args.env, env_kwargs)
+        from hrm_rl.agents.sb3 import env_checkpoint
+
+        checkpoint = env_checkpoint(args.env, env_kwargs)
         try:
             trace = record_core_trace(checkpoint, args.split, cap, args.episodes,
                                       latent=need_latent, device=env_kwargs.get("device", "cpu"),
@@ -498,9 +490,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
                                  reward))
         if e.kind == "policy" and e.obs_mode != "features":
             extras.setdefault(results[-1].policy, {})["obs_mode"] = e.obs_mode
-    for pattern, members in seed_groups.items():  # one row over the seeds, after theirs
-        rows = [r for r in results if r.policy in members]
-        results.append(aggregate_seeds(rows, pattern))
+    results += aggregate_seed_groups(results, seed_groups)  # one row over the seeds, after theirs
 
     by_name = {r.policy: r for r in results}
     base = by_name.get(args.baseline)
@@ -523,7 +513,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         f"halt-eval-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
     title = trace_title(trace, f"step cost {step_cost:g}, track {track}")
     png = write_pareto(results, curves, out_dir, title)
-    difficulty_png = _write_difficulty(trace, task, out_dir)
+    difficulty_png = write_difficulty(trace, task, out_dir)
     per_puzzle = None
     if args.per_puzzle:
         per_puzzle = _write_per_puzzle(Path(args.per_puzzle), trace, task,
@@ -562,60 +552,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
               f"TensorBoard: tensorboard --logdir {out_dir}"
               + (f"   per puzzle: {per_puzzle}" if per_puzzle else ""))
     return 0
-
-
-def _expand_seed_globs(specs: list[str]) -> tuple[list[str], dict[str, list[str]]]:
-    """Specs with SB3 models given by a glob (``ppo:runs/halt-ppo-seed*/model.zip``: one
-    policy trained with several seeds) replaced by one spec per matching file, and
-    ``{pattern spec: [member specs]}`` for the patterns that matched two or more files (their
-    rows are aggregated over seeds as rliable recommends: the interquartile mean, with an
-    interval that resamples seeds)."""
-    import glob
-
-    from hrm_rl.agents.policies import SB3_ALGOS
-
-    out, groups = [], {}
-    for spec in specs:
-        kind, _, path = spec.strip().partition(":")
-        if kind.lower() not in SB3_ALGOS or not any(c in path for c in "*?["):
-            out.append(spec)
-            continue
-        matches = sorted(glob.glob(path))
-        if not matches:
-            raise ValueError(f"policy {spec.strip()!r}: no file matches {path!r}")
-        members = [f"{kind}:{m}" for m in matches]
-        out += members
-        if len(members) >= 2:
-            groups[spec.strip()] = members
-    return out, groups
-
-
-def _write_difficulty(trace: Any, task: Any, out_dir: Path) -> Path:
-    """``difficulty.png`` (and TensorBoard image ``halt/difficulty``), drawn from the trace:
-    the Q-head's thinking time against the task's difficulty measure (halting within the
-    core's training cap) and accuracy after each recorded segment."""
-    import matplotlib.pyplot as plt
-    from torch.utils.tensorboard import SummaryWriter
-
-    from hrm_rl.agents.zoo import difficulty_figure, trace_report
-
-    identity = trace.identity
-    trained = identity.get("config", {}).get("train", {}).get("max_segments")
-    cap = min(int(trained), trace.max_segments) if trained else trace.max_segments
-    report = {"core": Path(str(identity.get("checkpoint") or identity.get("task"))).name,
-              "test_split": Path(str(identity.get("split", "?"))).name, "n_test": trace.n,
-              **trace_report(trace, task, cap)}
-    fig = difficulty_figure(report)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    png = out_dir / "difficulty.png"
-    from hrm_rl.checkpoint import atomic_write
-
-    atomic_write(png, lambda tmp: fig.savefig(tmp, format="png"))
-    writer = SummaryWriter(str(out_dir))
-    writer.add_figure("halt/difficulty", fig, global_step=0, close=False)
-    writer.close()
-    plt.close(fig)
-    return png
 
 
 def _write_per_puzzle(path: Path, trace: Any, task: Any, results: list[Any]) -> Path:
