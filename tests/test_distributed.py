@@ -27,8 +27,8 @@ TINY = ["task.size=4", "model.hidden_size=32", "model.num_heads=2", "model.H_lay
         "model.pos_encodings=learned", "train.batch_size=16", "train.lr=1e-3",
         "train.weight_decay=0.1", "train.lr_warmup_steps=2", "train.max_segments=3",
         "train.halt_exploration_prob=0.5", "train.loss=softmax", "train.device=cpu",
-        "train.threads=1", "data.train_size=100", "data.test_size=16", "data.max_givens=6",
-        "data.split_by=exact", "train.eval_size=16", "train.log_every=2"]
+        "train.threads=1", "train.precision=fp32", "data.train_size=100", "data.test_size=16",
+        "data.max_givens=6", "data.split_by=exact", "train.eval_size=16", "train.log_every=2"]
 
 
 def _overrides(tmp_path: Path) -> list[str]:
