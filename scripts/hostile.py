@@ -274,8 +274,11 @@ def real(argv: list[str], cwd: Path, timeout: float = 300, fsize: int | None = N
 
 
 def start(argv: list[str], cwd: Path) -> subprocess.Popen:
+    """``hrm-rl argv`` in ``cwd``, with SIGINT at its default as a terminal gives it (run from
+    a background shell, the catalogue would otherwise pass on SIGINT ignored)."""
     return subprocess.Popen([HRM_RL, *argv], cwd=cwd, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 # ======================================================================= classifying

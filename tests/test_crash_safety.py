@@ -280,7 +280,8 @@ def test_ctrl_c_saves_the_current_step_and_exits_130_without_a_traceback(data_di
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     proc = subprocess.Popen([sys.executable, "-m", "hrm_rl.cli", "train", str(cfg),
                              "--run-dir", str(run), "--no-progress"], cwd=tmp_path, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_sigint_as_in_a_terminal)
     deadline = time.monotonic() + 120
     while proc.poll() is None and time.monotonic() < deadline and not (
             (run / METRICS_FILE).is_file()
@@ -306,6 +307,12 @@ def test_ctrl_c_saves_the_current_step_and_exits_130_without_a_traceback(data_di
                           "train.eval_every=100000"), tmp_path / "ref", progress=False)
     ref.fit()
     assert metrics(run) == metrics(tmp_path / "ref")
+
+
+def _sigint_as_in_a_terminal() -> None:
+    """In the child before exec: SIGINT at its default, as a terminal gives it (a test run
+    from a background shell would pass on SIGINT ignored, and Ctrl-C is then a no-op)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _not_ignored(getsignal):
