@@ -192,6 +192,14 @@ def test_auto_precision_resolves_into_the_saved_config(tmp_path):
     trainer.fit()
     expected = precision_rule(cpu_info())[0]
     assert trainer.config.train.precision == expected
+    # evaluate(precision=) overrides the run's: fp32 is what the envs run a bf16 core in
+    from hrm_rl.evaluation import evaluate
+
+    fp32 = trainer.evaluate(n=8, precision="fp32")
+    with trainer._ema_weights():
+        plain = evaluate(trainer.model, trainer.task, trainer.test_set.take(slice(0, 8)),
+                         trainer.config.train.max_segments, 8, progress=False)
+    assert fp32.to_dict() == plain.to_dict()
     assert f"precision: {expected}" in (tmp_path / "run" / "config.yaml").read_text()
     assert load_config(None).train.precision == "auto"      # the default
     with pytest.raises(ValueError, match="train.precision"):
