@@ -63,13 +63,17 @@ SPEED_VARIANTS: dict[str, dict[str, Any]] = {
     "plain": PLAIN,
     "onednn_matmul": {**PLAIN, "matmul": "onednn"},
     "fused_adamw": {**PLAIN, "fused_optimizer": True},
-    "defaults": {**PLAIN, "precision": "auto", "matmul": "auto", "fused_optimizer": True},
+    "defaults": {**PLAIN, "matmul": "auto", "fused_optimizer": True},
+    "auto_precision": {**PLAIN, "precision": "auto", "matmul": "auto",
+                       "fused_optimizer": True},
     "bf16": {**PLAIN, "precision": "bf16", "fused_optimizer": True},
     "compile_model": {**PLAIN, "matmul": "auto", "fused_optimizer": True, "compile": "model"},
     "compile_blocks": {**PLAIN, "matmul": "auto", "fused_optimizer": True,
                        "compile": "blocks"},
     "compile_model_aten": {**PLAIN, "fused_optimizer": True, "compile": "model"},
     "compile_max_autotune": {**PLAIN, "fused_optimizer": True, "compile": "max-autotune"},
+    "compile_blocks_bf16": {**PLAIN, "precision": "bf16", "fused_optimizer": True,
+                            "compile": "blocks"},
 }
 """``train`` settings of each timed variant (name -> changes); ``defaults`` are the
 ``TrainConfig`` defaults. ``compile_model_aten`` and ``compile_max_autotune`` leave the

@@ -76,14 +76,13 @@ def _assert_same_training(run, plain) -> None:
 def test_fp32_speed_options_train_as_the_plain_step(option, plain):
     if SPEED_VARIANTS[option]["matmul"] == "onednn" and not onednn.AVAILABLE:
         pytest.skip("no oneDNN in this PyTorch")
-    # the defaults in fp32 (their precision is auto: bf16 on CPUs with bf16 units, below)
-    _assert_same_training(_train({**SPEED_VARIANTS[option], "precision": "fp32"}), plain)
+    _assert_same_training(_train(SPEED_VARIANTS[option]), plain)
 
 
-def test_the_defaults_train_as_the_plain_step_within_their_precision(plain):
+def test_auto_precision_trains_as_the_plain_step_within_its_precision(plain):
     from hrm_rl.cpu_defaults import choose_precision
 
-    run = _train(SPEED_VARIANTS["defaults"])
+    run = _train(SPEED_VARIANTS["auto_precision"])
     if choose_precision("auto", torch.device("cpu")).backend == "fp32":
         _assert_same_training(run, plain)
     else:
@@ -201,7 +200,7 @@ def test_auto_precision_resolves_into_the_saved_config(tmp_path):
                          trainer.config.train.max_segments, 8, progress=False)
     assert fp32.to_dict() == plain.to_dict()
     assert f"precision: {expected}" in (tmp_path / "run" / "config.yaml").read_text()
-    assert load_config(None).train.precision == "auto"      # the default
+    assert load_config(None).train.precision == "fp32"      # the default; auto is opt-in
     with pytest.raises(ValueError, match="train.precision"):
         load_config(None, ["train.precision=fp16"])
 
