@@ -174,7 +174,8 @@ class ACTTrainer:
         self.notes: list[str] = []  # what a resume (or a restart) found and did, to print
         if init and tcfg.init_from is not None:
             self._init_weights(tcfg.init_from)
-        matmul = choose_matmul(tcfg.matmul, self.device)
+        matmul = choose_matmul(tcfg.matmul, self.device,
+                               rows=self.batch_size * self.task.seq_len)
         tcfg.matmul = matmul.backend   # the saved config holds the choice, not "auto"
         precision = choose_precision(tcfg.precision, self.device)
         tcfg.precision = precision.backend

@@ -14,7 +14,9 @@ step, ``hrm-rl bench train``):
 - a CPU without AVX-512: both run AVX2 code; oneDNN 0.76x on an AMD EPYC Zen 3.
 
 So ``auto`` takes oneDNN exactly where MKL leaves AVX-512 unused, an AMD CPU with AVX-512,
-and the plain product (``aten``) everywhere else.
+for products of at least ``ONEDNN_MIN_ROWS`` rows (a training step's batch x sequence; the
+tiny config's 512 rows do not repay oneDNN's per-call weight re-layout), and the plain
+product (``aten``) everywhere else.
 
 ``train.precision`` (bf16 autocast, fp32 master weights). bf16 pays only where the CPU
 multiplies bf16 in hardware: AMX tiles (``amx_bf16``; a ``torch.mm`` peak 7.3x fp32 on issue
@@ -76,10 +78,21 @@ def cpu_info() -> CPUInfo:
                    frozenset(fields.get("flags", "").split()))
 
 
-def matmul_rule(cpu: CPUInfo) -> tuple[str, str]:
-    """``(backend, reason)`` for ``train.matmul: auto`` on a CPU (see the module docstring).
-    Deterministic: it reads nothing but ``cpu``."""
+ONEDNN_MIN_ROWS = 2048
+"""Rows per product (batch x sequence) from which oneDNN's linears repay their per-call
+weight re-layout on an AMD CPU with AVX-512: measured on an EPYC Zen 4, 512 rows (the tiny
+config) 0.95-1.07x MKL, 4608 (sudoku6) 1.15-1.17x, 10368 (maze9) 1.03-1.11x, 12800 (ARC
+re-arc) 1.17x."""
+
+
+def matmul_rule(cpu: CPUInfo, rows: int | None = None) -> tuple[str, str]:
+    """``(backend, reason)`` for ``train.matmul: auto`` on a CPU (see the module docstring),
+    for products of ``rows`` rows (None: unknown, taken as large). Deterministic: it reads
+    nothing but its arguments."""
     if cpu.vendor == "AuthenticAMD" and "avx512f" in cpu.flags:
+        if rows is not None and rows < ONEDNN_MIN_ROWS:
+            return "aten", (f"AMD with AVX-512, but products of {rows} rows are too small to "
+                            f"repay oneDNN's weight re-layout (from {ONEDNN_MIN_ROWS})")
         return "onednn", "AMD with AVX-512: MKL runs AVX2 code here, oneDNN AVX-512"
     if "avx512f" in cpu.flags:
         return "aten", "AVX-512 on an Intel CPU: MKL's own AVX-512 code is the faster"
@@ -107,10 +120,11 @@ class Choice:
         return f"{self.backend} ({self.reason})"
 
 
-def choose_matmul(setting: str, device: torch.device, cpu: CPUInfo | None = None
-                  ) -> Choice:
+def choose_matmul(setting: str, device: torch.device, cpu: CPUInfo | None = None,
+                  rows: int | None = None) -> Choice:
     """``setting`` itself unless it is ``"auto"``; then ``aten`` off the CPU or without
-    oneDNN's linear, else ``matmul_rule`` on this machine's CPU (or ``cpu``)."""
+    oneDNN's linear, else ``matmul_rule`` on this machine's CPU (or ``cpu``) for products of
+    ``rows`` rows (a training step's batch x sequence length)."""
     from hrm_rl.model import onednn  # the model's layers import this module
 
     if setting != "auto":
@@ -120,7 +134,7 @@ def choose_matmul(setting: str, device: torch.device, cpu: CPUInfo | None = None
     if not onednn.AVAILABLE:
         return Choice("aten", "this PyTorch build has no oneDNN linear")
     cpu = cpu or cpu_info()
-    backend, reason = matmul_rule(cpu)
+    backend, reason = matmul_rule(cpu, rows)
     return Choice(backend, f"{reason}; {cpu.describe()}")
 
 

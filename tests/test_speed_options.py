@@ -158,6 +158,12 @@ def test_matmul_rule_reads_only_the_cpu():
     assert [matmul_rule(c)[0] for c in (amd512, amd2, intel, other)] == \
         ["onednn", "aten", "aten", "aten"]
     assert matmul_rule(amd512) == matmul_rule(amd512)   # deterministic
+    # products too small to repay oneDNN's re-layout keep MKL, at any CPU
+    from hrm_rl.cpu_defaults import ONEDNN_MIN_ROWS
+    assert matmul_rule(amd512, rows=ONEDNN_MIN_ROWS)[0] == "onednn"
+    assert matmul_rule(amd512, rows=ONEDNN_MIN_ROWS - 1)[0] == "aten"
+    assert "too small" in matmul_rule(amd512, rows=512)[1]
+    assert matmul_rule(intel, rows=10**6)[0] == "aten"
 
 
 def test_precision_rule_reads_only_the_cpu():
@@ -216,7 +222,8 @@ def test_auto_matmul_resolves_into_the_saved_config(tmp_path):
     assert config.train.matmul == "auto"
     trainer = ACTTrainer(config, tmp_path / "run", progress=False)
     trainer.fit()
-    expected = matmul_rule(cpu_info())[0] if onednn.AVAILABLE else "aten"
+    rows = config.train.batch_size * 16      # sudoku4-tiny: 4x4 puzzles
+    expected = matmul_rule(cpu_info(), rows)[0] if onednn.AVAILABLE else "aten"
     assert trainer.config.train.matmul == expected
     assert f"matmul: {expected}" in (tmp_path / "run" / "config.yaml").read_text()
     assert {m.backend for m in trainer.model.modules() if isinstance(m, Linear)} == {expected}
