@@ -347,7 +347,7 @@ class ACTTrainer:
         puzzles, in ``precision`` (default: the run's ``train.precision``)."""
         t = self.config.train
         n = min(n or t.eval_size, len(self.test_set))
-        context = functools.partial(autocast, self.device, precision or t.precision)
+        context = functools.partial(self._precision, precision)
         with self._ema_weights():
             return evaluate(self.model, self.task, self.test_set.take(slice(0, n)),
                             max_segments or t.max_segments, t.eval_batch_size,
@@ -544,8 +544,9 @@ class ACTTrainer:
         t = self.config.train
         return t.lr if t.puzzle_emb_lr is None else t.puzzle_emb_lr
 
-    def _precision(self):
-        return autocast(self.device, self.config.train.precision)
+    def _precision(self, precision: str | None = None):
+        """The autocast context of ``precision`` (default: the run's ``train.precision``)."""
+        return autocast(self.device, precision or self.config.train.precision)
 
     def _draw_min_segments(self, n: int) -> torch.Tensor:
         """Minimum segments for ``n`` rows of this rank; drawn for the rows of all ranks

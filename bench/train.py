@@ -312,10 +312,12 @@ def run(tiny: str | None = None, paper: str | None = None, seconds: float = 6.0,
     if dev.type == "cpu":
         out["bf16_matmul_units"] = bf16_matmul_units()
         out["cpu"] = cpu_info().describe()
-    out["matmul_auto"] = choose_matmul("auto", dev).describe()
+    tiny_cfg = load_bench_config(tiny, TINY_CONFIG, common)
+    # what auto takes for the tiny config's step, as the trainer decides it (rows matter)
+    rows = tiny_cfg.train.batch_size * make_task(tiny_cfg.task).seq_len
+    out["matmul_auto"] = choose_matmul("auto", dev, rows=rows).describe()
     out["precision_auto"] = choose_precision("auto", dev).describe()
 
-    tiny_cfg = load_bench_config(tiny, TINY_CONFIG, common)
     skipped = set() if all_compile_modes else {"compile_model_aten", "compile_max_autotune"}
     variants = {name: changes for name, changes in SPEED_VARIANTS.items()
                 if name not in skipped and (compile_ or not changes["compile"])}
