@@ -141,10 +141,16 @@ class Attention(nn.Module):
         if _matmul_attention(x):
             # Same attention as SDPA, as two batched matmuls and a softmax: measured 2x
             # faster than SDPA's CPU kernel at 16 positions, 1.3x at 36, slower from 48 in
-            # fp32; under bf16 autocast the products run in bf16 and the softmax in fp32.
-            weights = (q @ k.transpose(-1, -2)) * self.head_dim**-0.5
+            # fp32. Under bf16 autocast the scores and the softmax stay fp32 (as in a fused
+            # kernel's fp32 accumulator) and only the product with V runs in bf16: scores
+            # rounded to bf16 gave gradients 35% off fp32's (cosine 0.986) on the trained
+            # sudoku6 core, fp32 scores 6% (cosine 0.999), and bf16 training learned less
+            # per step than fp32 (docs/performance.md).
             if torch.is_autocast_enabled("cpu"):
-                weights = weights.float()
+                with torch.autocast("cpu", enabled=False):
+                    weights = (q.float() @ k.float().transpose(-1, -2)) * self.head_dim**-0.5
+            else:
+                weights = (q @ k.transpose(-1, -2)) * self.head_dim**-0.5
             out = weights.softmax(-1) @ v
         else:
             out = F.scaled_dot_product_attention(q, k, v, is_causal=False)
