@@ -104,6 +104,18 @@ def test_csv_round_trip_on_the_small_canvas(task, splits, tmp_path):
     assert (back.inputs == test.inputs).all() and (back.puzzle_ids == test.puzzle_ids).all()
 
 
+
+def test_cached_splits_are_keyed_by_the_variant_table(task):
+    """The cached CSVs hold identity-variant identifiers, which move with the number of
+    variants: a run with other augmentations must not read another run's cache."""
+    from hrm_rl.tasks.splits import _cache_key
+
+    data = DataConfig()
+    other = rearc.RearcTask(TASKS, augmentations=0)
+    assert task.variants.base_id(1) != other.variants.base_id(1)
+    assert _cache_key(task, data) != _cache_key(other, data)
+    assert _cache_key(task, data) == _cache_key(rearc.RearcTask(TASKS, augmentations=3), data)
+
 def test_config_checks(tmp_path):
     base = {"name": "arc", "dataset": "rearc", "rearc_tasks": TASKS}
 

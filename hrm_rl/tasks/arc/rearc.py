@@ -224,6 +224,9 @@ class RearcTask(ARCTask):
         return {"task": self.name, "tasks": [p.name for p in self.puzzles],
                 "max_grid": self.max_grid, "difficulty": list(self.difficulty_range),
                 "train_size": data.train_size, "test_size": data.test_size,
+                # the files hold each task's identity-variant identifier, which depends on
+                # how many variants every task before it has
+                "variant_offsets": self.variants.offsets.tolist(),
                 "generators": "reasoning-gym 0.1.25 re-arc", "format": 1}
 
     def _draw(self, split: str, total: int, banned: dict[int, list],
