@@ -63,9 +63,8 @@ SPEED_VARIANTS: dict[str, dict[str, Any]] = {
     "plain": PLAIN,
     "onednn_matmul": {**PLAIN, "matmul": "onednn"},
     "fused_adamw": {**PLAIN, "fused_optimizer": True},
-    "defaults": {**PLAIN, "matmul": "auto", "fused_optimizer": True},
-    "auto_precision": {**PLAIN, "precision": "auto", "matmul": "auto",
-                       "fused_optimizer": True},
+    "defaults": {**PLAIN, "precision": "auto", "matmul": "auto", "fused_optimizer": True},
+    "defaults_fp32": {**PLAIN, "matmul": "auto", "fused_optimizer": True},
     "bf16": {**PLAIN, "precision": "bf16", "fused_optimizer": True},
     "compile_model": {**PLAIN, "matmul": "auto", "fused_optimizer": True, "compile": "model"},
     "compile_blocks": {**PLAIN, "matmul": "auto", "fused_optimizer": True,
@@ -76,7 +75,8 @@ SPEED_VARIANTS: dict[str, dict[str, Any]] = {
                             "compile": "blocks"},
 }
 """``train`` settings of each timed variant (name -> changes); ``defaults`` are the
-``TrainConfig`` defaults. ``compile_model_aten`` and ``compile_max_autotune`` leave the
+``TrainConfig`` defaults (bf16 where the CPU has bf16 units), ``defaults_fp32`` the same in
+fp32 (what the defaults are on a CPU without them). ``compile_model_aten`` and ``compile_max_autotune`` leave the
 products to inductor (the BLAS, or inductor's own GEMM kernels)."""
 
 

@@ -274,12 +274,12 @@ class TrainConfig:
     grad_clip: float | None = None
     # Speed options (hrm_rl.cpu_defaults, hrm_rl.model.compiling, hrm_rl.model.onednn,
     # hrm_rl.optim): bf16 autocast with fp32 master weights (fp32; bf16; or auto: bf16 on a
-    # CPU with bf16 matrix instructions, opt-in: at equal wall-clock the sudoku6 recipe
-    # learned less in bf16, docs/performance.md), torch.compile of the core (false; true =
-    # model; model, blocks or max-autotune), how fp32 linears multiply on a CPU (onednn,
-    # aten, or auto: chosen from the CPU), and AdamW's fused kernel. A run saves what auto
-    # chose.
-    precision: str = "fp32"
+    # CPU with bf16 matrix instructions, fp32 elsewhere; at equal wall-clock the sudoku6
+    # recipe learned more in bf16 on such a CPU, docs/performance.md), torch.compile of the
+    # core (false; true = model; model, blocks or max-autotune), how fp32 linears multiply
+    # on a CPU (onednn, aten, or auto: chosen from the CPU), and AdamW's fused kernel. A run
+    # saves what auto chose.
+    precision: str = "auto"
     compile: bool | str = False
     matmul: str = "auto"
     fused_optimizer: bool = True

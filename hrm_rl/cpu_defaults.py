@@ -1,7 +1,7 @@
 """Speed options whose sign flips across CPUs, chosen from what this CPU is.
 
-Two options with an ``auto`` value (``train.matmul``'s default; ``train.precision``'s
-opt-in); a run resolves them at start and saves the concrete values in its config (and the
+Two options with an ``auto`` value (the defaults of ``train.matmul`` and
+``train.precision``); a run resolves them at start and saves the concrete values in its config (and the
 TensorBoard text ``speed/*``), so a resumed run keeps them.
 
 ``train.matmul`` (fp32 linears). PyTorch's CPU wheels send an fp32 linear to MKL, which
@@ -23,17 +23,16 @@ multiplies bf16 in hardware: AMX tiles (``amx_bf16``; a ``torch.mm`` peak 7.3x f
 32's Intel Xeon) or AVX-512 bf16 dot products (``avx512_bf16``; 2.2x on an AMD EPYC Zen 4).
 Elsewhere bf16 runs as converted fp32 (0.10x). ``auto`` is ``bf16`` on a CPU with either
 instruction set and ``fp32`` on other CPUs and on other devices (not measured here: set
-``bf16`` for GPUs, as the paper configs do). It is opt-in, not the default: on the Zen 4,
-with the model's bf16 attention path (``hrm_rl.model.layers``), a bf16 training step ran
-1.5-2.1x plain fp32 on the tiny config and 1.9-2.4x on the maze9 shape, yet the sudoku6
-recipe trained for the same wall-clock time in bf16 (1.8x the steps) reached a lower
-validation cell accuracy than in fp32 (docs/performance.md), and a default must not cost
-accuracy per second.
+``bf16`` for GPUs, as the paper configs do). On the Zen 4, with the model's bf16 attention
+path (``hrm_rl.model.layers``: two matmuls, the scores and softmax in fp32), the default step
+ran 2.16x plain fp32 on the maze9 shape and 1.41x on the tiny config, and the sudoku6 recipe
+trained for the same 45 minutes solved 91.8% of its validation puzzles in bf16 against
+21.6% in fp32 (docs/performance.md).
 
 Both rules read ``/proc/cpuinfo`` (vendor and flags) only, so they are deterministic per
 machine. Models outside a training run (``eval``, the envs) use the matmul rule too
 (``hrm_rl.model.layers.Linear``) and run fp32. A leaf module: it imports nothing of the
-project at import time. ``hrm-rl bench train --variants plain,onednn_matmul,bf16,defaults,auto_precision``
+project at import time. ``hrm-rl bench train --variants plain,onednn_matmul,bf16,defaults,defaults_fp32``
 measures them here and prints the choices beside them.
 """
 

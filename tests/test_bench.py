@@ -61,7 +61,7 @@ def test_bench_train_cli_prints_json(tiny, capsys):
     out = json.loads(capsys.readouterr().out)
     assert out["flop_check"]["ratio"] == 1.0
     assert set(out["tiny"]["variants"]) == {"plain", "onednn_matmul", "fused_adamw", "defaults",
-                                            "auto_precision", "bf16"}  # no compile variants
+                                            "defaults_fp32", "bf16"}  # no compile variants
     plain = out["tiny"]["variants"]["plain"]
     assert plain["segments_per_s"] > 0 and 0 < plain["mfu"]
     assert out["tiny"]["speed_vs_plain"]["plain"] == 1.0
@@ -70,7 +70,7 @@ def test_bench_train_cli_prints_json(tiny, capsys):
     assert set(out["bf16_matmul_units"]) == {"amx_bf16", "avx512_bf16"}
     assert out["tiny"]["variants"]["plain"]["mfu_by_round"]["fp32"] > 0
     assert "mfu_by_round" not in out["tiny"]["variants"]["bf16"]
-    assert out["tiny"]["variants"]["defaults"]["mfu_by_round"]["fp32"] > 0
+    assert out["tiny"]["variants"]["defaults_fp32"]["mfu_by_round"]["fp32"] > 0
     assert out["precision_auto"].split()[0] in ("fp32", "bf16")   # what auto would take
 
 
