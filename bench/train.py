@@ -76,8 +76,9 @@ SPEED_VARIANTS: dict[str, dict[str, Any]] = {
 }
 """``train`` settings of each timed variant (name -> changes); ``defaults`` are the
 ``TrainConfig`` defaults (bf16 where the CPU has bf16 units), ``defaults_fp32`` the same in
-fp32 (what the defaults are on a CPU without them). ``compile_model_aten`` and ``compile_max_autotune`` leave the
-products to inductor (the BLAS, or inductor's own GEMM kernels)."""
+fp32 (what the defaults are on a CPU without them). ``compile_model_aten`` and
+``compile_max_autotune`` leave the products to inductor (the BLAS, or inductor's own GEMM
+kernels)."""
 
 
 def random_puzzles(vocab_size: int, seq_len: int, n: int, seed: int = 0) -> PuzzleBatch:

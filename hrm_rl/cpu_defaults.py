@@ -1,8 +1,8 @@
 """Speed options whose sign flips across CPUs, chosen from what this CPU is.
 
 Two options with an ``auto`` value (the defaults of ``train.matmul`` and
-``train.precision``); a run resolves them at start and saves the concrete values in its config (and the
-TensorBoard text ``speed/*``), so a resumed run keeps them.
+``train.precision``); a run resolves them at start and saves the concrete values in its
+config (and the TensorBoard text ``speed/*``), so a resumed run keeps them.
 
 ``train.matmul`` (fp32 linears). PyTorch's CPU wheels send an fp32 linear to MKL, which
 runs its AVX-512 (and AMX) code only on Intel CPUs and its AVX2 code on AMD ones. oneDNN
@@ -32,8 +32,9 @@ trained for the same 45 minutes solved 91.8% of its validation puzzles in bf16 a
 Both rules read ``/proc/cpuinfo`` (vendor and flags) only, so they are deterministic per
 machine. Models outside a training run (``eval``, the envs) use the matmul rule too
 (``hrm_rl.model.layers.Linear``) and run fp32. A leaf module: it imports nothing of the
-project at import time. ``hrm-rl bench train --variants plain,onednn_matmul,bf16,defaults,defaults_fp32``
-measures them here and prints the choices beside them.
+project at import time. ``hrm-rl bench train --variants
+plain,onednn_matmul,bf16,defaults,defaults_fp32`` measures them here and prints the choices
+beside them.
 """
 
 from __future__ import annotations

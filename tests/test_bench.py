@@ -71,7 +71,10 @@ def test_bench_train_cli_prints_json(tiny, capsys):
     assert out["tiny"]["variants"]["plain"]["mfu_by_round"]["fp32"] > 0
     assert "mfu_by_round" not in out["tiny"]["variants"]["bf16"]
     assert out["tiny"]["variants"]["defaults_fp32"]["mfu_by_round"]["fp32"] > 0
-    assert out["precision_auto"].split()[0] in ("fp32", "bf16")   # what auto would take
+    # the defaults resolve train.precision: auto as the trainer does, and say so
+    defaults = out["tiny"]["variants"]["defaults"]
+    assert defaults["precision"] == out["precision_auto"].split()[0] in ("fp32", "bf16")
+    assert ("mfu_by_round" in defaults) == (defaults["precision"] == "fp32")
 
 
 @pytest.mark.slow

@@ -148,10 +148,10 @@ class Attention(nn.Module):
             # per step than fp32 (docs/performance.md).
             if torch.is_autocast_enabled("cpu"):
                 with torch.autocast("cpu", enabled=False):
-                    weights = (q.float() @ k.float().transpose(-1, -2)) * self.head_dim**-0.5
+                    scores = q.float() @ k.float().transpose(-1, -2)
             else:
-                weights = (q @ k.transpose(-1, -2)) * self.head_dim**-0.5
-            out = weights.softmax(-1) @ v
+                scores = q @ k.transpose(-1, -2)
+            out = (scores * self.head_dim**-0.5).softmax(-1) @ v
         else:
             out = F.scaled_dot_product_attention(q, k, v, is_causal=False)
         return self.o_proj(out.transpose(1, 2).reshape(batch, seq, hidden))

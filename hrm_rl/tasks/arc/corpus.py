@@ -41,6 +41,10 @@ class ARCPuzzle:
     def grids(self) -> list[np.ndarray]:
         return [g for pair in self.train + self.test for g in pair]
 
+    def largest_side(self) -> int:
+        """The longest side of any of the task's grids (what a canvas must hold)."""
+        return max(max(g.shape) for g in self.grids())
+
     def visible_colors(self) -> np.ndarray:
         """Colours 1-9 the solver sees: demonstrations and test inputs (not test outputs)."""
         seen = [g for pair in self.train for g in pair] + [i for i, _ in self.test]

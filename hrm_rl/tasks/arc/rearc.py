@@ -151,7 +151,7 @@ def suitable_tasks(max_grid: int, difficulty: tuple[float, float] = (0.0, 0.5),
     for p in load_tasks("arc1"):
         if p.split != "training" or p.name not in gens:
             continue
-        if max(max(g.shape) for g in p.grids()) > max_grid:
+        if p.largest_side() > max_grid:
             continue
         fit = 0
         for seed in range(probe):
@@ -211,8 +211,7 @@ class RearcTask(ARCTask):
         if len(set(tasks)) != len(tasks):
             raise ValueError("task.rearc_tasks names a task twice")
         puzzles = [official[t] for t in tasks]
-        big = [f"{p.name} ({max(max(g.shape) for g in p.grids())})" for p in puzzles
-               if max(max(g.shape) for g in p.grids()) > max_grid]
+        big = [f"{p.name} ({p.largest_side()})" for p in puzzles if p.largest_side() > max_grid]
         if big:
             raise ValueError(f"task.rearc_tasks: official grids larger than task.max_grid="
                              f"{max_grid}: {', '.join(big)}")
@@ -327,7 +326,7 @@ class RearcTask(ARCTask):
         from hrm_rl.tasks.arc.corpus import load_tasks
 
         rows = [(a, b, 0) for p in load_tasks("arc1") if p.split == "evaluation"
-                and max(max(g.shape) for g in p.grids()) <= self.max_grid for a, b in p.test]
+                and p.largest_side() <= self.max_grid for a, b in p.test]
         return self.encode(*zip(*rows))
 
     def official_pairs(self, augment: bool = True) -> PuzzleBatch:
