@@ -150,6 +150,10 @@ def test_missing_reasoning_gym_says_how_to_install(monkeypatch):
         with pytest.raises(rearc.RearcMissingError,
                            match="pip install --no-deps reasoning-gym==0.1.25"):
             rearc.generators()
+        # a task (a bundled core's) builds without it; drawing pairs is what needs it
+        task = rearc.RearcTask(TASKS[:2], augmentations=0)
+        with pytest.raises(rearc.RearcMissingError, match="reasoning-gym"):
+            task.generate_splits(2, 1, DataConfig(), np.random.default_rng(0))
     finally:
         monkeypatch.undo()
         rearc.generators.cache_clear()

