@@ -13,8 +13,9 @@ Copies the run's latest checkpoint (weights, config, test puzzles) to
 (with those of ``--earlier`` runs the bundled one was fine-tuned from, summed and listed),
 the config chain (each stage's changed settings, from the runs' saved configs), the weights'
 SHA-256 (the one ``config.json`` records and loading checks) and the test figures the README
-row shows (Q-head exact and mean segments, exact after the cap), which ``tests/test_zoo.py``
-checks a 50-puzzle eval against. The runs given are all it reads: no committed lab folder
+row shows (Q-head exact and mean segments, exact after the cap; for re-arc cores also the
+official and evaluation ARC pairs' scores), which ``tests/test_zoo.py`` checks a 50-puzzle
+eval against. The runs given are all it reads: no committed lab folder
 or stage config file is needed, during bundling or after (docs/recipes/README.md).
 """
 
@@ -38,13 +39,19 @@ BUNDLE = Path(__file__).resolve().parents[1] / "hrm_rl" / "checkpoints"
 
 
 def test_figures(folder: Path) -> dict:
-    """Q-head exact, its mean segments and exact at the cap on the core's test puzzles."""
+    """Q-head exact, its mean segments and exact at the cap on the core's test puzzles;
+    and, for a task with extra splits (re-arc's ``official`` and ``evaluation`` ARC pairs),
+    each one's size and the task's own scores on it under Q-head halting."""
     ckpt = load_checkpoint(folder)
-    res = evaluate(ckpt.model, ckpt.task, ckpt.puzzles("test"),
-                   ckpt.config.train.max_segments)
-    return {"n": res.n, "qhead_exact": res.exact_acc_qhalt,
-            "qhead_mean_segments": res.mean_segments_qhalt,
-            "exact_at_1": res.exact_by_segment[0], "exact_at_K": res.exact_by_segment[-1]}
+    cap = ckpt.config.train.max_segments
+    res = evaluate(ckpt.model, ckpt.task, ckpt.puzzles("test"), cap)
+    out = {"n": res.n, "qhead_exact": res.exact_acc_qhalt,
+           "qhead_mean_segments": res.mean_segments_qhalt,
+           "exact_at_1": res.exact_by_segment[0], "exact_at_K": res.exact_by_segment[-1]}
+    for name in ckpt.task.extra_splits:
+        extra = evaluate(ckpt.model, ckpt.task, ckpt.puzzles(name), cap)
+        out[name] = {"n": extra.n, **extra.task_scores}
+    return out
 
 
 def training_of(run: str) -> dict:
