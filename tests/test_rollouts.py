@@ -22,7 +22,7 @@ from hrm_rl.envs.halting import N_FEATURES, HaltingEnv, HaltingVectorEnv
 from hrm_rl.envs.rollouts import TraceCore, record_rollouts, rollouts_identity
 from hrm_rl.trace import arrays_sha256, csv_questions, load_trace
 
-CORES = {"HRM-Sudoku-v0": "sudoku4", "HRM-Maze-v0": "maze6", "HRM-ARC-v0": "arc-tiny"}
+CORES = {"HRM-Sudoku-v0": "sudoku4", "HRM-Maze-v0": "maze6", "HRM-ARC-v0": "arc-rearc"}
 N = 40
 
 
