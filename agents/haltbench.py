@@ -66,6 +66,10 @@ PROB_GRID = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.98, 0.99)
 RISK_GRID = (0.99999, 0.9999, 0.999, 0.995, 0.99, 0.98, 0.95, 0.9, 0.8, 0.7, 0.6, 0.5)
 """Confidence thresholds the risk-controlled rule tests, most conservative first."""
 ENV_IDS = {"sudoku": "HRM-Sudoku-v0", "maze": "HRM-Maze-v0", "arc": "HRM-ARC-v0"}
+DEFAULT_CORES = ("arc-rearc", "maze6", "maze9", "sudoku6")
+"""The cores a plain ``hrm-rl haltbench`` ranks: the research cores of each task family
+(``arc-rearc``: ARC, whose checker sees only a well-formed grid, not a right one; the mazes
+and Sudoku, whose checkers see nearly every wrong answer)."""
 SPLITS = ("train", "val", "test")
 
 
@@ -592,8 +596,7 @@ def cmd_haltbench(args: Any) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    cores = args.cores or [c for c in bundled_checkpoints() if c in ("maze6", "maze9",
-                                                                      "sudoku6")]
+    cores = args.cores or [c for c in bundled_checkpoints() if c in DEFAULT_CORES]
     result = haltbench(cores, costs=args.costs, tracks=args.tracks, policies=args.policy,
                        rl=args.rl, rl_seeds=tuple(range(args.rl_seeds)),
                        rl_timesteps=args.rl_timesteps, rl_cost=args.rl_cost,
@@ -623,12 +626,12 @@ def add_parser(sub: Any) -> None:
     p = sub.add_parser(
         "haltbench", help="every halting baseline on the same puzzles: one leaderboard per "
                           "core, step cost and track",
-        description=__doc__.split("\n\n")[0] + " Default: maze6, maze9, sudoku6; PPO at one "
-        "cost on the verifier-free track (--rl full: PPO and DQN, features and "
+        description=__doc__.split("\n\n")[0] + " Default: " + ", ".join(DEFAULT_CORES)
+        + "; PPO at one cost on the verifier-free track (--rl full: PPO and DQN, features and "
         "features+latent, every cost and track).",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("cores", nargs="*", help="bundled names or checkpoint folders "
-                                            "(default: maze6 maze9 sudoku6)")
+                                            f"(default: {' '.join(DEFAULT_CORES)})")
     p.add_argument("--costs", type=float_list(0, 1), default=DEFAULT_COSTS,
                    help="comma-separated step costs (default 0.001,0.01,0.05)")
     p.add_argument("--tracks", type=_tracks, default=TRACKS,
