@@ -6,10 +6,11 @@ alternating slices of ``--slice-s`` seconds (variant A, B, C, ..., A, B, C, ...)
 machine's speed drift of 20-40 % within minutes falls on each of them alike; each has a
 budget of ``--seconds`` training seconds, and its cosine lr decay follows that budget. After
 every ``--eval-every-s`` seconds of its own training a variant is scored on the validation
-puzzles: the last ``--val-size`` puzzles of the config's training set, held out from its
-training (6x6 minimal puzzles are distinct, so they are new to it; the test set is not
-touched). The curve points are (training seconds, steps, Q-head exact, exact at the cap,
-cell accuracy at the cap); the summary gives each variant's time to reach ``--targets``
+puzzles: ``--val-size`` puzzles of the config's training set drawn at random (the same for
+every variant; re-arc's training set is ordered by task, so its tail would be one task),
+held out from its training (6x6 minimal puzzles and generated ARC pairs are distinct, so
+they are new to it; the test set is not touched). The curve points are (training seconds,
+steps, Q-head exact, exact at the cap, cell accuracy at the cap); the summary gives each variant's time to reach ``--targets``
 (Q-head exact) and ``--cell-targets`` (cells at the cap, which separate short runs whose exact
 accuracy is still near 0). ``--out F`` rewrites the report to F after every evaluation, so a
 run stopped early keeps its curves.
@@ -28,6 +29,8 @@ import argparse
 import json
 import sys
 from typing import Any
+
+import numpy as np
 
 from hrm_rl.bench.variants import add_variant_arguments, chosen_variants, config_path
 from hrm_rl.checkpoint import atomic_write_text
@@ -51,7 +54,20 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     # `--variants sudoku6-fp32,sudoku6-bf16`; bf16 variants are also scored in fp32
     "sudoku6-fp32": ("sudoku6.yaml", ["train.precision=fp32"]),
     "sudoku6-bf16": ("sudoku6.yaml", ["train.precision=bf16"]),
+    # the re-arc ARC recipe (issue S), e.g. continuing a run's weights in each form with
+    # `--set train.init_from=RUN/checkpoints/step_N`: its batch, a quarter of it (the lr by
+    # the square-root rule), a wider core (from scratch: init_from needs the same shapes)
+    "arc-rearc": ("arc-rearc.yaml", []),
+    "arc-rearc-batch32": ("arc-rearc.yaml", ["train.batch_size=32", "train.lr=5e-4"]),
+    "arc-rearc-h256": ("arc-rearc.yaml", ["model.hidden_size=256",
+                                          "model.puzzle_emb_ndim=256"]),
 }
+DEFAULT_VARIANTS = list(VARIANTS)[:12]
+"""The 6x6 Sudoku study a plain ``hrm-rl bench recipe`` runs; the others by ``--variants``."""
+
+
+VAL_SEED = 0
+"""Seed of the rows held out as val: the same rows for every variant of a config."""
 
 
 def make_variant(name: str, seconds: float, threads: int, config_dir: str | None,
@@ -70,10 +86,11 @@ def make_variant(name: str, seconds: float, threads: int, config_dir: str | None
     train, _ = build_splits(make_task(cfg.task), cfg.data)
     if not 0 < val_size < len(train):
         raise ValueError(f"--val-size must be in [1, {len(train) - 1}], got {val_size}")
-    cut = len(train) - val_size
+    held = np.zeros(len(train), dtype=bool)   # rows drawn at random: a split may be ordered
+    held[np.random.default_rng(VAL_SEED).choice(len(train), val_size, replace=False)] = True
     cfg.train.eval_size = val_size
     return ACTTrainer(cfg, run_dir=None, progress=False,
-                      splits=(train.take(slice(0, cut)), train.take(slice(cut, None))))
+                      splits=(train.take(np.flatnonzero(~held)), train.take(np.flatnonzero(held))))
 
 
 def time_to(curve: list[dict[str, Any]], key: str, target: float) -> float | None:
@@ -114,7 +131,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "exact accuracy is still near 0")
     p.add_argument("--out", help="also write the report here, rewritten after every evaluation "
                                  "(so a run stopped early keeps its curves)")
-    add_variant_arguments(p, VARIANTS, threads=1)
+    add_variant_arguments(p, VARIANTS, threads=1, default=DEFAULT_VARIANTS)
 
 
 def run_from_args(args: argparse.Namespace) -> dict[str, Any]:

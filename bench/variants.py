@@ -18,11 +18,15 @@ def config_path(name: str, config_dir: str | None) -> Path:
     raise FileNotFoundError(f"configs/{name} not found; pass --config-dir")
 
 
-def add_variant_arguments(p: argparse.ArgumentParser, variants: dict, threads: int) -> None:
-    """``--threads``, ``--variants``, ``--config-dir``, ``--cache-dir`` and ``--set``."""
+def add_variant_arguments(p: argparse.ArgumentParser, variants: dict, threads: int,
+                          default: list[str] | None = None) -> None:
+    """``--threads``, ``--variants`` (``default``: all of ``variants``), ``--config-dir``,
+    ``--cache-dir`` and ``--set``."""
     p.add_argument("--threads", type=int, default=threads)
-    p.add_argument("--variants", default=",".join(variants),
-                   help=f"comma-separated subset of: {', '.join(variants)}")
+    chosen = default if default is not None else list(variants)
+    p.add_argument("--variants", default=",".join(chosen),
+                   help=f"comma-separated subset of: {', '.join(variants)} (default: "
+                        f"{', '.join(chosen)})")
     p.add_argument("--config-dir", help="folder holding the sudoku6 configs (default: ./configs)")
     p.add_argument("--cache-dir", default="data", help="where generated puzzles are cached")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",

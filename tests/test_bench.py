@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from hrm_rl.model.flops import counted_train_step_flops, segment_flops
@@ -93,6 +94,25 @@ def test_env_roofline_puts_the_batched_env_below_the_matmul_peak():
     assert line["segments_per_s_at_peak"] == pytest.approx(peak * 1e9 / per_segment, rel=1e-3)
     assert line["ratio_to_sync_vector_env_256_at_peak"] == pytest.approx(
         10 * line["segments_per_s_at_peak"] / measured, rel=1e-2)
+
+
+def test_recipe_val_is_drawn_from_the_whole_training_set(tmp_path):
+    from hrm_rl.bench.recipe import make_variant
+    from hrm_rl.tasks import make_task
+    from hrm_rl.tasks.splits import build_splits
+
+    small = ["model.hidden_size=32", "model.num_heads=2", "data.train_size=120",
+             "data.test_size=10"]
+    trainer = make_variant("base", 2, 1, None, str(tmp_path), 20, small)
+    full, _ = build_splits(make_task(trainer.config.task), trainer.config.data)
+    rows = {bytes(r): i for i, r in enumerate(full.inputs)}
+    val = sorted(rows[bytes(r)] for r in trainer.test_set.inputs)
+    train = sorted(rows[bytes(r)] for r in trainer.train_set.inputs)
+    assert len(val) == 20 and sorted(val + train) == list(range(120))
+    assert val != list(range(100, 120))   # not the tail: an ordered split (re-arc's, by task)
+    assert max(val) - min(val) > 60       # would put one task in val
+    again = make_variant("lr5e-4", 2, 1, None, str(tmp_path), 20, small)
+    assert np.array_equal(again.test_set.inputs, trainer.test_set.inputs)  # same val rows
 
 
 def test_recipe_bench_alternates_variants_and_scores_on_val(tmp_path, capsys):
