@@ -56,11 +56,14 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "sudoku6-bf16": ("sudoku6.yaml", ["train.precision=bf16"]),
     # the re-arc ARC recipe (issue S), e.g. continuing a run's weights in each form with
     # `--set train.init_from=RUN/checkpoints/step_N`: its batch, a quarter of it (the lr by
-    # the square-root rule), a wider core (from scratch: init_from needs the same shapes)
+    # the square-root rule); from scratch (other shapes): a wider core, rotary positions,
+    # more computation per segment (3 H-cycles of 3 L-steps, not 2 of 2)
     "arc-rearc": ("arc-rearc.yaml", []),
     "arc-rearc-batch32": ("arc-rearc.yaml", ["train.batch_size=32", "train.lr=5e-4"]),
     "arc-rearc-h256": ("arc-rearc.yaml", ["model.hidden_size=256",
                                           "model.puzzle_emb_ndim=256"]),
+    "arc-rearc-rope": ("arc-rearc.yaml", ["model.pos_encodings=rope"]),
+    "arc-rearc-cycles3": ("arc-rearc.yaml", ["model.H_cycles=3", "model.L_cycles=3"]),
 }
 DEFAULT_VARIANTS = list(VARIANTS)[:12]
 """The 6x6 Sudoku study a plain ``hrm-rl bench recipe`` runs; the others by ``--variants``."""
