@@ -108,3 +108,20 @@ def _restore_threads():
     threads = torch.get_num_threads()
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def without_reasoning_gym(monkeypatch):
+    """Python as without reasoning-gym installed (``find_spec`` does not see it), with the
+    re-arc generators' cache cleared before and after."""
+    from importlib.machinery import PathFinder
+
+    from hrm_rl.tasks.arc import rearc
+
+    rearc.generators.cache_clear()
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "reasoning_gym" else
+                        PathFinder.find_spec(name))
+    yield
+    monkeypatch.undo()
+    rearc.generators.cache_clear()

@@ -377,29 +377,18 @@ def test_configs_load_and_build_the_task():
     assert model.num_puzzle_ids == task.num_puzzle_ids > 1
 
 
-def test_hrm_arc_v0_plays_its_bundled_core_without_reasoning_gym(monkeypatch):
+def test_hrm_arc_v0_plays_its_bundled_core_without_reasoning_gym(without_reasoning_gym):
     """The default ARC env's core is re-arc-trained, but its splits are files: playing it
     must not need the generators (an optional install), only drawing new pairs does."""
-    import importlib.machinery
-    import importlib.util
-
     import gymnasium as gym
 
     import hrm_rl  # noqa: F401  (registers the envs)
     from hrm_rl.tasks.arc import rearc
 
-    rearc.generators.cache_clear()
-    monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *a: None if name == "reasoning_gym" else
-                        importlib.machinery.PathFinder.find_spec(name))
-    try:
-        with pytest.raises(rearc.RearcMissingError):
-            rearc.generators()
-        env = gym.make("HRM-ARC-v0", split="test")
-        assert isinstance(env.unwrapped.core.task, rearc.RearcTask)
-        env.reset(seed=0)
-        _, reward, terminated, _, info = env.step(1)
-        assert terminated and info["segments"] == 1 and reward in (-0.01, 0.99)
-    finally:
-        monkeypatch.undo()
-        rearc.generators.cache_clear()
+    with pytest.raises(rearc.RearcMissingError):
+        rearc.generators()
+    env = gym.make("HRM-ARC-v0", split="test")
+    assert isinstance(env.unwrapped.core.task, rearc.RearcTask)
+    env.reset(seed=0)
+    _, reward, terminated, _, info = env.step(1)
+    assert terminated and info["segments"] == 1 and reward in (-0.01, 0.99)

@@ -141,22 +141,14 @@ def test_config_checks(tmp_path):
         rearc.RearcTask(["007bbfb7"], max_grid=3)
 
 
-def test_missing_reasoning_gym_says_how_to_install(monkeypatch):
-    rearc.generators.cache_clear()
-    monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *a: None if name == "reasoning_gym" else
-                        importlib.machinery.PathFinder.find_spec(name))
-    try:
-        with pytest.raises(rearc.RearcMissingError,
-                           match="pip install --no-deps reasoning-gym==0.1.25"):
-            rearc.generators()
-        # a task (a bundled core's) builds without it; drawing pairs is what needs it
-        task = rearc.RearcTask(TASKS[:2], augmentations=0)
-        with pytest.raises(rearc.RearcMissingError, match="reasoning-gym"):
-            task.generate_splits(2, 1, DataConfig(), np.random.default_rng(0))
-    finally:
-        monkeypatch.undo()
-        rearc.generators.cache_clear()
+def test_missing_reasoning_gym_says_how_to_install(without_reasoning_gym):
+    with pytest.raises(rearc.RearcMissingError,
+                       match="pip install --no-deps reasoning-gym==0.1.25"):
+        rearc.generators()
+    # a task (a bundled core's) builds without it; drawing pairs is what needs it
+    task = rearc.RearcTask(TASKS[:2], augmentations=0)
+    with pytest.raises(rearc.RearcMissingError, match="reasoning-gym"):
+        task.generate_splits(2, 1, DataConfig(), np.random.default_rng(0))
     assert "_hrm_rl_rearc" in sys.modules and "reasoning_gym" not in sys.modules
 
 
