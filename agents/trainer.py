@@ -513,13 +513,22 @@ class ACTTrainer:
         """Load the weights of checkpoint ``source`` into the fresh model (strictly)."""
         folder = resolve_checkpoint(source)
         saved, _, meta = read_checkpoint_config(folder)
+        rows, task = None, ""
+        if saved.task != self.config.task:
+            task = f", trained on another task ({saved.task.name})"
+            old_keys = make_task(saved.task).puzzle_id_keys()
+            new_keys = self.task.puzzle_id_keys()
+            if old_keys != new_keys:   # e.g. another list of ARC tasks: rows go by name
+                where = {key: i for i, key in enumerate(old_keys)}
+                rows = {i: where[key] for i, key in enumerate(new_keys) if key in where}
+                task += (f"; {len(rows)} of its {len(old_keys)} puzzle identifiers carried "
+                         f"over by name, {len(new_keys) - len(rows)} of this run's start "
+                         "fresh")
         try:
-            load_weights(self.model, folder / WEIGHTS)
+            load_weights(self.model, folder / WEIGHTS, puzzle_rows=rows)
             check_weights_sha256(folder, meta)
         except ValueError as err:
             raise ValueError(f"train.init_from={source!r}: {err}") from None
-        task = "" if saved.task == self.config.task else \
-            f", trained on another task ({saved.task.name})"
         step = meta.get("step")
         self.notes.append(f"weights initialised from {folder}"
                           + (f" (step {step})" if step is not None else "") + task)

@@ -30,7 +30,7 @@ import io
 import json
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -56,6 +56,7 @@ BEST = "best"
 HALTING_FILES = {"train": "halting_train.csv", "val": "halting_val.csv"}
 """The halting splits a checkpoint may ship beside its weights (``write_halting_splits``)."""
 ARCHITECTURE_KEY = "hrm_rl.architecture"
+PUZZLE_EMB = "puzzle_emb"  # the per-puzzle embedding table's tensor name
 WEIGHTS_SHA_KEY = "weights_sha256"
 """``config.json``'s ``meta`` key for the SHA-256 of ``model.safetensors`` (verified on load)."""
 FINGERPRINT_KEY = "hrm_rl.architecture_sha256"
@@ -312,8 +313,15 @@ def read_checkpoint_config(folder: str | Path) -> tuple[RunConfig, ModelConfig, 
     return config, model_cfg, payload.get("meta", {})
 
 
-def load_weights(model: RecurrentCore, path: str | Path) -> None:
+def load_weights(model: RecurrentCore, path: str | Path,
+                 puzzle_rows: Mapping[int, int] | None = None) -> None:
     """Load ``model.safetensors`` at ``path`` into ``model``, strictly.
+
+    Args:
+        puzzle_rows: for weights trained on another selection of puzzles: the file's
+            puzzle-embedding table may then have any number of rows, and row ``old`` of it
+            becomes row ``new`` of the model's for each ``new: old`` here; the model's other
+            rows keep their values. None: the tables must match, as every other tensor.
 
     Raises:
         ValueError: the file is corrupt, or its tensor names or shapes do not fit ``model``
@@ -325,6 +333,19 @@ def load_weights(model: RecurrentCore, path: str | Path) -> None:
     except Exception as err:  # safetensors raises its own error type for torn files
         raise ValueError(f"{path}: unreadable weights ({type(err).__name__}: {err})") from None
     expected = model.state_dict()
+    saved_ids = model.config.num_puzzle_ids
+    if puzzle_rows is not None and PUZZLE_EMB in state and PUZZLE_EMB in expected:
+        old = state[PUZZLE_EMB]
+        if old.shape[1:] != expected[PUZZLE_EMB].shape[1:] or any(
+                not 0 <= o < len(old) or not 0 <= n < len(expected[PUZZLE_EMB])
+                for n, o in puzzle_rows.items()):
+            raise ValueError(f"{path}: its {PUZZLE_EMB} {tuple(old.shape)} cannot give rows "
+                             f"to the model's {tuple(expected[PUZZLE_EMB].shape)}")
+        table = expected[PUZZLE_EMB].clone()
+        if puzzle_rows:
+            table[list(puzzle_rows)] = old[list(puzzle_rows.values())].to(table.dtype)
+        saved_ids = len(old)
+        state[PUZZLE_EMB] = table
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     shapes = [f"{k} {tuple(state[k].shape)} != {tuple(expected[k].shape)}"
@@ -335,7 +356,7 @@ def load_weights(model: RecurrentCore, path: str | Path) -> None:
                                      ("shape (file != config)", shapes)) if items]
         raise ValueError(f"{path} does not fit the model described by its {CONFIG} "
                          f"({'; '.join(parts)}); were the weights saved from another config?")
-    check_architecture(path, model.config)
+    check_architecture(path, dataclasses.replace(model.config, num_puzzle_ids=saved_ids))
     bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
     if bad:
         raise ValueError(f"{path}: {len(bad)} tensor(s) hold NaN or inf ({', '.join(bad[:5])}"

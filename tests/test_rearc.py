@@ -217,3 +217,45 @@ def test_evaluation_split_is_unseen_tasks_under_the_blank_id(task):
     predictions[0] = ev.inputs[0]      # one wrong answer (an input is never its output here)
     scores = task.score(ev, predictions, np.zeros(len(ev)))
     assert scores == {"pairs pass@1": pytest.approx(1 - 1 / len(ev))}
+
+
+def test_init_from_another_task_list_carries_puzzle_rows_by_task(tmp_path):
+    """A core trained on tasks A, B starts a run on B, C: everything but the identifier
+    table comes over, B's rows (every variant) move to their new places, C's start fresh."""
+    import torch
+
+    from agents.trainer import ACTTrainer
+    from hrm_rl.checkpoint import load_checkpoint
+    from hrm_rl.config import RunConfig, from_dict
+
+    def config(tasks, **train):
+        return from_dict(RunConfig, {
+            "name": "t", "task": {"name": "arc", "dataset": "rearc", "rearc_tasks": tasks,
+                                  "augmentations": 1},
+            "model": {"hidden_size": 16, "num_heads": 2, "H_layers": 1, "L_layers": 1,
+                      "H_cycles": 1, "L_cycles": 1, "puzzle_emb_ndim": 16},
+            "data": {"train_size": 8, "test_size": 2, "cache_dir": str(tmp_path / "data")},
+            "train": {"batch_size": 4, "steps": 2, "eval_every": 100, "checkpoint_every": 2,
+                      "max_segments": 2, "threads": 1, "device": "cpu",
+                      "puzzle_emb_optimizer": "main", **train}})
+
+    ACTTrainer(config(TASKS[:2]), tmp_path / "ab", progress=False).fit()
+    source = load_checkpoint(tmp_path / "ab")
+    old = source.model.puzzle_emb.detach()
+    tuned = ACTTrainer(config([TASKS[1], TASKS[2]], init_from=str(tmp_path / "ab")), None,
+                       progress=False)
+    new = tuned.model.puzzle_emb.detach()
+    old_keys, new_keys = source.task.puzzle_id_keys(), tuned.task.puzzle_id_keys()
+    assert [k[0] for k in new_keys[1:]] == [TASKS[1]] * 2 + [TASKS[2]] * 2
+    assert old[3:5].abs().sum() > 0   # B's rows learned something to carry
+    torch.testing.assert_close(new[:3], old[[0, 3, 4]])   # the blank id, then B's variants
+    assert new_keys[1:3] == old_keys[3:5]
+    assert (new[3:] == 0).all()                            # C: the fresh (zero) init
+    for name, value in tuned.model.state_dict().items():
+        if name != "puzzle_emb":
+            torch.testing.assert_close(value, source.model.state_dict()[name])
+    assert any("3 of its 5 puzzle identifiers carried over by name" in n for n in tuned.notes)
+    with pytest.raises(ValueError, match="model.safetensors"):   # other shapes still refused
+        bad = config([TASKS[1]], init_from=str(tmp_path / "ab"))
+        bad.model.hidden_size = 32
+        ACTTrainer(bad, None, progress=False)

@@ -16,7 +16,7 @@ import hashlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Hashable
 
 import numpy as np
 import torch
@@ -216,6 +216,12 @@ class Task(ABC):
         raise ValueError(f"task {self.name} has no split {name!r}"
                          + (f"; it has: {', '.join(self.extra_splits)}"
                             if self.extra_splits else ""))
+
+    def puzzle_id_keys(self) -> list[Hashable]:
+        """One key per row of the puzzle-identifier table, naming what the row stands for,
+        so that weights trained on another selection of puzzles can be matched row by row
+        (``train.init_from``). The default: the row's index (tables match by position)."""
+        return list(range(self.num_puzzle_ids))
 
     def difficulty(self, batch: PuzzleBatch) -> np.ndarray | None:
         """``(n,)`` int64 per-puzzle difficulty measure (``difficulty_name``), or None."""

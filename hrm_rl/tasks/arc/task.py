@@ -8,6 +8,7 @@ import csv
 import io
 from pathlib import Path
 
+from typing import Hashable
 import numpy as np
 import torch
 
@@ -78,6 +79,13 @@ class ARCTask(Task):
         self.augmentations = augmentations
         self.variants = make_variants(puzzles, augmentations, seed)
         self.num_puzzle_ids = self.variants.num_ids
+
+    def puzzle_id_keys(self) -> list[Hashable]:
+        """Row 0: ``"blank"``; row k: ``(task name, dihedral, colour map)`` of the variant it
+        stands for, so a core's rows carry over by task to a run on another task list."""
+        v = self.variants
+        return ["blank"] + [(self.puzzles[v.task[k]].name, int(v.dihedral[k]),
+                             tuple(int(c) for c in v.colors[k])) for k in range(1, v.num_ids)]
 
     # encoding ------------------------------------------------------------------
     def encode(self, inputs: list[np.ndarray], outputs: list[np.ndarray],
