@@ -38,6 +38,7 @@ optimiser step (the weights stay as they were and no checkpoint is written), aft
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import hashlib
 import math
@@ -56,9 +57,9 @@ from tqdm.auto import tqdm
 from hrm_rl import distributed
 from hrm_rl.agents import act
 from hrm_rl.agents.act import StepStats
-from hrm_rl.checkpoint import (LATEST, WEIGHTS, check_architecture, check_weights_sha256,
-                               load_trainer_state, load_weights, read_checkpoint_config,
-                               resolve_checkpoint)
+from hrm_rl.checkpoint import (LATEST, RECURRENCE, WEIGHTS, check_architecture,
+                               check_weights_sha256, load_trainer_state, load_weights,
+                               read_checkpoint_config, resolve_checkpoint)
 from hrm_rl.cpu_defaults import choose_matmul, choose_precision
 from hrm_rl.config import (RENAMED_KEYS, ConfigError, RunConfig, apply_overrides,
                            config_changes, from_dict, load_config)
@@ -512,26 +513,33 @@ class ACTTrainer:
     def _init_weights(self, source: str) -> None:
         """Load the weights of checkpoint ``source`` into the fresh model (strictly)."""
         folder = resolve_checkpoint(source)
-        saved, _, meta = read_checkpoint_config(folder)
-        rows, task = None, ""
+        saved, saved_model, meta = read_checkpoint_config(folder)
+        rows, extra = None, ""
         if saved.task != self.config.task:
-            task = f", trained on another task ({saved.task.name})"
+            extra = f", trained on another task ({saved.task.name})"
             old_keys = make_task(saved.task).puzzle_id_keys()
             new_keys = self.task.puzzle_id_keys()
             if old_keys != new_keys:   # e.g. another list of ARC tasks: rows go by name
                 where = {key: i for i, key in enumerate(old_keys)}
                 rows = {i: where[key] for i, key in enumerate(new_keys) if key in where}
-                task += (f"; {len(rows)} of its {len(old_keys)} puzzle identifiers carried "
+                extra += (f"; {len(rows)} of its {len(old_keys)} puzzle identifiers carried "
                          f"over by name, {len(new_keys) - len(rows)} of this run's start "
                          "fresh")
+        now = self.model.config
+        recurrence = {k: (getattr(saved_model, k), getattr(now, k)) for k in RECURRENCE
+                      if getattr(saved_model, k) != getattr(now, k)}
+        if recurrence:   # the same weights, run for another number of steps per segment
+            extra += "; " + ", ".join(f"{k} {a} -> {b}" for k, (a, b) in recurrence.items())
         try:
-            load_weights(self.model, folder / WEIGHTS, puzzle_rows=rows)
+            load_weights(self.model, folder / WEIGHTS, puzzle_rows=rows,
+                         saved_as=dataclasses.replace(
+                             now, **{k: a for k, (a, _) in recurrence.items()}))
             check_weights_sha256(folder, meta)
         except ValueError as err:
             raise ValueError(f"train.init_from={source!r}: {err}") from None
         step = meta.get("step")
         self.notes.append(f"weights initialised from {folder}"
-                          + (f" (step {step})" if step is not None else "") + task)
+                          + (f" (step {step})" if step is not None else "") + extra)
 
     def _make_optimizer(self) -> torch.optim.Optimizer:
         """The main optimiser; the puzzle-embedding table goes to ``self.emb_optimizer``

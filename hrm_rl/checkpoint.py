@@ -62,6 +62,9 @@ WEIGHTS_SHA_KEY = "weights_sha256"
 FINGERPRINT_KEY = "hrm_rl.architecture_sha256"
 """safetensors metadata keys: the canonical JSON of ``architecture(config)`` and its sha256."""
 _NOT_ARCHITECTURE = frozenset({"gradient"})  # which steps carry the gradient: training only
+RECURRENCE = ("H_cycles", "L_cycles")
+"""Model settings a fine-tune (``train.init_from``) may change: how many steps each segment
+runs, with the same weights (the weights' architecture check holds them otherwise)."""
 
 
 def architecture(config: ModelConfig) -> dict[str, Any]:
@@ -314,10 +317,13 @@ def read_checkpoint_config(folder: str | Path) -> tuple[RunConfig, ModelConfig, 
 
 
 def load_weights(model: RecurrentCore, path: str | Path,
-                 puzzle_rows: Mapping[int, int] | None = None) -> None:
+                 puzzle_rows: Mapping[int, int] | None = None,
+                 saved_as: ModelConfig | None = None) -> None:
     """Load ``model.safetensors`` at ``path`` into ``model``, strictly.
 
     Args:
+        saved_as: the architecture the file must have been saved for, where it may differ
+            from ``model.config`` (a fine-tune to another recurrence); default: the model's.
         puzzle_rows: for weights trained on another selection of puzzles: the file's
             puzzle-embedding table may then have any number of rows, and row ``old`` of it
             becomes row ``new`` of the model's for each ``new: old`` here; the model's other
@@ -333,7 +339,8 @@ def load_weights(model: RecurrentCore, path: str | Path,
     except Exception as err:  # safetensors raises its own error type for torn files
         raise ValueError(f"{path}: unreadable weights ({type(err).__name__}: {err})") from None
     expected = model.state_dict()
-    saved_ids = model.config.num_puzzle_ids
+    saved_as = saved_as or model.config
+    saved_ids = saved_as.num_puzzle_ids
     if puzzle_rows is not None and PUZZLE_EMB in state and PUZZLE_EMB in expected:
         old = state[PUZZLE_EMB]
         if old.shape[1:] != expected[PUZZLE_EMB].shape[1:] or any(
@@ -356,7 +363,7 @@ def load_weights(model: RecurrentCore, path: str | Path,
                                      ("shape (file != config)", shapes)) if items]
         raise ValueError(f"{path} does not fit the model described by its {CONFIG} "
                          f"({'; '.join(parts)}); were the weights saved from another config?")
-    check_architecture(path, dataclasses.replace(model.config, num_puzzle_ids=saved_ids))
+    check_architecture(path, dataclasses.replace(saved_as, num_puzzle_ids=saved_ids))
     bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
     if bad:
         raise ValueError(f"{path}: {len(bad)} tensor(s) hold NaN or inf ({', '.join(bad[:5])}"

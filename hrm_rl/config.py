@@ -246,7 +246,9 @@ class TrainConfig:
     ``weight_decay``, on the same schedule) or ``main`` (with the other weights).
     ``init_from``: a checkpoint (folder, run folder or bundled name) whose weights a fresh run
     starts from instead of a random init, e.g. to fine-tune a core on a wider puzzle mix; the
-    model config must describe the same architecture. When the task's puzzle identifiers
+    model config must describe the same architecture, except that ``H_cycles`` and
+    ``L_cycles`` may differ (the same weights, run for more or fewer steps per segment;
+    ``hrm_rl.checkpoint.RECURRENCE``). When the task's puzzle identifiers
     differ (another list of ARC tasks), the identifier table's rows come over by what they
     stand for (``Task.puzzle_id_keys``: an ARC task's variants by task name) and the
     others start fresh. Only the weights come over (the

@@ -97,6 +97,23 @@ def test_init_from_starts_a_fresh_run_from_a_checkpoints_weights(trained_run, tm
                tuned.model.state_dict().items())
 
 
+def test_init_from_may_change_the_recurrence_but_not_the_weights_shapes(trained_run):
+    """A fine-tune may run the same weights for another number of steps per segment
+    (H_cycles, L_cycles); anything else the weights' architecture holds is still refused."""
+    trainer, _, _, tmp = trained_run
+    source = load_checkpoint(trainer.run_dir)
+    cycles = source.model.config.H_cycles
+    tuned = ACTTrainer(tiny_config(tmp, f"train.init_from={trainer.run_dir}",
+                                   f"model.H_cycles={cycles + 1}"), None, progress=False)
+    assert tuned.model.config.H_cycles == cycles + 1
+    for name, param in tuned.model.state_dict().items():
+        torch.testing.assert_close(param, source.model.state_dict()[name])
+    assert any(f"H_cycles {cycles} -> {cycles + 1}" in n for n in tuned.notes)
+    with pytest.raises(ValueError, match="another model architecture.*rope_theta"):
+        ACTTrainer(tiny_config(tmp, f"train.init_from={trainer.run_dir}",
+                               "model.rope_theta=5000.0"), None, progress=False)
+
+
 def test_a_resumed_fine_tune_continues_without_its_init_checkpoint(trained_run, tmp_path):
     import shutil
 

@@ -133,10 +133,13 @@ def _key(a: np.ndarray, b: np.ndarray) -> tuple:
 # ----------------------------------------------------------------------------------------
 # The task
 
-SEED_BASE = {"train": 0, "test": 1_000_000, "halt-train": 2_000_000, "halt-val": 3_000_000}
+SEED_BASE = {"train": 0, "test": 1_000_000, "halt-train": 2_000_000, "halt-val": 3_000_000,
+             "select": 4_000_000}
 """Seed ranges of the generated splits: pair ``j`` of split ``s`` of a task is drawn from
 seed ``SEED_BASE[s] + j`` (``pair_seed`` mixes in the task), so the splits never share a
-draw; equal pairs drawn by chance are removed from the later splits too."""
+draw; equal pairs drawn by chance are removed from the later splits too. ``select``: pairs
+for choosing which tasks a recipe trains on (``scripts/experiments/rearc_pilot.py``),
+apart from every split a core is scored on."""
 
 
 def suitable_tasks(max_grid: int, difficulty: tuple[float, float] = (0.0, 0.5),
