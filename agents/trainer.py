@@ -344,13 +344,16 @@ class ACTTrainer:
 
     def evaluate(self, n: int | None = None, max_segments: int | None = None,
                  precision: str | None = None) -> EvalResult:
-        """Accuracy after each segment and under Q-head halting on the first ``n`` test
-        puzzles, in ``precision`` (default: the run's ``train.precision``)."""
+        """Accuracy after each segment and under Q-head halting on ``n`` test puzzles spread
+        evenly over the test split (the same ones every time; a split ordered by task, as
+        re-arc's, is covered across its tasks), in ``precision`` (default: the run's
+        ``train.precision``)."""
         t = self.config.train
         n = min(n or t.eval_size, len(self.test_set))
+        rows = np.arange(n, dtype=np.int64) * len(self.test_set) // n
         context = functools.partial(self._precision, precision)
         with self._ema_weights():
-            return evaluate(self.model, self.task, self.test_set.take(slice(0, n)),
+            return evaluate(self.model, self.task, self.test_set.take(rows),
                             max_segments or t.max_segments, t.eval_batch_size,
                             context, progress=False)
 

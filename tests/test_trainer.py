@@ -176,6 +176,22 @@ def test_init_from_refuses_weights_of_another_architecture_and_missing_folders(t
                    progress=False)
 
 
+def test_periodic_eval_spreads_over_the_test_split(trained_run, monkeypatch):
+    """train.eval_size < the test split: the eval takes rows spread over all of it (a split
+    ordered by task, as re-arc's, would otherwise be scored on its first tasks only)."""
+    import sys
+
+    trainer, _, _, _ = trained_run
+    seen = []
+    monkeypatch.setattr(sys.modules[type(trainer).__module__], "evaluate",
+                        lambda model, task, puzzles, *a, **k: seen.append(puzzles))
+    n = len(trainer.test_set)
+    trainer.evaluate(n // 4)
+    rows = np.arange(n // 4) * n // (n // 4)
+    assert rows[-1] >= n - 4 and len(set(rows.tolist())) == n // 4
+    np.testing.assert_array_equal(seen[0].inputs, trainer.test_set.inputs[rows])
+
+
 def test_eval_cli_prints_json(trained_run, tmp_path, capsys):
     trainer, _, _, _ = trained_run
     csv = tmp_path / "puzzles.csv"
