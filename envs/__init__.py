@@ -31,7 +31,7 @@ class DefaultCheckpoint(str):
 _ENVS = {  # each default core a DefaultCheckpoint (see above)
     "HRM-Sudoku-v0": {"checkpoint": DefaultCheckpoint("sudoku4")},  # 4x4 Sudoku (sudoku4-tiny)
     "HRM-Maze-v0": {"checkpoint": DefaultCheckpoint("maze6")},      # 6x6 maze (configs/maze6)
-    "HRM-ARC-v0": {"checkpoint": DefaultCheckpoint("arc-rearc")},   # 40 ARC-AGI-1 tasks (re-arc)
+    "HRM-ARC-v0": {"checkpoint": DefaultCheckpoint("arc-rearc")},   # 32 ARC-AGI-1 tasks (re-arc)
 }
 
 for _env_id, _kwargs in _ENVS.items():
