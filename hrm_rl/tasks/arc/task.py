@@ -7,8 +7,8 @@ from __future__ import annotations
 import csv
 import io
 from pathlib import Path
-
 from typing import Hashable
+
 import numpy as np
 import torch
 
