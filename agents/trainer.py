@@ -342,18 +342,21 @@ class ACTTrainer:
         self.step += 1
         return stats
 
+    def eval_puzzles(self, n: int | None = None) -> PuzzleBatch:
+        """The ``n`` (default ``train.eval_size``; at most all) test puzzles an evaluation
+        scores, spread evenly over the test split: the same ones every time, and a split
+        ordered by task (re-arc's) is covered across its tasks, not only its first ones."""
+        n = min(n or self.config.train.eval_size, len(self.test_set))
+        return self.test_set.take(np.arange(n, dtype=np.int64) * len(self.test_set) // n)
+
     def evaluate(self, n: int | None = None, max_segments: int | None = None,
                  precision: str | None = None) -> EvalResult:
-        """Accuracy after each segment and under Q-head halting on ``n`` test puzzles spread
-        evenly over the test split (the same ones every time; a split ordered by task, as
-        re-arc's, is covered across its tasks), in ``precision`` (default: the run's
-        ``train.precision``)."""
+        """Accuracy after each segment and under Q-head halting on ``eval_puzzles(n)``, in
+        ``precision`` (default: the run's ``train.precision``)."""
         t = self.config.train
-        n = min(n or t.eval_size, len(self.test_set))
-        rows = np.arange(n, dtype=np.int64) * len(self.test_set) // n
         context = functools.partial(self._precision, precision)
         with self._ema_weights():
-            return evaluate(self.model, self.task, self.test_set.take(rows),
+            return evaluate(self.model, self.task, self.eval_puzzles(n),
                             max_segments or t.max_segments, t.eval_batch_size,
                             context, progress=False)
 

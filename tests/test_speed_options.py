@@ -237,7 +237,7 @@ def test_auto_precision_resolves_into_the_saved_config(tmp_path):
 
     fp32 = trainer.evaluate(n=8, precision="fp32")
     with trainer._ema_weights():
-        plain = evaluate(trainer.model, trainer.task, trainer.test_set.take(slice(0, 8)),
+        plain = evaluate(trainer.model, trainer.task, trainer.eval_puzzles(8),
                          trainer.config.train.max_segments, 8, progress=False)
     assert fp32.to_dict() == plain.to_dict()
     assert f"precision: {expected}" in (tmp_path / "run" / "config.yaml").read_text()
