@@ -2,7 +2,7 @@
 recipe trains on, from a short pilot run on many of them.
 
 Every task of the checkpoint is scored on ``--pairs`` fresh generated pairs drawn from
-re-arc's ``select`` seeds (``hrm_rl.tasks.arc.rearc.SEED_BASE``), apart from every split a
+re-arc's ``select`` seeds (``RearcTask.draw``; ``hrm_rl.tasks.arc.rearc.SEED_BASE``), apart from every split a
 core is trained or scored on, so choosing tasks here leaves the chosen recipe's held-out
 figures honest. Each task's exact accuracy under Q-head halting (ties: its cell accuracy)
 ranks it; the script prints the ranking and the ``--top`` best as a ``task.rearc_tasks``
@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from hrm_rl.checkpoint import load_checkpoint
-from hrm_rl.tasks.arc.rearc import SEED_BASE, RearcTask, draw_pairs
+from hrm_rl.tasks.arc.rearc import RearcTask
 from hrm_rl.trace import record_trace
 
 
@@ -40,24 +40,15 @@ def rank_tasks(checkpoint: str, pairs: int, threads: int | None = None,
     if not isinstance(task, RearcTask):
         raise SystemExit(f"{checkpoint}: a {task.name} core, not a re-arc one "
                          "(task.dataset: rearc)")
-    inputs, outputs, ids, names = [], [], [], []
-    start = SEED_BASE["select"]
-    for t, puzzle in enumerate(task.puzzles):
-        drawn = draw_pairs(puzzle.name, range(start, start + pairs), task.max_grid,
-                           task.difficulty_range, puzzle.train + puzzle.test)
-        inputs += [a for a, _ in drawn]
-        outputs += [b for _, b in drawn]
-        ids += [int(task.variants.base_id(t))] * len(drawn)
-        names += [puzzle.name] * len(drawn)
-    batch = task.encode(inputs, outputs, ids)
+    batch = task.draw("select", pairs * len(task.puzzles), progress=progress)
+    names = np.asarray([task.puzzles[t].name for t in task.variants.task[batch.puzzle_ids]])
     trace = record_trace(ckpt.model, task, batch, ckpt.config.train.max_segments,
                          keep_pred=False, progress=progress, desc="pilot")
     halt = trace.qhead_halts()
     ok, cell = trace.at(halt)
-    names_arr = np.asarray(names)
     rows = []
-    for name in dict.fromkeys(names):
-        m = names_arr == name
+    for name in dict.fromkeys(names.tolist()):
+        m = names == name
         rows.append({"task": name, "exact": float(ok[m].mean()),
                      "cell": float(cell[m].mean()),
                      "exact_at_1": float(trace.correct[m, 0].mean()),

@@ -233,10 +233,18 @@ class RearcTask(ARCTask):
                 "variant_offsets": self.variants.offsets.tolist(),
                 "generators": "reasoning-gym 0.1.25 re-arc", "format": 1}
 
-    def _draw(self, split: str, total: int, banned: dict[int, list],
-              progress: bool = False) -> PuzzleBatch:
-        """``total`` pairs of ``split`` spread evenly over the tasks (the first tasks get
-        one more when it does not divide), none in ``banned[task]``."""
+    def draw(self, split: str, total: int, banned: dict[int, list] | None = None,
+             progress: bool = False) -> PuzzleBatch:
+        """``total`` pairs of ``split`` (a key of ``SEED_BASE``) spread evenly over the tasks
+        (the first tasks get one more when it does not divide), each task's pairs from the
+        split's seeds in order, none equal to an official pair or one in ``banned[task]``;
+        identity variant.
+
+        Raises:
+            RearcMissingError: reasoning-gym is not installed.
+            ValueError: a task has no generator, or no pair fits (``draw_pairs``).
+        """
+        banned = banned or {}
         from tqdm.auto import tqdm
 
         gens = generators()   # only drawing needs reasoning-gym, not a bundled core's files
@@ -270,8 +278,8 @@ class RearcTask(ARCTask):
         if n_train < len(self.puzzles) or n_test < 1:
             raise ValueError(f"re-arc needs data.train_size >= {len(self.puzzles)} (one pair "
                              f"per task) and data.test_size >= 1; got {n_train} and {n_test}")
-        train = self._draw("train", n_train, {}, progress)
-        test = self._draw("test", n_test, self._pairs_by_task(train), progress)
+        train = self.draw("train", n_train, {}, progress)
+        test = self.draw("test", n_test, self._pairs_by_task(train), progress)
         return train, test
 
     def halting_split(self, split: str, data: DataConfig, test: PuzzleBatch,
@@ -286,7 +294,7 @@ class RearcTask(ARCTask):
             for t, pairs in self._pairs_by_task(
                     self.halting_split("train", data, test, progress)).items():
                 banned.setdefault(t, []).extend(pairs)
-        return self._draw(f"halt-{split}", HALTING_SPLIT_SIZES[split], banned, progress)
+        return self.draw(f"halt-{split}", HALTING_SPLIT_SIZES[split], banned, progress)
 
     def score(self, batch: PuzzleBatch, predictions: np.ndarray | torch.Tensor,
               q_halt: np.ndarray | torch.Tensor) -> dict[str, float]:
