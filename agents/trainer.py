@@ -57,7 +57,7 @@ from tqdm.auto import tqdm
 from hrm_rl import distributed
 from hrm_rl.agents import act
 from hrm_rl.agents.act import StepStats
-from hrm_rl.checkpoint import (LATEST, RECURRENCE, WEIGHTS, check_architecture,
+from hrm_rl.checkpoint import (DEPTH, LATEST, RECURRENCE, WEIGHTS, check_architecture,
                                check_weights_sha256, load_trainer_state, load_weights,
                                read_checkpoint_config, resolve_checkpoint)
 from hrm_rl.cpu_defaults import choose_matmul, choose_precision
@@ -532,9 +532,11 @@ class ACTTrainer:
                          f"over by name, {len(new_keys) - len(rows)} of this run's start "
                          "fresh")
         now = self.model.config
-        recurrence = {k: (getattr(saved_model, k), getattr(now, k)) for k in RECURRENCE
+        # The same weights run for another number of steps per segment, or with more
+        # layers (the added ones start as the identity).
+        recurrence = {k: (getattr(saved_model, k), getattr(now, k)) for k in RECURRENCE + DEPTH
                       if getattr(saved_model, k) != getattr(now, k)}
-        if recurrence:   # the same weights, run for another number of steps per segment
+        if recurrence:
             extra += "; " + ", ".join(f"{k} {a} -> {b}" for k, (a, b) in recurrence.items())
         try:
             load_weights(self.model, folder / WEIGHTS, puzzle_rows=rows,

@@ -43,6 +43,7 @@ from safetensors.torch import save as safetensors_bytes
 
 from hrm_rl.config import ConfigError, ModelConfig, RunConfig, from_dict, with_saved_defaults
 from hrm_rl.model import RecurrentCore, build_model
+from hrm_rl.model.layers import Block
 from hrm_rl.tasks import PuzzleBatch, Task, make_task
 from hrm_rl.tasks.base import HALTING_SPLITS
 
@@ -65,6 +66,11 @@ _NOT_ARCHITECTURE = frozenset({"gradient"})  # which steps carry the gradient: t
 RECURRENCE = ("H_cycles", "L_cycles")
 """Model settings a fine-tune (``train.init_from``) may change: how many steps each segment
 runs, with the same weights (the weights' architecture check holds them otherwise)."""
+DEPTH = ("H_layers", "L_layers")
+"""Model settings a fine-tune (``train.init_from``) may raise, for a core whose
+``stacks()`` name them: the blocks added go after the loaded ones and start with their
+residual branches zeroed (``Block.zero_residuals_``), so the loaded function is kept to the
+norm's ``eps`` while the new blocks learn."""
 
 
 def architecture(config: ModelConfig) -> dict[str, Any]:
@@ -323,7 +329,9 @@ def load_weights(model: RecurrentCore, path: str | Path,
 
     Args:
         saved_as: the architecture the file must have been saved for, where it may differ
-            from ``model.config`` (a fine-tune to another recurrence); default: the model's.
+            from ``model.config`` (a fine-tune to another recurrence or depth); default: the
+            model's. Where it has fewer layers (``DEPTH``), the model's further blocks keep
+            their fresh weights with their residual branches zeroed.
         puzzle_rows: for weights trained on another selection of puzzles: the file's
             puzzle-embedding table may then have any number of rows, and row ``old`` of it
             becomes row ``new`` of the model's for each ``new: old`` here; the model's other
@@ -340,6 +348,9 @@ def load_weights(model: RecurrentCore, path: str | Path,
         raise ValueError(f"{path}: unreadable weights ({type(err).__name__}: {err})") from None
     expected = model.state_dict()
     saved_as = saved_as or model.config
+    added = _added_blocks(model, saved_as, path)
+    for prefix, _ in added:   # the file has none of these: they keep the model's values
+        state.update({k: v for k, v in expected.items() if k.startswith(prefix)})
     saved_ids = saved_as.num_puzzle_ids
     if puzzle_rows is not None and PUZZLE_EMB in state and PUZZLE_EMB in expected:
         old = state[PUZZLE_EMB]
@@ -370,6 +381,27 @@ def load_weights(model: RecurrentCore, path: str | Path,
                          f"{' ...' if len(bad) > 5 else ''}); refusing weights that cannot "
                          "compute anything")
     model.load_state_dict(state)
+    for _, block in added:
+        block.zero_residuals_()
+
+
+def _added_blocks(model: RecurrentCore, saved_as: ModelConfig,
+                  path: Path) -> list[tuple[str, Block]]:
+    """The blocks ``model`` has beyond the depth ``saved_as`` gives each of its stacks, with
+    their ``state_dict`` key prefixes (``DEPTH``).
+
+    Raises:
+        ValueError: ``saved_as`` is deeper than the model in some stack.
+    """
+    names = {id(module): name for name, module in model.named_modules()}
+    added = []
+    for field, stack in model.stacks().items():
+        old, new = getattr(saved_as, field), getattr(model.config, field)
+        if old > new:
+            raise ValueError(f"{path}: saved with {field}={old}, but the model has {new}: a "
+                             "fine-tune may add layers to loaded weights, not drop them")
+        added += [(f"{names[id(stack)]}.{i}.", stack[i]) for i in range(old, new)]
+    return added
 
 
 def check_architecture(path: str | Path, config: ModelConfig) -> None:

@@ -114,6 +114,42 @@ def test_init_from_may_change_the_recurrence_but_not_the_weights_shapes(trained_
                                "model.rope_theta=5000.0"), None, progress=False)
 
 
+def test_init_from_may_add_layers_that_start_as_the_identity(trained_run):
+    """A fine-tune onto deeper H and L stacks: the loaded blocks keep their weights, the added
+    ones start with zeroed residual branches (the loaded function, to the norm's eps) and
+    learn; a shallower model is refused."""
+    trainer, _, _, tmp = trained_run
+    source = load_checkpoint(trainer.run_dir).model.eval()
+    tuned = ACTTrainer(tiny_config(tmp, f"train.init_from={trainer.run_dir}", "train.steps=3",
+                                   "model.H_layers=2", "model.L_layers=3", "train.eval_every=100",
+                                   "train.checkpoint_every=100"), None, progress=False)
+    model = tuned.model.eval()
+    assert any("H_layers 1 -> 2, L_layers 1 -> 3" in n for n in tuned.notes)
+    for name, param in source.state_dict().items():
+        torch.testing.assert_close(model.state_dict()[name], param)
+    added = [model.H_level.layers[1], model.L_level.layers[1], model.L_level.layers[2]]
+    assert all(not b.self_attn.o_proj.weight.any() and not b.mlp.down_proj.weight.any()
+               and b.self_attn.qkv_proj.weight.any() for b in added)
+    torch.manual_seed(0)
+    inputs = torch.randint(1, source.config.vocab_size, (4, source.config.seq_len))
+    ids = torch.zeros(4, dtype=torch.long)
+    with torch.no_grad():
+        want, got = source.initial_carry(4), model.initial_carry(4)
+        for _ in range(3):
+            a, b = source(want, inputs, ids), model(got, inputs, ids)
+            torch.testing.assert_close(b.logits, a.logits, atol=1e-3, rtol=1e-3)
+            torch.testing.assert_close(b.q_halt, a.q_halt, atol=1e-3, rtol=1e-3)
+            want, got = a.carry, b.carry
+    tuned.fit()
+    assert all(b.self_attn.o_proj.weight.any() and b.mlp.down_proj.weight.any() for b in added)
+    deeper = ACTTrainer(tiny_config(tmp, "model.L_layers=2", "train.steps=1",
+                                    "train.eval_every=100", "train.checkpoint_every=100"),
+                        tmp / "deeper", progress=False)
+    deeper.fit()
+    with pytest.raises(ValueError, match="L_layers=2, but the model has 1.*not drop them"):
+        ACTTrainer(tiny_config(tmp, f"train.init_from={tmp / 'deeper'}"), None, progress=False)
+
+
 def test_a_resumed_fine_tune_continues_without_its_init_checkpoint(trained_run, tmp_path):
     import shutil
 

@@ -137,6 +137,11 @@ class RecurrentBase(nn.Module):
         """Create the core's networks (called once by ``__init__``)."""
         raise NotImplementedError
 
+    def stacks(self) -> dict[str, nn.ModuleList]:
+        """The stacks of ``Block``s a fine-tune may deepen (``train.init_from`` onto more
+        layers), by the config field that sets each one's depth; none unless a core says."""
+        return {}
+
     @property
     def positions(self) -> int:
         """Sequence positions the recurrent state covers (prefix + puzzle)."""

@@ -17,6 +17,7 @@ Heads: the LM head reads ``z_H`` at the puzzle positions; the Q-head reads ``z_H
 from __future__ import annotations
 
 import torch
+from torch import nn
 
 from hrm_rl.model.base import Carry, RecurrentBase, SegmentOutput
 from hrm_rl.model.layers import ReasoningModule
@@ -37,6 +38,10 @@ class HRM(RecurrentBase):
 
         self.H_level = module(config.H_layers)
         self.L_level = module(config.L_layers)
+
+    def stacks(self) -> dict[str, nn.ModuleList]:
+        """H's and L's blocks (``hrm_rl.checkpoint.DEPTH``)."""
+        return {"H_layers": self.H_level.layers, "L_layers": self.L_level.layers}
 
     def forward(self, carry: Carry, inputs: torch.Tensor, puzzle_ids: torch.Tensor) -> SegmentOutput:
         """Run one segment.

@@ -189,6 +189,15 @@ class Block(nn.Module):
         x = rms_norm(x + self.self_attn(x, rope), self.eps)
         return rms_norm(x + self.mlp(x), self.eps)
 
+    def zero_residuals_(self) -> None:
+        """Zero the output projections of both residual branches. The block then returns an
+        input that is already normed (a previous block's output) unchanged, to the norm's
+        ``eps``: how ``train.init_from`` adds depth to trained weights without changing what
+        they compute; the projections learn from the first step on."""
+        with torch.no_grad():
+            self.self_attn.o_proj.weight.zero_()
+            self.mlp.down_proj.weight.zero_()
+
 
 class ReasoningModule(nn.Module):
     """A stack of blocks that first adds its input injection: ``blocks(z + injection)``."""
