@@ -534,14 +534,14 @@ class ACTTrainer:
         now = self.model.config
         # The same weights run for another number of steps per segment, or with more
         # layers (the added ones start as the identity).
-        recurrence = {k: (getattr(saved_model, k), getattr(now, k)) for k in RECURRENCE + DEPTH
-                      if getattr(saved_model, k) != getattr(now, k)}
-        if recurrence:
-            extra += "; " + ", ".join(f"{k} {a} -> {b}" for k, (a, b) in recurrence.items())
+        changed = {k: (getattr(saved_model, k), getattr(now, k)) for k in RECURRENCE + DEPTH
+                   if getattr(saved_model, k) != getattr(now, k)}
+        if changed:
+            extra += "; " + ", ".join(f"{k} {a} -> {b}" for k, (a, b) in changed.items())
         try:
             load_weights(self.model, folder / WEIGHTS, puzzle_rows=rows,
                          saved_as=dataclasses.replace(
-                             now, **{k: a for k, (a, _) in recurrence.items()}))
+                             now, **{k: a for k, (a, _) in changed.items()}))
             check_weights_sha256(folder, meta)
         except ValueError as err:
             raise ValueError(f"train.init_from={source!r}: {err}") from None

@@ -248,10 +248,10 @@ class TrainConfig:
     starts from instead of a random init, e.g. to fine-tune a core on a wider puzzle mix; the
     model config must describe the same architecture, except that ``H_cycles`` and
     ``L_cycles`` may differ (the same weights, run for more or fewer steps per segment;
-    ``hrm_rl.checkpoint.RECURRENCE``) and ``H_layers`` and ``L_layers`` may grow (the added
-    blocks start as the identity; ``hrm_rl.checkpoint.DEPTH``). When the task's puzzle identifiers
-    differ (another list of ARC tasks), the identifier table's rows come over by what they
-    stand for (``Task.puzzle_id_keys``: an ARC task's variants by task name) and the
+    ``hrm_rl.checkpoint.RECURRENCE``) and an HRM core's ``H_layers`` and ``L_layers`` may
+    grow (the added blocks start as the identity; ``hrm_rl.checkpoint.DEPTH``). When the
+    task's puzzle identifiers differ (another list of ARC tasks), the identifier table's rows
+    come over by what they stand for (``Task.puzzle_id_keys``: an ARC task's variants by task name) and the
     others start fresh. Only the weights come over (the
     averaged ones where the run kept an EMA); the optimiser, the schedule and the step
     start afresh. A resumed run continues from its own checkpoint and ignores it.
