@@ -251,10 +251,9 @@ class TrainConfig:
     ``hrm_rl.checkpoint.RECURRENCE``) and an HRM core's ``H_layers`` and ``L_layers`` may
     grow (the added blocks start as the identity; ``hrm_rl.checkpoint.DEPTH``). When the
     task's puzzle identifiers differ (another list of ARC tasks), the identifier table's rows
-    come over by what they stand for (``Task.puzzle_id_keys``: an ARC task's variants by task name) and the
-    others start fresh. Only the weights come over (the
-    averaged ones where the run kept an EMA); the optimiser, the schedule and the step
-    start afresh. A resumed run continues from its own checkpoint and ignores it.
+    come over by what they stand for (``Task.puzzle_id_keys``: an ARC task's variants by
+    task name) and the others start fresh. Only the weights come over (the averaged ones
+    where the run kept an EMA); the optimiser, the schedule and the step start afresh. A resumed run continues from its own checkpoint and ignores it.
     """
 
     batch_size: int = 256
