@@ -171,8 +171,10 @@ class TaskConfig:
     the first N training and N evaluation tasks (smoke tests). ``dataset: rearc`` learns
     ARC-AGI-1 training tasks from generated pairs (``hrm_rl.tasks.arc.rearc.RearcTask``):
     ``rearc_tasks`` names them, ``max_grid`` bounds every grid side (and is the canvas side),
-    ``difficulty`` is re-arc's ``[low, high]`` in [0, 1]. A config that sets a key its task
-    does not read to anything but the default is refused (``RunConfig.validate``).
+    ``difficulty`` is re-arc's ``[low, high]`` in [0, 1], and ``keep_copies: false`` drops
+    generated pairs whose output is their input (which copying the input would score). A
+    config that sets a key its task does not read to anything but the default is refused
+    (``RunConfig.validate``).
     """
 
     name: str = "sudoku"
@@ -184,6 +186,7 @@ class TaskConfig:
     rearc_tasks: list[str] | None = None
     max_grid: int = 10
     difficulty: list[float] | None = None
+    keep_copies: bool = True
     tie_break: str = "random"
 
 

@@ -116,6 +116,18 @@ def test_cached_splits_are_keyed_by_the_variant_table(task):
     assert _cache_key(task, data) != _cache_key(other, data)
     assert _cache_key(task, data) == _cache_key(rearc.RearcTask(TASKS, augmentations=3), data)
 
+def test_keep_copies_false_draws_no_pair_whose_output_is_its_input():
+    """aedd82e4 (recolour some cells) often has none to recolour at low difficulty: its
+    output is then its input, which copying the input would score."""
+    def copies(task):
+        batch = task.draw("test", 24)
+        return sum(a.shape == b.shape and (a == b).all()
+                   for a, b in zip(decode_grids(batch.inputs), decode_grids(batch.labels)))
+
+    assert copies(rearc.RearcTask(["aedd82e4"], augmentations=0)) > 5
+    assert copies(rearc.RearcTask(["aedd82e4"], augmentations=0, keep_copies=False)) == 0
+
+
 def test_config_checks(tmp_path):
     base = {"name": "arc", "dataset": "rearc", "rearc_tasks": TASKS}
 
@@ -135,6 +147,9 @@ def test_config_checks(tmp_path):
         load(max_grid=31)
     with pytest.raises(ConfigError, match="read only with dataset: rearc"):
         load(dataset="arc1", rearc_tasks=None, max_grid=12)
+    with pytest.raises(ConfigError, match="task.keep_copies are read only with dataset: rea"):
+        load(dataset="arc1", rearc_tasks=None, keep_copies=False)
+    assert load(keep_copies=False).task.keep_copies is False
     with pytest.raises(ValueError, match="'nope' is not an ARC-AGI-1 training task"):
         rearc.RearcTask(["nope"])
     with pytest.raises(ValueError, match="larger than task.max_grid=3"):

@@ -1,6 +1,7 @@
 """``ARCOptions``: the settings an ARC run reads (``task.dataset``, ``task.data_dir``,
 ``task.augmentations``, ``task.max_tasks``; for ``dataset: rearc`` also
-``task.rearc_tasks``, ``task.max_grid``, ``task.difficulty``) and their checks."""
+``task.rearc_tasks``, ``task.max_grid``, ``task.difficulty``, ``task.keep_copies``) and
+their checks."""
 
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ class ARCOptions(TaskOptions):
     rearc_tasks: list[str] | None
     max_grid: int
     difficulty: list[float] | None
+    keep_copies: bool
 
     def validate(self, data: DataConfig) -> None:
         require(self.dataset in DATASETS or self.dataset == "rearc", "task.dataset",
@@ -46,9 +48,9 @@ class ARCOptions(TaskOptions):
                     f"got {self.difficulty}")
         else:
             require(self.rearc_tasks is None and self.max_grid == 10
-                    and self.difficulty is None, "task.dataset",
-                    "task.rearc_tasks, task.max_grid and task.difficulty are read only with "
-                    f"dataset: rearc (this run's is {self.dataset!r})")
+                    and self.difficulty is None and self.keep_copies, "task.dataset",
+                    "task.rearc_tasks, task.max_grid, task.difficulty and task.keep_copies "
+                    f"are read only with dataset: rearc (this run's is {self.dataset!r})")
         require(self.data_dir is None or self.data_dir.strip() != "", "task.data_dir",
                 "is an empty string: name a folder or use null (the bundled corpus)")
         for name in ("augmentations", "max_tasks"):
@@ -61,5 +63,5 @@ class ARCOptions(TaskOptions):
 
             lo, hi = self.difficulty or (0.0, 0.5)
             return RearcTask(list(self.rearc_tasks or ()), self.augmentations,
-                             self.max_grid, (lo, hi))
+                             self.max_grid, (lo, hi), keep_copies=self.keep_copies)
         return ARCTask(self.dataset, self.data_dir, self.augmentations, self.max_tasks)

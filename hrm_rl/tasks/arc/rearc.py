@@ -90,10 +90,12 @@ def pair_seed(task_id: str, seed: int) -> int:
 def draw_pairs(task_id: str, seeds: Iterable[int], max_grid: int,
                difficulty: tuple[float, float] = (0.0, 1.0),
                exclude: Iterable[tuple[np.ndarray, np.ndarray]] = (),
-               tries: int = 50) -> list[tuple[np.ndarray, np.ndarray]]:
+               tries: int = 50, keep_copies: bool = True
+               ) -> list[tuple[np.ndarray, np.ndarray]]:
     """One generated pair of ``task_id`` per seed, each with input and output at most
     ``max_grid`` x ``max_grid`` and different from every pair in ``exclude`` (the task's
-    official pairs). A seed whose draw fails these (or whose generator raises, as some
+    official pairs), and, unless ``keep_copies``, an output that differs from its input
+    (a flip of a symmetric grid copies it). A seed whose draw fails these (or whose generator raises, as some
     do on rare draws) tries again from a derived seed, up to ``tries`` times.
 
     Returns the pairs as uint8 arrays. Deterministic for the arguments.
@@ -117,7 +119,8 @@ def draw_pairs(task_id: str, seeds: Iterable[int], max_grid: int,
             except Exception:  # noqa: BLE001 - third-party generators fail on rare draws
                 continue
             if (a.ndim == 2 and b.ndim == 2 and a.size and b.size
-                    and max(a.shape + b.shape) <= max_grid and _key(a, b) not in banned):
+                    and max(a.shape + b.shape) <= max_grid and _key(a, b) not in banned
+                    and (keep_copies or a.shape != b.shape or (a != b).any())):
                 out.append((a, b))
                 break
         else:
@@ -194,12 +197,16 @@ class RearcTask(ARCTask):
         max_grid: the largest grid side drawn, and the canvas side.
         difficulty: re-arc's ``(diff_lb, diff_ub)``, each in [0, 1].
         seed: seed of the variant table.
+        keep_copies: False: every split drawn leaves out pairs whose output equals their
+            input, so that copying the input scores 0 (re-arc at low difficulty makes
+            some: a flip of a symmetric grid, a fill with nothing to fill).
     """
 
     cache_splits = True   # drawing tens of thousands of pairs takes a minute or two
 
     def __init__(self, tasks: list[str], augmentations: int = 7, max_grid: int = 10,
-                 difficulty: tuple[float, float] = (0.0, 0.5), seed: int = 0) -> None:
+                 difficulty: tuple[float, float] = (0.0, 0.5), seed: int = 0,
+                 keep_copies: bool = True) -> None:
         from hrm_rl.tasks.arc.corpus import load_tasks
 
         if not tasks:
@@ -222,11 +229,13 @@ class RearcTask(ARCTask):
                              f"{max_grid}: {', '.join(big)}")
         self.max_grid = max_grid
         self.difficulty_range = (float(lo), float(hi))
+        self.keep_copies = keep_copies
         self._setup("rearc", puzzles, augmentations, seed, max_grid)
 
     def cache_params(self, data: DataConfig) -> dict:
         return {"task": self.name, "tasks": [p.name for p in self.puzzles],
                 "max_grid": self.max_grid, "difficulty": list(self.difficulty_range),
+                "keep_copies": self.keep_copies,
                 "train_size": data.train_size, "test_size": data.test_size,
                 # the files hold each task's identity-variant identifier, which depends on
                 # how many variants every task before it has
@@ -259,7 +268,8 @@ class RearcTask(ARCTask):
             n = per + (t < extra)
             start = SEED_BASE[split]
             pairs = draw_pairs(p.name, range(start, start + n), self.max_grid,
-                               self.difficulty_range, banned.get(t, []) + p.train + p.test)
+                               self.difficulty_range, banned.get(t, []) + p.train + p.test,
+                               keep_copies=self.keep_copies)
             rows += [(a, b, self.variants.base_id(t)) for a, b in pairs]
         return self.encode(*zip(*rows))
 
