@@ -95,8 +95,9 @@ def draw_pairs(task_id: str, seeds: Iterable[int], max_grid: int,
     """One generated pair of ``task_id`` per seed, each with input and output at most
     ``max_grid`` x ``max_grid`` and different from every pair in ``exclude`` (the task's
     official pairs), and, unless ``keep_copies``, an output that differs from its input
-    (a flip of a symmetric grid copies it). A seed whose draw fails these (or whose generator raises, as some
-    do on rare draws) tries again from a derived seed, up to ``tries`` times.
+    (a flip of a symmetric grid copies it). A seed whose draw fails these (or whose
+    generator raises, as some do on rare draws) tries again from a derived seed, up to
+    ``tries`` times.
 
     Returns the pairs as uint8 arrays. Deterministic for the arguments.
 
