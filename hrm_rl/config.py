@@ -256,7 +256,8 @@ class TrainConfig:
     task's puzzle identifiers differ (another list of ARC tasks), the identifier table's rows
     come over by what they stand for (``Task.puzzle_id_keys``: an ARC task's variants by
     task name) and the others start fresh. Only the weights come over (the averaged ones
-    where the run kept an EMA); the optimiser, the schedule and the step start afresh. A resumed run continues from its own checkpoint and ignores it.
+    where the run kept an EMA); the optimiser, the schedule and the step start afresh. A
+    resumed run continues from its own checkpoint and ignores it.
     """
 
     batch_size: int = 256

@@ -121,7 +121,7 @@ def draw_pairs(task_id: str, seeds: Iterable[int], max_grid: int,
                 continue
             if (a.ndim == 2 and b.ndim == 2 and a.size and b.size
                     and max(a.shape + b.shape) <= max_grid and _key(a, b) not in banned
-                    and (keep_copies or a.shape != b.shape or (a != b).any())):
+                    and (keep_copies or not np.array_equal(a, b))):
                 out.append((a, b))
                 break
         else:
@@ -289,7 +289,7 @@ class RearcTask(ARCTask):
         if n_train < len(self.puzzles) or n_test < 1:
             raise ValueError(f"re-arc needs data.train_size >= {len(self.puzzles)} (one pair "
                              f"per task) and data.test_size >= 1; got {n_train} and {n_test}")
-        train = self.draw("train", n_train, {}, progress)
+        train = self.draw("train", n_train, progress=progress)
         test = self.draw("test", n_test, self._pairs_by_task(train), progress)
         return train, test
 
