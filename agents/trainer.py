@@ -57,7 +57,7 @@ from tqdm.auto import tqdm
 from hrm_rl import distributed
 from hrm_rl.agents import act
 from hrm_rl.agents.act import StepStats
-from hrm_rl.checkpoint import (DEPTH, LATEST, RECURRENCE, WEIGHTS, check_architecture,
+from hrm_rl.checkpoint import (DEPTH, EDGES, LATEST, RECURRENCE, WEIGHTS, check_architecture,
                                check_weights_sha256, load_trainer_state, load_weights,
                                read_checkpoint_config, resolve_checkpoint)
 from hrm_rl.cpu_defaults import choose_matmul, choose_precision
@@ -532,16 +532,18 @@ class ACTTrainer:
                          f"over by name, {len(new_keys) - len(rows)} of this run's start "
                          "fresh")
         now = self.model.config
-        # The same weights run for another number of steps per segment, or with more
-        # layers (the added ones start as the identity).
-        changed = {k: (getattr(saved_model, k), getattr(now, k)) for k in RECURRENCE + DEPTH
+        # The same weights run for another number of steps per segment, with more layers
+        # (the added ones start as the identity) or with edge positions (starting at zero).
+        changed = {k: (getattr(saved_model, k), getattr(now, k))
+                   for k in RECURRENCE + DEPTH + EDGES
                    if getattr(saved_model, k) != getattr(now, k)}
         if changed:
             extra += "; " + ", ".join(f"{k} {a} -> {b}" for k, (a, b) in changed.items())
         try:
             load_weights(self.model, folder / WEIGHTS, puzzle_rows=rows,
                          saved_as=dataclasses.replace(
-                             now, **{k: a for k, (a, _) in changed.items()}))
+                             now, **{k: a for k, (a, _) in changed.items()},
+                             content_token=saved_model.content_token))
             check_weights_sha256(folder, meta)
         except ValueError as err:
             raise ValueError(f"train.init_from={source!r}: {err}") from None

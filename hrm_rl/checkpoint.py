@@ -63,6 +63,9 @@ WEIGHTS_SHA_KEY = "weights_sha256"
 FINGERPRINT_KEY = "hrm_rl.architecture_sha256"
 """safetensors metadata keys: the canonical JSON of ``architecture(config)`` and its sha256."""
 _NOT_ARCHITECTURE = frozenset({"gradient"})  # which steps carry the gradient: training only
+_OFF_BY_DEFAULT = {"edge_positions": ("edge_positions", "content_token")}
+"""Fields added after weights first stored their fingerprint: left out of ``architecture``
+while the switch (the key) is off, so those weights keep theirs."""
 RECURRENCE = ("H_cycles", "L_cycles")
 """Model settings a fine-tune (``train.init_from``) may change: how many steps each segment
 runs, with the same weights (the weights' architecture check holds them otherwise)."""
@@ -71,14 +74,22 @@ DEPTH = ("H_layers", "L_layers")
 ``stacks()`` name them: the blocks added go after the loaded ones and start with their
 residual branches zeroed (``Block.zero_residuals_``), so the loaded function is kept to the
 norm's ``eps`` while the new blocks learn."""
+EDGES = ("edge_positions",)
+"""Model settings a fine-tune (``train.init_from``) may turn on: their tables start at zero,
+so the loaded function is kept exactly while they learn (``RecurrentBase.added_tensors``)."""
 
 
 def architecture(config: ModelConfig) -> dict[str, Any]:
     """The fields of a resolved model config that change what its weights compute: every
     field but ``gradient`` (``H_cycles``, ``L_cycles``, ``rope_theta``, ... leave the weights'
-    shapes alone, so a shape check cannot tell them apart)."""
-    return {k: v for k, v in sorted(dataclasses.asdict(config).items())
-            if k not in _NOT_ARCHITECTURE}
+    shapes alone, so a shape check cannot tell them apart). Switches added later are left out
+    while off, with the fields they bring, so older weights keep their fingerprint."""
+    fields = dataclasses.asdict(config)
+    left_out = set(_NOT_ARCHITECTURE)
+    for switch, names in _OFF_BY_DEFAULT.items():
+        if not fields[switch]:
+            left_out.update(names)
+    return {k: v for k, v in sorted(fields.items()) if k not in left_out}
 
 
 def _canonical(arch: dict[str, Any]) -> str:
@@ -331,7 +342,9 @@ def load_weights(model: RecurrentCore, path: str | Path,
         saved_as: the architecture the file must have been saved for, where it may differ
             from ``model.config`` (a fine-tune to another recurrence or depth); default: the
             model's. Where it has fewer layers (``DEPTH``), the model's further blocks keep
-            their fresh weights with their residual branches zeroed.
+            their fresh weights with their residual branches zeroed; where it has a switch of
+            ``EDGES`` off that the model has on, the model keeps its tables for it (zeros
+            in a fresh model).
         puzzle_rows: for weights trained on another selection of puzzles: the file's
             puzzle-embedding table may then have any number of rows, and row ``old`` of it
             becomes row ``new`` of the model's for each ``new: old`` here; the model's other
@@ -351,6 +364,11 @@ def load_weights(model: RecurrentCore, path: str | Path,
     added = _added_blocks(model, saved_as, path)
     for prefix, _ in added:   # the file has none of these: they keep the model's values
         state.update({k: v for k, v in expected.items() if k.startswith(prefix)})
+    for field in EDGES:
+        if getattr(saved_as, field) and not getattr(model.config, field):
+            raise ValueError(f"{path}: saved with {field}=true, but the model has it false: a "
+                             "fine-tune may turn it on for loaded weights, not off")
+    state.update({k: expected[k] for k in model.added_tensors(saved_as)})
     saved_ids = saved_as.num_puzzle_ids
     if puzzle_rows is not None and PUZZLE_EMB in state and PUZZLE_EMB in expected:
         old = state[PUZZLE_EMB]

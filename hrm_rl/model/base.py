@@ -128,6 +128,10 @@ class RecurrentBase(nn.Module):
             self.embed_pos = nn.Parameter(
                 trunc_normal_(torch.empty(positions, hidden), std=1 / self.embed_scale)
             )
+        if config.edge_positions:   # one more row: positions outside the grid
+            side = math.isqrt(config.seq_len)
+            self.embed_edge_rows = nn.Parameter(torch.zeros(side + 1, hidden))
+            self.embed_edge_cols = nn.Parameter(torch.zeros(side + 1, hidden))
         self._build_networks()
         # Fixed (not learned) initial states, saved with the weights.
         self.register_buffer("H_init", trunc_normal_(torch.empty(hidden), std=1.0))
@@ -141,6 +145,32 @@ class RecurrentBase(nn.Module):
         """The stacks of ``Block``s a fine-tune may deepen (``train.init_from`` onto more
         layers), by the config field that sets each one's depth; none unless a core says."""
         return {}
+
+    def added_tensors(self, saved_as: ModelConfig) -> list[str]:
+        """The ``state_dict`` names of the tables this core has and a core configured as
+        ``saved_as`` lacks because a switch of ``hrm_rl.checkpoint.EDGES`` was off there."""
+        if self.config.edge_positions and not saved_as.edge_positions:
+            return ["embed_edge_rows", "embed_edge_cols"]
+        return []
+
+    def edge_embeddings(self, inputs: torch.Tensor) -> torch.Tensor:
+        """``(batch, seq_len)`` canvases -> ``(batch, positions, hidden)``: at each grid
+        position the embedding of the rows below it in the grid plus that of the columns right
+        of it; outside the grid, each table's last row instead; zeros on the prefix.
+
+        The grid is read off the input: its rows are those whose first cell holds content
+        (a token from ``content_token``), its columns those of the first row that do.
+        """
+        batch, side = inputs.shape[0], math.isqrt(self.config.seq_len)
+        content = (inputs >= self.config.content_token).view(batch, side, side)
+        height, width = content[:, :, 0].sum(1), content[:, 0, :].sum(1)
+        index = torch.arange(side, device=inputs.device)
+        below = height[:, None] - 1 - index                       # (batch, side)
+        right = width[:, None] - 1 - index
+        below = torch.where(below >= 0, below, side)
+        right = torch.where(right >= 0, right, side)
+        emb = (self.embed_edge_rows[below][:, :, None] + self.embed_edge_cols[right][:, None])
+        return F.pad(emb.reshape(batch, side * side, -1), (0, 0, self.prefix_len, 0))
 
     @property
     def positions(self) -> int:
@@ -186,7 +216,8 @@ class RecurrentBase(nn.Module):
         """``(batch, seq_len)`` tokens -> ``(batch, positions, hidden)`` scaled embeddings.
 
         The prefix holds the puzzle embedding (zero-padded to ``prefix_len * hidden``), or
-        zeros when there is none: scratch positions the network may write to.
+        zeros when there is none: scratch positions the network may write to. With
+        ``edge_positions``, ``edge_embeddings`` are added to the token embeddings.
         """
         emb = F.embedding(inputs, self.embed_tokens)
         if self.prefix_len:
@@ -198,6 +229,8 @@ class RecurrentBase(nn.Module):
             else:
                 prefix = emb.new_zeros(batch, self.prefix_len * hidden)
             emb = torch.cat((prefix.view(batch, self.prefix_len, hidden), emb), dim=1)
+        if self.config.edge_positions:
+            emb = emb + self.edge_embeddings(inputs).to(emb.dtype)
         if self.config.pos_encodings == "learned":
             emb = 0.707106781 * (emb + self.embed_pos)  # keeps the forward variance
         return self.embed_scale * emb

@@ -105,6 +105,9 @@ class Task(ABC):
             has exactly one solution.
         scored: the task has its own metric, ``score`` (e.g. ARC's pass@k), which
             ``evaluate`` reports beside exact accuracy.
+        content_token: where a puzzle is a square canvas with its grid in the top-left
+            corner (ARC): the lowest token id of a grid cell, which
+            ``model.edge_positions`` needs to find the grid; None for other tasks.
     """
 
     name: str
@@ -115,6 +118,7 @@ class Task(ABC):
     box_shape: tuple[int, int] | None = None
     checks_uniqueness: bool = False
     scored: bool = False
+    content_token: int | None = None
 
     @abstractmethod
     def read_csv(self, path: str | Path, check_unique: bool = False) -> PuzzleBatch:

@@ -55,6 +55,7 @@ class ARCTask(Task):
     canvas = GRID
     cache_splits = False  # built from the corpus in about a second: no CSV cache
     scored = True
+    content_token = COLOR0
 
     def __init__(self, dataset: str = "arc1", data_dir: str | Path | None = None,
                  augmentations: int = 1000, max_tasks: int = 0, seed: int = 0,

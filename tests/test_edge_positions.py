@@ -1,0 +1,111 @@
+"""``model.edge_positions``: positions counted from an ARC grid's far edges, and a fine-tune
+that turns them on for a loaded core."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+
+import numpy as np
+import pytest
+import torch
+
+from hrm_rl.checkpoint import architecture, load_checkpoint
+from hrm_rl.config import ConfigError, ModelConfig, RunConfig, TaskConfig, from_dict
+from hrm_rl.model import build_model
+from hrm_rl.tasks import make_task
+from hrm_rl.tasks.arc.canvas import COLOR0, encode_grid
+
+
+def _core(side: int = 4, **fields) -> torch.nn.Module:
+    config = ModelConfig(hidden_size=8, num_heads=2, H_layers=1, L_layers=1, H_cycles=1,
+                         L_cycles=1, puzzle_emb_ndim=8, pos_encodings="learned", vocab_size=12,
+                         seq_len=side * side, num_puzzle_ids=2, edge_positions=True,
+                         content_token=COLOR0, **fields)
+    return build_model(config)
+
+
+def test_each_cell_gets_the_rows_below_and_the_columns_right_of_it_in_its_grid():
+    model = _core()
+    with torch.no_grad():   # row i of each table: i in one coordinate, 10 * i in another
+        model.embed_edge_rows.zero_()[:, 0] = torch.arange(5.0)
+        model.embed_edge_cols.zero_()[:, 1] = 10 * torch.arange(5.0)
+    grid = np.array([[1, 2], [3, 4], [5, 6]])            # 3 rows, 2 columns
+    inputs = torch.as_tensor(encode_grid(grid, side=4)[None]).long()
+    emb = model.edge_embeddings(inputs)
+    assert emb.shape == (1, 1 + 16, 8) and not emb[0, 0].any()   # zeros on the prefix
+    rows, cols = emb[0, 1:, 0].view(4, 4), emb[0, 1:, 1].view(4, 4)
+    outside = 4   # the tables' last row
+    assert rows.tolist() == [[2] * 4, [1] * 4, [0] * 4, [outside] * 4]
+    assert cols.tolist() == [[10, 0, 10 * outside, 10 * outside]] * 4
+
+
+def test_the_tables_start_at_zero_and_change_nothing_until_trained():
+    torch.manual_seed(0)
+    model = _core()
+    plain = build_model(dataclasses.replace(model.config, edge_positions=False, content_token=0))
+    state = {k: v for k, v in model.state_dict().items() if not k.startswith("embed_edge")}
+    plain.load_state_dict(state)
+    inputs = torch.randint(0, 12, (3, 16))
+    ids = torch.ones(3, dtype=torch.long)
+    with torch.no_grad():
+        a, b = plain(plain.initial_carry(3), inputs, ids), model(model.initial_carry(3), inputs, ids)
+    torch.testing.assert_close(b.logits, a.logits)
+
+
+def test_config_checks_and_older_fingerprints():
+    with pytest.raises(ConfigError, match="model.edge_positions.*no grid in the corner"):
+        ModelConfig(edge_positions=True).fit_to(make_task(TaskConfig(name="sudoku", size=4)))
+    with pytest.raises(ConfigError, match="model.content_token.*only with model.edge_positions"):
+        ModelConfig(content_token=2).validate()
+    with pytest.raises(ConfigError, match="model.edge_positions.*square canvas"):
+        ModelConfig(edge_positions=True, content_token=2, seq_len=12).validate()
+    # a core without them keeps the fingerprint its weights were stamped with
+    off = architecture(ModelConfig())
+    assert "edge_positions" not in off and "content_token" not in off
+    assert architecture(ModelConfig(edge_positions=True, content_token=2))["content_token"] == 2
+
+
+@pytest.mark.skipif(importlib.util.find_spec("reasoning_gym") is None,
+                    reason="reasoning-gym is not installed (scripts/venv.sh installs it)")
+def test_a_fine_tune_may_turn_edge_positions_on_but_not_off(tmp_path):
+    from agents.trainer import ACTTrainer
+
+    def config(edges: bool, **train):
+        return from_dict(RunConfig, {
+            "name": "t", "task": {"name": "arc", "dataset": "rearc",
+                                  "rearc_tasks": ["68b16354", "3af2c5a8"], "augmentations": 0},
+            "model": {"hidden_size": 16, "num_heads": 2, "H_layers": 1, "L_layers": 1,
+                      "H_cycles": 1, "L_cycles": 1, "puzzle_emb_ndim": 16,
+                      "pos_encodings": "learned", "edge_positions": edges},
+            "data": {"train_size": 8, "test_size": 2, "cache_dir": str(tmp_path / "data")},
+            "train": {"batch_size": 4, "steps": 3, "eval_every": 100, "checkpoint_every": 3,
+                      "max_segments": 2, "threads": 1, "device": "cpu", "lr": 1e-2,
+                      "puzzle_emb_optimizer": "main", **train}})
+
+    ACTTrainer(config(False), tmp_path / "plain", progress=False).fit()
+    source = load_checkpoint(tmp_path / "plain").model.eval()
+    tuned = ACTTrainer(config(True, init_from=str(tmp_path / "plain")), tmp_path / "edges",
+                       progress=False)
+    model = tuned.model.eval()
+    assert model.config.content_token == COLOR0
+    assert any("edge_positions False -> True" in n for n in tuned.notes)
+    assert not model.embed_edge_rows.any() and not model.embed_edge_cols.any()
+    batch = source_task_batch(tmp_path)
+    with torch.no_grad():
+        want, got = source.initial_carry(len(batch)), model.initial_carry(len(batch))
+        for _ in range(2):
+            a, b = source(want, *batch), model(got, *batch)
+            torch.testing.assert_close(b.logits, a.logits)
+            want, got = a.carry, b.carry
+    tuned.fit()
+    assert tuned.model.embed_edge_rows.any() and tuned.model.embed_edge_cols.any()
+    assert load_checkpoint(tmp_path / "edges").model.config.edge_positions
+    with pytest.raises(ValueError, match="edge_positions=true.*not off"):
+        ACTTrainer(config(False, init_from=str(tmp_path / "edges")), None, progress=False)
+
+
+def source_task_batch(tmp_path) -> tuple[torch.Tensor, torch.Tensor]:
+    """Inputs and identifiers of the run's held-out pairs."""
+    held_out = load_checkpoint(tmp_path / "plain").test_puzzles()
+    return (torch.as_tensor(held_out.inputs).long(), torch.as_tensor(held_out.puzzle_ids).long())
