@@ -57,7 +57,7 @@ from tqdm.auto import tqdm
 from hrm_rl import distributed
 from hrm_rl.agents import act
 from hrm_rl.agents.act import StepStats
-from hrm_rl.checkpoint import (DEPTH, EDGES, LATEST, RECURRENCE, WEIGHTS, check_architecture,
+from hrm_rl.checkpoint import (DEPTH, LATEST, RECURRENCE, SWITCHES, WEIGHTS, check_architecture,
                                check_weights_sha256, load_trainer_state, load_weights,
                                read_checkpoint_config, resolve_checkpoint)
 from hrm_rl.cpu_defaults import choose_matmul, choose_precision
@@ -533,9 +533,9 @@ class ACTTrainer:
                          "fresh")
         now = self.model.config
         # The same weights run for another number of steps per segment, with more layers
-        # (the added ones start as the identity) or with edge positions (starting at zero).
+        # (the added ones start as the identity) or with a switch on (its weights start at 0).
         changed = {k: (getattr(saved_model, k), getattr(now, k))
-                   for k in RECURRENCE + DEPTH + EDGES
+                   for k in RECURRENCE + DEPTH + SWITCHES
                    if getattr(saved_model, k) != getattr(now, k)}
         if changed:
             extra += "; " + ", ".join(f"{k} {a} -> {b}" for k, (a, b) in changed.items())

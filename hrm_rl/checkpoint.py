@@ -63,7 +63,8 @@ WEIGHTS_SHA_KEY = "weights_sha256"
 FINGERPRINT_KEY = "hrm_rl.architecture_sha256"
 """safetensors metadata keys: the canonical JSON of ``architecture(config)`` and its sha256."""
 _NOT_ARCHITECTURE = frozenset({"gradient"})  # which steps carry the gradient: training only
-_OFF_BY_DEFAULT = {"edge_positions": ("edge_positions", "content_token")}
+_OFF_BY_DEFAULT = {"edge_positions": ("edge_positions", "content_token"),
+                   "puzzle_emb_cells": ("puzzle_emb_cells",)}
 """Fields added after weights first stored their fingerprint: left out of ``architecture``
 while the switch (the key) is off, so those weights keep theirs."""
 RECURRENCE = ("H_cycles", "L_cycles")
@@ -74,9 +75,10 @@ DEPTH = ("H_layers", "L_layers")
 ``stacks()`` name them: the blocks added go after the loaded ones and start with their
 residual branches zeroed (``Block.zero_residuals_``), so the loaded function is kept to the
 norm's ``eps`` while the new blocks learn."""
-EDGES = ("edge_positions",)
-"""Model settings a fine-tune (``train.init_from``) may turn on: their tables start at zero,
-so the loaded function is kept exactly while they learn (``RecurrentBase.added_tensors``)."""
+SWITCHES = ("edge_positions", "puzzle_emb_cells")
+"""Model settings a fine-tune (``train.init_from``) may turn on, not off: the weights they add
+start at zero, so the loaded function is kept exactly while they learn
+(``RecurrentBase.added_tensors``)."""
 
 
 def architecture(config: ModelConfig) -> dict[str, Any]:
@@ -343,7 +345,7 @@ def load_weights(model: RecurrentCore, path: str | Path,
             from ``model.config`` (a fine-tune to another recurrence or depth); default: the
             model's. Where it has fewer layers (``DEPTH``), the model's further blocks keep
             their fresh weights with their residual branches zeroed; where it has a switch of
-            ``EDGES`` off that the model has on, the model keeps its tables for it (zeros
+            ``SWITCHES`` off that the model has on, the model keeps its tables for it (zeros
             in a fresh model).
         puzzle_rows: for weights trained on another selection of puzzles: the file's
             puzzle-embedding table may then have any number of rows, and row ``old`` of it
@@ -364,7 +366,7 @@ def load_weights(model: RecurrentCore, path: str | Path,
     added = _added_blocks(model, saved_as, path)
     for prefix, _ in added:   # the file has none of these: they keep the model's values
         state.update({k: v for k, v in expected.items() if k.startswith(prefix)})
-    for field in EDGES:
+    for field in SWITCHES:
         if getattr(saved_as, field) and not getattr(model.config, field):
             raise ValueError(f"{path}: saved with {field}=true, but the model has it false: a "
                              "fine-tune may turn it on for loaded weights, not off")

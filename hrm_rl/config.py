@@ -70,8 +70,17 @@ class ModelConfig:
     positions give a core only after long training (re-arc's 68b16354, a flip, alone from
     scratch: 99.2% exact at step 1000 with them, 3.5% with learned positions alone, 5.9% with
     rotary ones). The tables start at zero, so a fine-tune may turn them on
-    (``train.init_from``; ``hrm_rl.checkpoint.EDGES``) and starts out computing what the
+    (``train.init_from``; ``hrm_rl.checkpoint.SWITCHES``) and starts out computing what the
     loaded core did.
+
+    ``puzzle_emb_cells`` adds a learned projection of the puzzle embedding to every cell's
+    input, besides the prefix position that holds it. Without it a cell learns which
+    puzzle (ARC: which task) it is in only by attending to the prefix, so a core that must
+    route cells differently for each task (a flip for one, a rotation for another) needs an
+    attention step before it can choose where to look (re-arc's 68b16354, 3c9b0459, 6150a2bd
+    and 67a3c6ac together, with edge positions, from scratch: 44.5% exact at step 1340 with
+    it, 17.2% at step 1406 without). The projection starts at zero, so a fine-tune may turn
+    it on (``train.init_from``). Needs ``puzzle_emb_ndim > 0``.
 
     ``vocab_size``, ``seq_len`` and ``num_puzzle_ids`` come from the task when left at 0,
     and so does ``content_token`` when ``edge_positions`` is set.
@@ -97,6 +106,7 @@ class ModelConfig:
     num_puzzle_ids: int = 0
     edge_positions: bool = False
     content_token: int = 0
+    puzzle_emb_cells: bool = False
 
     def fit_to(self, task: Any) -> ModelConfig:
         """A copy with ``vocab_size``, ``seq_len`` and ``num_puzzle_ids`` taken from ``task``
@@ -165,6 +175,8 @@ class ModelConfig:
                      f"needs a square canvas, but the task has {self.seq_len} tokens a puzzle")
         _require(self.edge_positions or not self.content_token, "model.content_token",
                  "is read only with model.edge_positions; leave it 0")
+        _require(not self.puzzle_emb_cells or self.puzzle_emb_ndim > 0, "model.puzzle_emb_cells",
+                 "projects the puzzle embedding, and model.puzzle_emb_ndim is 0; set it")
         if self.kind != "trm":
             _require(not self.mlp_t, "model.mlp_t", "only model.kind=trm has an mlp_t variant")
             _require(self.puzzle_emb_len == 0, "model.puzzle_emb_len",

@@ -132,6 +132,10 @@ class RecurrentBase(nn.Module):
             side = math.isqrt(config.seq_len)
             self.embed_edge_rows = nn.Parameter(torch.zeros(side + 1, hidden))
             self.embed_edge_cols = nn.Parameter(torch.zeros(side + 1, hidden))
+        if config.puzzle_emb_cells:
+            self.puzzle_emb_to_cells = Linear(config.puzzle_emb_ndim, hidden)
+            with torch.no_grad():
+                self.puzzle_emb_to_cells.weight.zero_()
         self._build_networks()
         # Fixed (not learned) initial states, saved with the weights.
         self.register_buffer("H_init", trunc_normal_(torch.empty(hidden), std=1.0))
@@ -147,11 +151,14 @@ class RecurrentBase(nn.Module):
         return {}
 
     def added_tensors(self, saved_as: ModelConfig) -> list[str]:
-        """The ``state_dict`` names of the tables this core has and a core configured as
-        ``saved_as`` lacks because a switch of ``hrm_rl.checkpoint.EDGES`` was off there."""
+        """The ``state_dict`` names of the weights this core has and a core configured as
+        ``saved_as`` lacks because a switch of ``hrm_rl.checkpoint.SWITCHES`` was off there."""
+        names = []
         if self.config.edge_positions and not saved_as.edge_positions:
-            return ["embed_edge_rows", "embed_edge_cols"]
-        return []
+            names += ["embed_edge_rows", "embed_edge_cols"]
+        if self.config.puzzle_emb_cells and not saved_as.puzzle_emb_cells:
+            names += ["puzzle_emb_to_cells.weight"]
+        return names
 
     def edge_embeddings(self, inputs: torch.Tensor) -> torch.Tensor:
         """``(batch, seq_len)`` canvases -> ``(batch, positions, hidden)``: at each grid
@@ -217,9 +224,13 @@ class RecurrentBase(nn.Module):
 
         The prefix holds the puzzle embedding (zero-padded to ``prefix_len * hidden``), or
         zeros when there is none: scratch positions the network may write to. With
-        ``edge_positions``, ``edge_embeddings`` are added to the token embeddings.
+        ``puzzle_emb_cells``, a projection of the puzzle embedding is added to every token's,
+        and with ``edge_positions`` the ``edge_embeddings``.
         """
         emb = F.embedding(inputs, self.embed_tokens)
+        if self.config.puzzle_emb_cells:
+            cells = self.puzzle_emb_to_cells(self.puzzle_emb[puzzle_ids].to(emb.dtype))
+            emb = emb + cells[:, None].to(emb.dtype)
         if self.prefix_len:
             hidden = self.config.hidden_size
             batch = inputs.shape[0]

@@ -1,5 +1,6 @@
-"""``model.edge_positions``: positions counted from an ARC grid's far edges, and a fine-tune
-that turns them on for a loaded core."""
+"""The model switches a fine-tune may turn on (``hrm_rl.checkpoint.SWITCHES``):
+``edge_positions`` (positions counted from an ARC grid's far edges) and ``puzzle_emb_cells``
+(the puzzle embedding projected onto every cell)."""
 
 from __future__ import annotations
 
@@ -40,17 +41,27 @@ def test_each_cell_gets_the_rows_below_and_the_columns_right_of_it_in_its_grid()
     assert cols.tolist() == [[10, 0, 10 * outside, 10 * outside]] * 4
 
 
-def test_the_tables_start_at_zero_and_change_nothing_until_trained():
+@pytest.mark.parametrize("switch", ["edge_positions", "puzzle_emb_cells"])
+def test_what_a_switch_adds_starts_at_zero_and_changes_nothing_until_trained(switch):
     torch.manual_seed(0)
-    model = _core()
-    plain = build_model(dataclasses.replace(model.config, edge_positions=False, content_token=0))
-    state = {k: v for k, v in model.state_dict().items() if not k.startswith("embed_edge")}
-    plain.load_state_dict(state)
+    model = _core(puzzle_emb_cells=True)
+    with torch.no_grad():
+        model.puzzle_emb.normal_()   # a trained table, which the projection must not pass yet
+    off = {"edge_positions": {"edge_positions": False, "content_token": 0},
+           "puzzle_emb_cells": {"puzzle_emb_cells": False}}[switch]
+    plain = build_model(dataclasses.replace(model.config, **off))
+    added = model.added_tensors(plain.config)
+    assert added and all(not model.state_dict()[k].any() for k in added)
+    plain.load_state_dict({k: v for k, v in model.state_dict().items() if k not in added})
     inputs = torch.randint(0, 12, (3, 16))
-    ids = torch.ones(3, dtype=torch.long)
+    ids = torch.tensor([0, 1, 1])
     with torch.no_grad():
         a, b = plain(plain.initial_carry(3), inputs, ids), model(model.initial_carry(3), inputs, ids)
-    torch.testing.assert_close(b.logits, a.logits)
+        torch.testing.assert_close(b.logits, a.logits)
+        model.puzzle_emb_to_cells.weight.fill_(0.1)
+        model.embed_edge_rows.fill_(0.1)
+        b = model(model.initial_carry(3), inputs, ids)
+    assert not torch.allclose(b.logits, a.logits)   # and once trained, they count
 
 
 def test_config_checks_and_older_fingerprints():
@@ -60,24 +71,27 @@ def test_config_checks_and_older_fingerprints():
         ModelConfig(content_token=2).validate()
     with pytest.raises(ConfigError, match="model.edge_positions.*square canvas"):
         ModelConfig(edge_positions=True, content_token=2, seq_len=12).validate()
+    with pytest.raises(ConfigError, match="model.puzzle_emb_cells.*puzzle_emb_ndim is 0"):
+        ModelConfig(puzzle_emb_cells=True).validate()
     # a core without them keeps the fingerprint its weights were stamped with
     off = architecture(ModelConfig())
-    assert "edge_positions" not in off and "content_token" not in off
+    assert not {"edge_positions", "content_token", "puzzle_emb_cells"} & set(off)
     assert architecture(ModelConfig(edge_positions=True, content_token=2))["content_token"] == 2
 
 
 @pytest.mark.skipif(importlib.util.find_spec("reasoning_gym") is None,
                     reason="reasoning-gym is not installed (scripts/venv.sh installs it)")
-def test_a_fine_tune_may_turn_edge_positions_on_but_not_off(tmp_path):
+def test_a_fine_tune_may_turn_the_switches_on_but_not_off(tmp_path):
     from agents.trainer import ACTTrainer
 
-    def config(edges: bool, **train):
+    def config(on: bool, **train):
         return from_dict(RunConfig, {
             "name": "t", "task": {"name": "arc", "dataset": "rearc",
                                   "rearc_tasks": ["68b16354", "3af2c5a8"], "augmentations": 0},
             "model": {"hidden_size": 16, "num_heads": 2, "H_layers": 1, "L_layers": 1,
                       "H_cycles": 1, "L_cycles": 1, "puzzle_emb_ndim": 16,
-                      "pos_encodings": "learned", "edge_positions": edges},
+                      "pos_encodings": "learned", "edge_positions": on,
+                      "puzzle_emb_cells": on},
             "data": {"train_size": 8, "test_size": 2, "cache_dir": str(tmp_path / "data")},
             "train": {"batch_size": 4, "steps": 3, "eval_every": 100, "checkpoint_every": 3,
                       "max_segments": 2, "threads": 1, "device": "cpu", "lr": 1e-2,
@@ -89,8 +103,10 @@ def test_a_fine_tune_may_turn_edge_positions_on_but_not_off(tmp_path):
                        progress=False)
     model = tuned.model.eval()
     assert model.config.content_token == COLOR0
-    assert any("edge_positions False -> True" in n for n in tuned.notes)
-    assert not model.embed_edge_rows.any() and not model.embed_edge_cols.any()
+    assert any("edge_positions False -> True, puzzle_emb_cells False -> True" in n
+               for n in tuned.notes)
+    added = ["embed_edge_rows", "embed_edge_cols", "puzzle_emb_to_cells.weight"]
+    assert all(not model.state_dict()[k].any() for k in added)
     batch = source_task_batch(tmp_path)
     with torch.no_grad():
         want, got = source.initial_carry(len(batch)), model.initial_carry(len(batch))
@@ -99,8 +115,9 @@ def test_a_fine_tune_may_turn_edge_positions_on_but_not_off(tmp_path):
             torch.testing.assert_close(b.logits, a.logits)
             want, got = a.carry, b.carry
     tuned.fit()
-    assert tuned.model.embed_edge_rows.any() and tuned.model.embed_edge_cols.any()
-    assert load_checkpoint(tmp_path / "edges").model.config.edge_positions
+    assert all(tuned.model.state_dict()[k].any() for k in added)
+    saved = load_checkpoint(tmp_path / "edges").model.config
+    assert saved.edge_positions and saved.puzzle_emb_cells
     with pytest.raises(ValueError, match="edge_positions=true.*not off"):
         ACTTrainer(config(False, init_from=str(tmp_path / "edges")), None, progress=False)
 
