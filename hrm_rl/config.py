@@ -79,8 +79,8 @@ class ModelConfig:
     route cells differently for each task (a flip for one, a rotation for another) needs an
     attention step before it can choose where to look (re-arc's 68b16354, 3c9b0459, 6150a2bd
     and 67a3c6ac together, with edge positions, from scratch: 44.5% exact at step 1340 with
-    it, 17.2% at step 1406 without). The projection starts at zero, so a fine-tune may turn
-    it on (``train.init_from``). Needs ``puzzle_emb_ndim > 0``.
+    the embedding itself added, 17.2% at step 1406 without). The projection starts at zero,
+    so a fine-tune may turn it on (``train.init_from``). Needs ``puzzle_emb_ndim > 0``.
 
     ``vocab_size``, ``seq_len`` and ``num_puzzle_ids`` come from the task when left at 0,
     and so does ``content_token`` when ``edge_positions`` is set.
