@@ -58,8 +58,8 @@ def test_what_a_switch_adds_starts_at_zero_and_changes_nothing_until_trained(swi
     with torch.no_grad():
         a, b = plain(plain.initial_carry(3), inputs, ids), model(model.initial_carry(3), inputs, ids)
         torch.testing.assert_close(b.logits, a.logits)
-        model.puzzle_emb_to_cells.weight.fill_(0.1)
-        model.embed_edge_rows.fill_(0.1)
+        for name in added:   # this switch's weights only (state_dict shares their storage)
+            model.state_dict()[name].fill_(0.1)
         b = model(model.initial_carry(3), inputs, ids)
     assert not torch.allclose(b.logits, a.logits)   # and once trained, they count
 
