@@ -542,8 +542,7 @@ class ACTTrainer:
         try:
             load_weights(self.model, folder / WEIGHTS, puzzle_rows=rows,
                          saved_as=dataclasses.replace(
-                             now, **{k: a for k, (a, _) in changed.items()},
-                             content_token=saved_model.content_token))
+                             now, **{k: a for k, (a, _) in changed.items()}))
             check_weights_sha256(folder, meta)
         except ValueError as err:
             raise ValueError(f"train.init_from={source!r}: {err}") from None

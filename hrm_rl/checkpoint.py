@@ -63,10 +63,10 @@ WEIGHTS_SHA_KEY = "weights_sha256"
 FINGERPRINT_KEY = "hrm_rl.architecture_sha256"
 """safetensors metadata keys: the canonical JSON of ``architecture(config)`` and its sha256."""
 _NOT_ARCHITECTURE = frozenset({"gradient"})  # which steps carry the gradient: training only
-_OFF_BY_DEFAULT = {"edge_positions": ("edge_positions", "content_token"),
-                   "puzzle_emb_cells": ("puzzle_emb_cells",)}
-"""Fields added after weights first stored their fingerprint: left out of ``architecture``
-while the switch (the key) is off, so those weights keep theirs."""
+_SWITCH_FIELDS = {"edge_positions": ("edge_positions", "content_token"),
+                  "puzzle_emb_cells": ("puzzle_emb_cells",)}
+"""Each of ``SWITCHES`` with the fields it brings, all added after weights first stored their
+fingerprint: left out of ``architecture`` while the switch is off, so those weights keep it."""
 RECURRENCE = ("H_cycles", "L_cycles")
 """Model settings a fine-tune (``train.init_from``) may change: how many steps each segment
 runs, with the same weights (the weights' architecture check holds them otherwise)."""
@@ -75,7 +75,7 @@ DEPTH = ("H_layers", "L_layers")
 ``stacks()`` name them: the blocks added go after the loaded ones and start with their
 residual branches zeroed (``Block.zero_residuals_``), so the loaded function is kept to the
 norm's ``eps`` while the new blocks learn."""
-SWITCHES = ("edge_positions", "puzzle_emb_cells")
+SWITCHES = tuple(_SWITCH_FIELDS)
 """Model settings a fine-tune (``train.init_from``) may turn on, not off: the weights they add
 start at zero, so the loaded function is kept exactly while they learn
 (``RecurrentBase.added_tensors``)."""
@@ -88,7 +88,7 @@ def architecture(config: ModelConfig) -> dict[str, Any]:
     while off, with the fields they bring, so older weights keep their fingerprint."""
     fields = dataclasses.asdict(config)
     left_out = set(_NOT_ARCHITECTURE)
-    for switch, names in _OFF_BY_DEFAULT.items():
+    for switch, names in _SWITCH_FIELDS.items():
         if not fields[switch]:
             left_out.update(names)
     return {k: v for k, v in sorted(fields.items()) if k not in left_out}

@@ -229,7 +229,7 @@ class RecurrentBase(nn.Module):
         """
         emb = F.embedding(inputs, self.embed_tokens)
         if self.config.puzzle_emb_cells:
-            cells = self.puzzle_emb_to_cells(self.puzzle_emb[puzzle_ids].to(emb.dtype))
+            cells = self.puzzle_emb_to_cells(self.puzzle_emb[puzzle_ids])  # bf16 in autocast
             emb = emb + cells[:, None].to(emb.dtype)
         if self.prefix_len:
             hidden = self.config.hidden_size

@@ -5,8 +5,8 @@ Every task of the checkpoint is scored on ``--pairs`` fresh generated pairs draw
 re-arc's ``select`` seeds (``RearcTask.draw``; ``hrm_rl.tasks.arc.rearc.SEED_BASE``),
 apart from every split a core is trained or scored on, so choosing tasks here leaves the
 chosen recipe's held-out figures honest. Each task's exact accuracy under Q-head halting
-(ties: its cell accuracy) ranks it; the script prints the ranking and the ``--top`` best as a ``task.rearc_tasks``
-list (sorted by id), and writes both to ``--out`` as JSON.
+(ties: its cell accuracy) ranks it; the script prints the ranking and the ``--top`` best as
+a ``task.rearc_tasks`` list (sorted by id), and writes both to ``--out`` as JSON.
 
     python scripts/experiments/rearc_pilot.py runs/pilot98 --pairs 16 --top 32 \\
         --out runs/pilot98/ranking.json
