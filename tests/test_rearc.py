@@ -55,6 +55,20 @@ def test_generation_is_deterministic_and_bounded():
         rearc.draw_pairs("007bbfb7", [0], max_grid=2, tries=3)
 
 
+def test_rare_acceptable_draws_are_found_and_earlier_pairs_kept():
+    # 1caeab9d accepts about one draw in five once copies are left out; seed 2398 of its
+    # train split needs more than 50 tries (the former default stopped a run here)
+    kw = dict(max_grid=10, difficulty=(0.0, 0.5), keep_copies=False)
+    with pytest.raises(ValueError, match="in 50 draws for seed 2398"):
+        rearc.draw_pairs("1caeab9d", [2398], tries=50, **kw)
+    (a, b), = rearc.draw_pairs("1caeab9d", [2398], **kw)
+    assert max(a.shape + b.shape) <= 10 and not np.array_equal(a, b)
+    # seeds that succeed within fewer tries draw the same pair whatever the budget
+    few = rearc.draw_pairs("1caeab9d", range(8), tries=50, **kw)
+    assert [x.tolist() for x, _ in few] == [x.tolist() for x, _ in
+                                            rearc.draw_pairs("1caeab9d", range(8), **kw)]
+
+
 def test_splits_are_disjoint_and_never_official(task, splits):
     train, test = splits
     assert (len(train), len(test)) == (40, 12)

@@ -90,14 +90,18 @@ def pair_seed(task_id: str, seed: int) -> int:
 def draw_pairs(task_id: str, seeds: Iterable[int], max_grid: int,
                difficulty: tuple[float, float] = (0.0, 1.0),
                exclude: Iterable[tuple[np.ndarray, np.ndarray]] = (),
-               tries: int = 50, keep_copies: bool = True
+               tries: int = 200, keep_copies: bool = True
                ) -> list[tuple[np.ndarray, np.ndarray]]:
     """One generated pair of ``task_id`` per seed, each with input and output at most
     ``max_grid`` x ``max_grid`` and different from every pair in ``exclude`` (the task's
     official pairs), and, unless ``keep_copies``, an output that differs from its input
     (a flip of a symmetric grid copies it). A seed whose draw fails these (or whose
     generator raises, as some do on rare draws) tries again from a derived seed, up to
-    ``tries`` times.
+    ``tries`` times. The first acceptable draw is kept, so a larger ``tries`` changes no
+    pair, it only rescues seeds that would fail: with ``keep_copies=False`` a suitable task
+    can accept as few as one draw in five (1caeab9d at difficulty 0-0.5: 19.5%), where 50
+    tries failed about once in 50,000 seeds (seed 2398 of its train split) and 200 fail
+    fewer than once in 10^18.
 
     Returns the pairs as uint8 arrays. Deterministic for the arguments.
 
