@@ -78,7 +78,7 @@ norm's ``eps`` while the new blocks learn."""
 SWITCHES = tuple(_SWITCH_FIELDS)
 """Model settings a fine-tune (``train.init_from``) may turn on, not off: the weights they add
 start at zero, so the loaded function is kept exactly while they learn
-(``RecurrentBase.added_tensors``)."""
+(``switch_tensors``)."""
 
 
 def architecture(config: ModelConfig) -> dict[str, Any]:
@@ -370,7 +370,7 @@ def load_weights(model: RecurrentCore, path: str | Path,
         if getattr(saved_as, field) and not getattr(model.config, field):
             raise ValueError(f"{path}: saved with {field}=true, but the model has it false: a "
                              "fine-tune may turn it on for loaded weights, not off")
-    state.update({k: expected[k] for k in model.added_tensors(saved_as)})
+    state.update({k: expected[k] for k in switch_tensors(model, saved_as)})
     saved_ids = saved_as.num_puzzle_ids
     if puzzle_rows is not None and PUZZLE_EMB in state and PUZZLE_EMB in expected:
         old = state[PUZZLE_EMB]
@@ -403,6 +403,22 @@ def load_weights(model: RecurrentCore, path: str | Path,
     model.load_state_dict(state)
     for _, block in added:
         block.zero_residuals_()
+
+
+def switch_tensors(model: RecurrentCore, saved_as: ModelConfig) -> list[str]:
+    """The ``state_dict`` names of the weights ``model`` has and the same core lacks with the
+    switches of ``SWITCHES`` that are off in ``saved_as`` turned off, with the fields they
+    bring at their defaults (read off a core built on the meta device, so no table is
+    allocated and no switch has to list its tensors by hand)."""
+    defaults = {f.name: f.default for f in dataclasses.fields(ModelConfig)}
+    off = {field: defaults[field] for switch, fields in _SWITCH_FIELDS.items()
+           if not getattr(saved_as, switch) and getattr(model.config, switch)
+           for field in fields}
+    if not off:
+        return []
+    with torch.device("meta"):
+        plain = build_model(dataclasses.replace(model.config, **off))
+    return sorted(set(model.state_dict()) - set(plain.state_dict()))
 
 
 def _added_blocks(model: RecurrentCore, saved_as: ModelConfig,

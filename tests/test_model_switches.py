@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from hrm_rl.checkpoint import architecture, load_checkpoint
+from hrm_rl.checkpoint import architecture, load_checkpoint, switch_tensors
 from hrm_rl.config import ConfigError, ModelConfig, RunConfig, TaskConfig, from_dict
 from hrm_rl.model import build_model
 from hrm_rl.tasks import make_task
@@ -50,7 +50,7 @@ def test_what_a_switch_adds_starts_at_zero_and_changes_nothing_until_trained(swi
     off = {"edge_positions": {"edge_positions": False, "content_token": 0},
            "puzzle_emb_cells": {"puzzle_emb_cells": False}}[switch]
     plain = build_model(dataclasses.replace(model.config, **off))
-    added = model.added_tensors(plain.config)
+    added = switch_tensors(model, plain.config)
     assert added and all(not model.state_dict()[k].any() for k in added)
     plain.load_state_dict({k: v for k, v in model.state_dict().items() if k not in added})
     inputs = torch.randint(0, 12, (3, 16))

@@ -150,16 +150,6 @@ class RecurrentBase(nn.Module):
         layers), by the config field that sets each one's depth; none unless a core says."""
         return {}
 
-    def added_tensors(self, saved_as: ModelConfig) -> list[str]:
-        """The ``state_dict`` names of the weights this core has and a core configured as
-        ``saved_as`` lacks because a switch of ``hrm_rl.checkpoint.SWITCHES`` was off there."""
-        names = []
-        if self.config.edge_positions and not saved_as.edge_positions:
-            names += ["embed_edge_rows", "embed_edge_cols"]
-        if self.config.puzzle_emb_cells and not saved_as.puzzle_emb_cells:
-            names += ["puzzle_emb_to_cells.weight"]
-        return names
-
     def edge_embeddings(self, inputs: torch.Tensor) -> torch.Tensor:
         """``(batch, seq_len)`` canvases -> ``(batch, positions, hidden)``: at each grid
         position the embedding of the rows below it in the grid plus that of the columns right
