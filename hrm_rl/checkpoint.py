@@ -538,6 +538,13 @@ def load_checkpoint(name_or_path: str | Path, device: torch.device | str = "cpu"
     load_weights(model, folder / WEIGHTS)  # torn files, shapes, architecture, NaN first
     check_weights_sha256(folder, meta)     # then any other change to the bytes
     model.to(device).eval()
+    from hrm_rl.views import VIEWS_FILE, read_views
+
+    views = read_views(folder)
+    if views is not None:
+        if not hasattr(task, "test_views"):
+            raise ValueError(f"{folder / VIEWS_FILE}: task {task.name} has no test-time views")
+        task.test_views = views
     return Checkpoint(model, task, config, meta, folder)
 
 

@@ -134,6 +134,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
         torch.set_num_threads(args.threads)
     ckpt = load_checkpoint(args.checkpoint, device)
+    if args.no_views and getattr(ckpt.task, "test_views", None):
+        ckpt.task.test_views = {}
     if args.check_unique and not ckpt.task.checks_uniqueness:
         raise ValueError(f"--check-unique is not available for task {ckpt.task.name}")
     puzzles = _eval_puzzles(ckpt, args.data, args.check_unique, progress=not args.no_progress)
@@ -145,6 +147,42 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     out = {"checkpoint": str(ckpt.path), "task": ckpt.task.name, "data": str(args.data),
            **result.to_dict()}
     print(json.dumps(out, indent=2))
+    return 0
+
+
+def _cmd_views(args: argparse.Namespace) -> int:
+    """Choose an ARC core's test-time views (``hrm_rl.views``) and print (or write) them."""
+    import torch
+
+    from hrm_rl.checkpoint import load_checkpoint
+    from hrm_rl.views import THRESHOLDS, choose_views, write_views
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    ckpt = load_checkpoint(args.checkpoint)
+    if not hasattr(ckpt.task, "with_views"):
+        raise ValueError(f"{args.checkpoint}: task {ckpt.task.name} has no test-time views "
+                         "(ARC cores have)")
+    progress = not args.no_progress
+    select, val = ckpt.puzzles(args.select, progress), ckpt.puzzles(args.val, progress)
+    if args.limit:
+        select, val = select.take(slice(0, args.limit)), val.take(slice(0, args.limit))
+    choice = choose_views(ckpt.model, ckpt.task, select, val, ckpt.config.train.max_segments,
+                          tuple(args.thresholds or THRESHOLDS), args.batch_size,
+                          progress=progress,
+                          select_split=args.select, val_split=args.val)
+    chosen = "none" if choice.threshold is None else str(choice.threshold)
+    for threshold, got in choice.val.items():
+        mark = "  <- chosen" if threshold == chosen else ""
+        label = "no views" if threshold == "none" else f"threshold {threshold}"
+        print(f"{label}: {args.val} pass@2 {got['pairs pass@2']:.3f} of pairs, "
+              f"pass@1 {got['pairs pass@1']:.3f}; {got['mean views']:.2f} views a task{mark}")
+    for name, views in choice.chosen.items():
+        acc = choice.accuracy[name]
+        print(f"{name}: views {views} (as drawn {acc[0]:.2f} on {choice.pairs[name]} "
+              f"{args.select} pairs; kept {', '.join(f'{acc[v]:.2f}' for v in views[1:]) or '-'})")
+    if args.write:
+        print(f"wrote {write_views(ckpt.path, choice)}")
     return 0
 
 
@@ -417,9 +455,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "held-out puzzles (its test.csv; each bundled core ships one, "
                         "hrm_rl/checkpoints/<core>/test.csv), or 'train'/'val' for its "
                         "halting splits, or 'official' for a re-arc core's official ARC "
-                        "pairs (voted over variants)")
+                        "pairs (voted over variants and the core's test-time views, "
+                        "`hrm-rl views`; the exact figures then count each view as a row)")
     p.add_argument("--max-segments", type=segment_count,
                    help="segments to run (default: the config's)")
+    p.add_argument("--no-views", action="store_true",
+                   help="ignore the core's test-time views (views.json): one row a pair")
     p.add_argument("--batch-size", type=positive_int, default=512)
     p.add_argument("--limit", type=positive_int, help="use only the first N puzzles")
     p.add_argument("--check-unique", action="store_true",
@@ -436,6 +477,26 @@ def build_parser() -> argparse.ArgumentParser:
     from hrm_rl.cli_halt import add_parser as add_halt_parser
 
     add_halt_parser(sub)
+
+    p = sub.add_parser("views", help="choose an ARC core's test-time views to vote over "
+                                     "(on its halting splits)")
+    p.add_argument("checkpoint", help="checkpoint folder, run folder or bundled name")
+    p.add_argument("--select", default="train",
+                   help="split each view's accuracy is measured on (default: train)")
+    p.add_argument("--val", default="val", help="split the threshold is chosen on "
+                                                "(default: val)")
+    p.add_argument("--thresholds", type=float_list(0, 1), default=None,
+                   help="comma-separated candidate keep-thresholds in (0, 1]: the share of "
+                        "a task's as-drawn accuracy a view must reach (default: "
+                        "hrm_rl.views.THRESHOLDS, 1.0 down to 0.7)")
+    p.add_argument("--limit", type=positive_int, help="use only the first N pairs of each split")
+    p.add_argument("--batch-size", type=positive_int, default=512)
+    p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads")
+    p.add_argument("--write", action="store_true",
+                   help="write views.json beside the weights (then eval --data official, "
+                        "the card and cores vote over the views)")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_cmd_views)
 
     from hrm_rl.agents.haltbench import add_parser as add_haltbench_parser
 

@@ -14,9 +14,11 @@ Copies the run's latest checkpoint (weights, config, test puzzles) to
 the config chain (each stage's changed settings, from the runs' saved configs), the weights'
 SHA-256 (the one ``config.json`` records and loading checks) and the test figures the README
 row shows (Q-head exact and mean segments, exact after the cap; for re-arc cores also the
-official and evaluation ARC pairs' scores), which ``tests/test_zoo.py`` checks a 50-puzzle
-eval against. The runs given are all it reads: no committed lab folder
-or stage config file is needed, during bundling or after (docs/recipes/README.md).
+official and evaluation ARC pairs' scores, the official ones voted over the core's
+test-time views when it has a ``views.json``, ``--views`` choosing them), which
+``tests/test_zoo.py`` checks a 50-puzzle eval against. The runs given are all it reads: no
+committed lab folder or stage config file is needed, during bundling or after
+(docs/recipes/README.md).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from hrm_rl.checkpoint import (CONFIG, HALTING_FILES, TEST_PUZZLES, TRAINER_STAT
                                stamp_weights_sha256, weights_sha256, write_halting_splits)
 from hrm_rl.config import RunConfig
 from hrm_rl.evaluation import evaluate
+from hrm_rl.views import choose_views, write_views
 
 BUNDLE = Path(__file__).resolve().parents[1] / "hrm_rl" / "checkpoints"
 
@@ -48,9 +51,19 @@ def test_figures(folder: Path) -> dict:
     out = {"n": res.n, "qhead_exact": res.exact_acc_qhalt,
            "qhead_mean_segments": res.mean_segments_qhalt,
            "exact_at_1": res.exact_by_segment[0], "exact_at_K": res.exact_by_segment[-1]}
+    views = dict(getattr(ckpt.task, "test_views", {}))
     for name in ckpt.task.extra_splits:
-        extra = evaluate(ckpt.model, ckpt.task, ckpt.puzzles(name), cap)
-        out[name] = {"n": extra.n, **extra.task_scores}
+        puzzles = ckpt.puzzles(name)
+        extra = evaluate(ckpt.model, ckpt.task, puzzles, cap)
+        if puzzles.views is None:
+            out[name] = {"n": extra.n, **extra.task_scores}
+            continue
+        # voted over the core's test-time views (views.json); n counts pairs, rows views
+        ckpt.task.test_views = {}
+        plain = evaluate(ckpt.model, ckpt.task, ckpt.puzzles(name), cap)
+        ckpt.task.test_views = views
+        out[name] = {"n": plain.n, "rows": extra.n, **extra.task_scores,
+                     "without views": plain.task_scores}
     return out
 
 
@@ -148,6 +161,10 @@ def main() -> None:
                         help="copy halting_train.csv/halting_val.csv made earlier for the same "
                              "config and test set (write_halting_splits) instead of generating")
     parser.add_argument("--refresh", metavar="NAME", help="only re-measure NAME's card")
+    parser.add_argument("--views", action="store_true",
+                        help="choose an ARC core's test-time views on its halting splits "
+                             "(hrm_rl.views; the official pairs are then voted over them) "
+                             "and write views.json before measuring")
     args = parser.parse_args()
     if args.refresh:
         folder = BUNDLE / args.refresh
@@ -192,6 +209,13 @@ def main() -> None:
             card["stages"] = stages
         card["config_chain"] = config_chain([*args.earlier, args.run], stages)
     card["weights_sha256"] = checked_weights_sha256(folder)
+    if args.views:
+        ckpt = load_checkpoint(folder)
+        ckpt.task.test_views = {}       # choose afresh, whatever a views.json says
+        choice = choose_views(ckpt.model, ckpt.task, ckpt.puzzles("train"),
+                              ckpt.puzzles("val"), ckpt.config.train.max_segments,
+                              progress=True)
+        print(f"views: threshold {choice.threshold}, {write_views(folder, choice)}")
     card["test"] = test_figures(folder)
     (folder / "card.json").write_text(json.dumps(card, indent=2) + "\n")
     print(json.dumps(card, indent=2))

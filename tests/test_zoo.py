@@ -177,6 +177,29 @@ def test_every_bundled_core_loads_with_its_card_and_splits(name):
 
 
 @pytest.mark.slow
+def test_arc_rearc_card_official_figures_are_what_eval_gives():
+    """The card's official ARC figures, voted over the core's test-time views (views.json)
+    and without them, are what evaluating the official split gives now (158 pairs)."""
+    ckpt = load_checkpoint("arc-rearc")
+    card = json.loads((ckpt.path / "card.json").read_text())["test"]["official"]
+    cap = ckpt.config.train.max_segments
+    views = dict(ckpt.task.test_views)
+    assert views and card["rows"] == len(ckpt.puzzles("official"))
+    voted = evaluate(ckpt.model, ckpt.task, ckpt.puzzles("official"), cap).task_scores
+    ckpt.task.test_views = {}
+    plain = evaluate(ckpt.model, ckpt.task, ckpt.puzzles("official"), cap).task_scores
+    ckpt.task.test_views = views
+    assert card["n"] == len(ckpt.puzzles("official")) - sum(
+        (len(p.train) + len(p.test)) * (len(views.get(p.name, [0])) - 1)
+        for p in ckpt.task.puzzles)
+    # one pair or one task either way: another CPU's fp32 rounding may flip a close vote
+    for key, one in (("pass@1", 1 / 32), ("pass@2", 1 / 32), ("pairs pass@1", 1 / card["n"]),
+                     ("pairs pass@2", 1 / card["n"])):
+        assert abs(voted[key] - card[key]) <= one + 1e-9, key
+        assert abs(plain[key] - card["without views"][key]) <= one + 1e-9, key
+
+
+@pytest.mark.slow
 def test_core_report_matches_evaluate_on_sudoku4():
     report = core_report("sudoku4")
     ckpt = load_checkpoint("sudoku4")

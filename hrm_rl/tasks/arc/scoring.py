@@ -49,7 +49,7 @@ def _key(grid: np.ndarray) -> bytes:
 
 def score(task: ARCTask, batch: PuzzleBatch, predictions: np.ndarray | torch.Tensor,
           q_halt: np.ndarray | torch.Tensor) -> ARCScore:
-    """Vote over augmented variants and score pass@1 / pass@2, as HRM does.
+    """Vote over augmented variants (and test-time views) and score pass@1 / pass@2, as HRM does.
 
     Args:
         task: the ``ARCTask`` whose identifiers ``batch`` uses.
@@ -60,7 +60,8 @@ def score(task: ARCTask, batch: PuzzleBatch, predictions: np.ndarray | torch.Ten
             the candidate with the higher mean wins).
 
     Each prediction is cropped (``grid_shapes``) and mapped back through the inverse of
-    its variant; rows are grouped into test inputs by task and un-augmented input grid.
+    its test-time view (``batch.views``, if any) and of its variant; rows are grouped into
+    test inputs by task and un-augmented input grid, so the votes span variants and views.
     """
     if isinstance(predictions, torch.Tensor):
         predictions = predictions.detach().cpu().numpy()
@@ -75,9 +76,9 @@ def score(task: ARCTask, batch: PuzzleBatch, predictions: np.ndarray | torch.Ten
     if n and (ids.min() < 1 or ids.max() >= task.num_puzzle_ids):
         raise ValueError(f"puzzle ids must be in 1..{task.num_puzzle_ids - 1} for "
                          f"{task.name}; got {ids.min()}..{ids.max()}")
-    canon = {name: task.canonical(getattr(batch, name), ids)
+    canon = {name: task.canonical(getattr(batch, name), ids, batch.views)
              for name in ("inputs", "labels")}
-    canon["pred"] = task.canonical(predictions, ids)
+    canon["pred"] = task.canonical(predictions, ids, batch.views)
     # per (task, input): candidates -> [votes, q sum]; and the right answer
     groups: dict[tuple[int, bytes], tuple[bytes, dict[bytes, list[float]]]] = {}
     for row in range(n):

@@ -19,7 +19,7 @@ from hrm_rl.tasks.arc.canvas import (COLOR0, DIHEDRAL, EOS, GRID, NUM_COLORS, PA
                                      _recolor, _transform_canvases, decode_grids, dihedral,
                                      encode_grid, grid_shapes, inverse_dihedral)
 from hrm_rl.tasks.arc.corpus import load_tasks
-from hrm_rl.tasks.arc.variants import make_variants
+from hrm_rl.tasks.arc.variants import TEST_VIEW_COLORS, TEST_VIEW_DIHEDRAL, make_variants
 from hrm_rl.tasks.arc.scoring import score
 
 
@@ -80,6 +80,7 @@ class ARCTask(Task):
         self.augmentations = augmentations
         self.variants = make_variants(puzzles, augmentations, seed)
         self.num_puzzle_ids = self.variants.num_ids
+        self._test_views: dict[str, list[int]] = {}
 
     def puzzle_id_keys(self) -> list[Hashable]:
         """Row 0: ``"blank"``; row k: ``(task name, dihedral, colour map)`` of the variant it
@@ -118,15 +119,82 @@ class ARCTask(Task):
         out = np.where(inside, flat.reshape(-1, side, side) - COLOR0, -1)
         return out[0] if tokens.ndim == 1 else out
 
-    def canonical(self, tokens: np.ndarray, puzzle_ids: np.ndarray) -> list[np.ndarray]:
-        """Cropped grids of ``tokens`` mapped back through the inverse of each row's variant."""
+    def canonical(self, tokens: np.ndarray, puzzle_ids: np.ndarray,
+                  views: np.ndarray | None = None) -> list[np.ndarray]:
+        """Cropped grids of ``tokens`` mapped back through the inverse of each row's
+        test-time view (``views``, as ``PuzzleBatch.views``; None: none), then of its
+        variant."""
         ids = np.asarray(puzzle_ids, dtype=np.int64)
         inv_c = self.variants.inverse_colors(ids)
         inv_d = inverse_dihedral(self.variants.dihedral[ids])
+        views = np.zeros(len(ids), np.int64) if views is None else np.asarray(views, np.int64)
+        view_c = np.argsort(TEST_VIEW_COLORS[views], axis=1)
+        view_d = inverse_dihedral(TEST_VIEW_DIHEDRAL[views])
         out = []
-        for grid, d, cmap in zip(decode_grids(np.asarray(tokens).astype(np.int64)), inv_d, inv_c):
-            out.append(dihedral(cmap[grid], int(d)))
+        for grid, d, cmap, vd, vc in zip(decode_grids(np.asarray(tokens).astype(np.int64)),
+                                         inv_d, inv_c, view_d, view_c):
+            out.append(dihedral(cmap[dihedral(vc[grid], int(vd))], int(d)))
         return out
+
+    @property
+    def test_views(self) -> dict[str, list[int]]:
+        """Task name -> the test-time views (``TEST_VIEW_DIHEDRAL``) ``with_views`` shows its
+        rows in; a task not named gets view 0 (as drawn) alone. A checkpoint sets them from
+        its ``views.json`` (``hrm_rl.views``); setting checks names and indices."""
+        return self._test_views
+
+    @test_views.setter
+    def test_views(self, views: dict[str, list[int]]) -> None:
+        self._view_table(views)
+        self._test_views = {name: sorted(set(vs) | {0}) for name, vs in views.items()}
+
+    def _view_table(self, views: dict[str, list[int]]) -> np.ndarray:
+        """``(tasks, views)`` bool: which views each task is shown in (view 0 always)."""
+        unknown = sorted(set(views) - {p.name for p in self.puzzles})
+        if unknown:
+            raise ValueError(f"{self.name}: views name tasks it does not have: {unknown}")
+        n_views = len(TEST_VIEW_DIHEDRAL)
+        table = np.zeros((len(self.puzzles), n_views), bool)
+        table[:, 0] = True
+        for t, p in enumerate(self.puzzles):
+            for v in views.get(p.name, ()):
+                if not 0 <= v < n_views:
+                    raise ValueError(f"{p.name}: view {v} is not in 0..{n_views - 1}")
+                table[t, v] = True
+        return table
+
+    def with_views(self, batch: PuzzleBatch,
+                   views: dict[str, list[int]] | None = None) -> PuzzleBatch:
+        """Each row of ``batch`` (rows as drawn: ``batch.views`` None) once per test-time
+        view of its task, view-major (every row in view 0 first), under its own puzzle
+        identifier, with ``views`` set so that ``score`` undoes the view and votes.
+
+        Args:
+            batch: the rows.
+            views: task name -> view indices (``TEST_VIEW_DIHEDRAL``); default
+                ``self.test_views``. A task not named, or named with no views, gets view 0.
+        """
+        if batch.views is not None:
+            raise ValueError("with_views takes rows as drawn; this batch already has views")
+        table = self._view_table(self.test_views if views is None else views)
+        ids = np.asarray(batch.puzzle_ids, dtype=np.int64)
+        task_of = self.variants.task[ids]
+        if (task_of < 0).any():
+            raise ValueError(f"{self.name}: rows under the blank identifier have no task "
+                             "to take views from")
+        parts = []
+        for v in np.nonzero(table.any(0))[0]:
+            rows = np.nonzero(table[task_of, v])[0]
+            if v and not len(rows):
+                continue
+            d = np.full(len(rows), TEST_VIEW_DIHEDRAL[v])
+            cmap = np.tile(TEST_VIEW_COLORS[v], (len(rows), 1))
+            moved = {name: _transform_canvases(getattr(batch, name)[rows].astype(np.int16), d,
+                                               cmap, fill).astype(getattr(batch, name).dtype)
+                     for name, fill in (("inputs", PAD), ("labels", IGNORE_LABEL))}
+            parts.append(PuzzleBatch(moved["inputs"], moved["labels"], ids[rows],
+                                     views=np.full(len(rows), v, np.int64)))
+        return PuzzleBatch.concat(parts)
 
     def to_variant(self, batch: PuzzleBatch, puzzle_ids: np.ndarray) -> PuzzleBatch:
         """Move each row to the variant ``puzzle_ids`` names (of the same task): undo the

@@ -90,3 +90,16 @@ def make_variants(puzzles: list[ARCPuzzle], augmentations: int, seed: int = 0,
     task = np.concatenate([[-1], np.repeat(np.arange(len(puzzles)), counts)]).astype(np.int64)
     return Variants(offsets, task, np.concatenate(d_parts).astype(np.int64),
                     np.concatenate(c_parts).astype(np.uint8))
+
+
+TEST_VIEW_DIHEDRAL = np.array([0, 1, 2, 3, 4, 5, 6, 7, 0, 0, 0, 0], dtype=np.int64)
+"""Test-time views (``ARCTask.with_views``): view ``v`` shows a row through dihedral
+``TEST_VIEW_DIHEDRAL[v]`` then colour map ``TEST_VIEW_COLORS[v]``, under the row's own puzzle
+identifier. Views 0-7 are the 8 dihedral transforms (0: the row as drawn), 8-11 four fixed
+permutations of colours 1-9."""
+
+TEST_VIEW_COLORS = np.array(
+    [list(range(NUM_COLORS))] * DIHEDRAL
+    + [[0, 5, 6, 3, 7, 4, 9, 8, 1, 2], [0, 3, 9, 4, 7, 1, 5, 8, 6, 2],
+       [0, 9, 1, 6, 5, 3, 8, 7, 2, 4], [0, 3, 8, 4, 7, 9, 6, 5, 2, 1]], dtype=np.uint8)
+"""``(views, 10)`` colour map of each test-time view (old colour -> new; 0 stays)."""
