@@ -552,12 +552,16 @@ class ACTTrainer:
 
     def _make_optimizer(self) -> torch.optim.Optimizer:
         """The main optimiser; the puzzle-embedding table goes to ``self.emb_optimizer``
-        (sign-SGD, as the reference) unless ``train.puzzle_emb_optimizer`` is ``main``."""
+        (sign-SGD, as the reference) unless ``train.puzzle_emb_optimizer`` is ``main``.
+        ``train.trainable: q_head`` freezes every other weight first."""
         t = self.config.train
+        if t.trainable == "q_head":   # only the halting head learns; the answers stay
+            for name, p in self.model.named_parameters():
+                p.requires_grad_(name.startswith("q_head."))
         emb = getattr(self.model, "puzzle_emb", None)
         self.emb_optimizer = None
-        params = list(self.model.parameters())
-        if emb is not None and t.puzzle_emb_optimizer == "sign_sgd":
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        if emb is not None and emb.requires_grad and t.puzzle_emb_optimizer == "sign_sgd":
             params = [p for p in params if p is not emb]
             self.emb_optimizer = SignSGD([emb], lr=self._emb_lr(),
                                          weight_decay=t.weight_decay

@@ -296,6 +296,10 @@ class TrainConfig:
     task name) and the others start fresh. Only the weights come over (the averaged ones
     where the run kept an EMA); the optimiser, the schedule and the step start afresh. A
     resumed run continues from its own checkpoint and ignores it.
+    ``trainable``: ``all`` (default) or ``q_head``: only the Q-head learns, every other
+    weight (and the puzzle-embedding table) stays as loaded, so the core's answers at every
+    segment are unchanged and only its halting rule moves: a fine-tune (``init_from``) that
+    re-fits halting to another segment size (``H_cycles`` / ``L_cycles``) or cap.
     """
 
     batch_size: int = 256
@@ -339,6 +343,7 @@ class TrainConfig:
     checkpoint_every: int = 1000
     log_every: int = 20
     init_from: str | None = None
+    trainable: str = "all"
 
     def validate(self) -> None:
         _require(self.optimizer in ("adamw", "adam_atan2"), "train.optimizer",
@@ -357,6 +362,8 @@ class TrainConfig:
                  "must be in [0, 1]")
         _require(self.halt_loss in ("auto", "q_learning", "bce"), "train.halt_loss",
                  f"must be 'auto', 'q_learning' or 'bce', got {self.halt_loss!r}")
+        _require(self.trainable in ("all", "q_head"), "train.trainable",
+                 f"must be 'all' or 'q_head', got {self.trainable!r}")
         _require(self.halt_exploration in ("per_segment", "per_episode"),
                  "train.halt_exploration",
                  f"must be 'per_segment' or 'per_episode', got {self.halt_exploration!r}")

@@ -13,7 +13,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from hrm_rl.agents import ACTTrainer, act_loss
 from hrm_rl.checkpoint import load_checkpoint
 from hrm_rl.cli import main
-from hrm_rl.config import load_config
+from hrm_rl.config import ConfigError, load_config
 from hrm_rl.evaluation import evaluate
 from hrm_rl.model import SegmentOutput
 
@@ -112,6 +112,25 @@ def test_init_from_may_change_the_recurrence_but_not_the_weights_shapes(trained_
     with pytest.raises(ValueError, match="another model architecture.*rope_theta"):
         ACTTrainer(tiny_config(tmp, f"train.init_from={trainer.run_dir}",
                                "model.rope_theta=5000.0"), None, progress=False)
+
+
+def test_trainable_q_head_moves_only_the_halting_head(trained_run):
+    """``train.trainable: q_head``: a fine-tune at another segment size re-fits the Q-head
+    and leaves every other weight, and so every segment's answer, as loaded."""
+    trainer, _, _, tmp = trained_run
+    source = load_checkpoint(trainer.run_dir).model.state_dict()
+    tuned = ACTTrainer(tiny_config(tmp, f"train.init_from={trainer.run_dir}", "train.steps=6",
+                                   "train.trainable=q_head", "model.L_cycles=1",
+                                   "train.eval_every=100", "train.checkpoint_every=100"),
+                       None, progress=False)
+    tuned.fit()
+    after = tuned.model.state_dict()
+    moved = sorted(k for k in after if not torch.equal(after[k], source[k]))
+    assert moved and all(k.startswith("q_head.") for k in moved), moved
+    assert tuned.emb_optimizer is None or all(
+        p.requires_grad for g in tuned.emb_optimizer.param_groups for p in g["params"])
+    with pytest.raises(ConfigError, match="train.trainable"):
+        tiny_config(tmp, "train.trainable=lm_head")
 
 
 def test_init_from_may_add_layers_that_start_as_the_identity(trained_run):
