@@ -5,6 +5,8 @@
         --command "hrm-rl train --resume runs/sudoku6 --set train.threads=1"
     python scripts/bundle_core.py runs/maze9-wide maze9 --config docs/recipes/maze9.md \
         --earlier runs/maze9 --command ...   # a fine-tune (train.init_from) of that run
+    python scripts/bundle_core.py runs/arc-rearc-h1 arc-rearc --after arc-rearc --config \
+        docs/recipes/arc-rearc.md --command ...   # a stage on a bundled core whose runs are gone
     python scripts/bundle_core.py --refresh sudoku4      # re-measure an existing card
 
 Copies the run's latest checkpoint (weights, config, test puzzles) to
@@ -27,6 +29,7 @@ import argparse
 import dataclasses
 import json
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -109,23 +112,28 @@ def _nested(flat: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def config_chain(runs: list[str], stages: list[dict]) -> list[dict]:
-    """The card's ``config_chain``: per stage (``runs`` in order, ``stages`` their
-    ``training_of``), its config ``name``, the stage it ``extends``, the checkpoint it
-    started from (``init_from``, as ``stages`` names it) and ``changes``: the settings its
-    saved config has that the stage before did not (the first stage: its task and what it
-    set apart from the defaults, as its recipe file would), as YAML sections. Read from the runs' checkpoints, so the card
-    needs none of the files the stages were started from."""
-    chain: list[dict] = []
-    before = _flat(dataclasses.asdict(RunConfig()))
-    for i, run in enumerate(runs):
+def config_chain(runs: list[str], stages: list[dict], after: Path | None = None,
+                 earlier: list[dict] | None = None) -> list[dict]:
+    """The card's ``config_chain``: per stage (``runs`` in order, ``stages`` the
+    ``training_of`` of every stage, ``earlier``'s included), its config ``name``, the stage it
+    ``extends``, the checkpoint it started from (``init_from``, as ``stages`` names it) and
+    ``changes``: the settings its saved config has that the stage before did not (the first
+    stage: its task and what it set apart from the defaults, as its recipe file would), as
+    YAML sections. Read from the runs' checkpoints, so the card needs none of the files the
+    stages were started from. ``after``/``earlier``: a bundled core the first run started
+    from and its card's chain, which the new stages continue."""
+    chain: list[dict] = list(earlier or [])
+    before = _flat(dataclasses.asdict(
+        read_checkpoint_config(after)[0] if after is not None else RunConfig()))
+    for run in runs:
         config = read_checkpoint_config(resolve_checkpoint(run))[0]
         now = _flat(dataclasses.asdict(config))
+        j = len(chain)
         changed = {k: v for k, v in now.items() if k not in MACHINE_KEYS and k != "name"
-                   and (before.get(k) != v or (i == 0 and k == "task.name"))}
-        chain.append({"stage": i + 1, "name": config.name,
-                      "extends": chain[-1]["name"] if i else None,
-                      "init_from": stages[i - 1]["checkpoint"] if i else None,
+                   and (before.get(k) != v or (j == 0 and k == "task.name"))}
+        chain.append({"stage": j + 1, "name": config.name,
+                      "extends": chain[-1]["name"] if j else None,
+                      "init_from": stages[j - 1]["checkpoint"] if j else None,
                       "changes": _nested(changed)})
         before = now
     return chain
@@ -156,6 +164,11 @@ def main() -> None:
     parser.add_argument("--earlier", action="append", default=[], metavar="RUN",
                         help="a run this one started from (train.init_from), in order; its "
                              "training seconds and steps count in the card (repeatable)")
+    parser.add_argument("--after", metavar="NAME",
+                        help="the bundled core the run (or the first --earlier) started from "
+                             "(train.init_from), when its runs are gone: its card's stages, "
+                             "commands and config chain come first, and its halting splits "
+                             "are kept (the test set must be the same)")
     parser.add_argument("--cores", type=int, default=2, help="CPU cores it trained on")
     parser.add_argument("--splits-from", metavar="DIR",
                         help="copy halting_train.csv/halting_val.csv made earlier for the same "
@@ -174,6 +187,23 @@ def main() -> None:
             parser.error("give RUN NAME --config and at least one --command")
         source = resolve_checkpoint(args.run)
         splits = {}
+        before: dict[str, Any] = {"stages": [], "commands": [], "config_chain": []}
+        after = None
+        if args.after:  # read before the old bundle is removed (it may be it)
+            if args.splits_from:
+                parser.error("--after keeps the splits of the core it names; drop --splits-from")
+            old = BUNDLE / args.after
+            if not (old / "card.json").is_file():
+                raise SystemExit(f"--after {args.after}: no bundled core with a card")
+            before = json.loads((old / "card.json").read_text())
+            if "stages" not in before:
+                before["stages"] = [{"checkpoint": before["source_checkpoint"],
+                                     "steps": before["steps"],
+                                     "train_seconds": before["train_seconds"]}]
+            after = Path(tempfile.mkdtemp()) / args.after   # its config, for the chain
+            after.mkdir()
+            shutil.copyfile(old / CONFIG, after / CONFIG)
+            args.splits_from = str(old)
         if args.splits_from:  # checked and read before the old bundle is removed (it may be it)
             given = Path(args.splits_from)
             missing = [n for n in (*HALTING_FILES.values(), TEST_PUZZLES)
@@ -194,12 +224,12 @@ def main() -> None:
                 (folder / name).write_bytes(data)
         else:
             write_halting_splits(folder, progress=True)
-        stages = []
+        stages = list(before["stages"])
         for run in [*args.earlier, args.run]:
             stages.append(training_of(run))
         seconds = sum(stage["train_seconds"] for stage in stages)
         steps = sum(stage["steps"] for stage in stages)
-        card = {"config": args.config, "commands": args.command,
+        card = {"config": args.config, "commands": [*before["commands"], *args.command],
                 "train_seconds": round(seconds, 1), "cores": args.cores, "steps": steps,
                 "summary": (f"{seconds / 60:.0f} min on {args.cores} "
                             f"{'core' if args.cores == 1 else 'cores'}, {steps} steps"
@@ -207,7 +237,8 @@ def main() -> None:
                 "source_checkpoint": stages[-1]["checkpoint"]}
         if len(stages) > 1:
             card["stages"] = stages
-        card["config_chain"] = config_chain([*args.earlier, args.run], stages)
+        card["config_chain"] = config_chain([*args.earlier, args.run], stages, after,
+                                            before["config_chain"])
     card["weights_sha256"] = checked_weights_sha256(folder)
     if args.views:
         ckpt = load_checkpoint(folder)

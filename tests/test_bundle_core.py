@@ -33,6 +33,9 @@ def test_config_chain_holds_what_each_stage_changed_and_where_it_started(bundle_
     assert {k: v for k, v in applied.items() if k not in (*bundle_core.MACHINE_KEYS, "name")} \
         == {k: v for k, v in flat[1].items() if k not in (*bundle_core.MACHINE_KEYS, "name")}
     assert second["changes"] and "cache_dir" not in second["changes"].get("data", {})
+    # a stage on a bundled core whose runs are gone continues its card's chain (--after)
+    assert bundle_core.config_chain(runs[1:], stages, after=cores["sudoku4"],
+                                    earlier=[first]) == [first, second]
 
 
 def test_weights_sha256_is_recorded_and_checked_before_bundling(bundle_core, tmp_path):
