@@ -29,7 +29,6 @@ import argparse
 import dataclasses
 import json
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -112,7 +111,7 @@ def _nested(flat: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def config_chain(runs: list[str], stages: list[dict], after: Path | None = None,
+def config_chain(runs: list[str], stages: list[dict], after: RunConfig | None = None,
                  earlier: list[dict] | None = None) -> list[dict]:
     """The card's ``config_chain``: per stage (``runs`` in order, ``stages`` the
     ``training_of`` of every stage, ``earlier``'s included), its config ``name``, the stage it
@@ -120,11 +119,10 @@ def config_chain(runs: list[str], stages: list[dict], after: Path | None = None,
     ``changes``: the settings its saved config has that the stage before did not (the first
     stage: its task and what it set apart from the defaults, as its recipe file would), as
     YAML sections. Read from the runs' checkpoints, so the card needs none of the files the
-    stages were started from. ``after``/``earlier``: a bundled core the first run started
-    from and its card's chain, which the new stages continue."""
+    stages were started from. ``after``/``earlier``: the saved config of a bundled core the
+    first run started from and its card's chain, which the new stages continue."""
     chain: list[dict] = list(earlier or [])
-    before = _flat(dataclasses.asdict(
-        read_checkpoint_config(after)[0] if after is not None else RunConfig()))
+    before = _flat(dataclasses.asdict(after if after is not None else RunConfig()))
     for run in runs:
         config = read_checkpoint_config(resolve_checkpoint(run))[0]
         now = _flat(dataclasses.asdict(config))
@@ -196,13 +194,12 @@ def main() -> None:
             if not (old / "card.json").is_file():
                 raise SystemExit(f"--after {args.after}: no bundled core with a card")
             before = json.loads((old / "card.json").read_text())
-            if "stages" not in before:
-                before["stages"] = [{"checkpoint": before["source_checkpoint"],
-                                     "steps": before["steps"],
-                                     "train_seconds": before["train_seconds"]}]
-            after = Path(tempfile.mkdtemp()) / args.after   # its config, for the chain
-            after.mkdir()
-            shutil.copyfile(old / CONFIG, after / CONFIG)
+            if "stages" not in before:   # a one-stage card (older ones lack some keys)
+                before["stages"] = [{
+                    "checkpoint": before.get("source_checkpoint", f"{args.after} (bundled)"),
+                    "steps": int(before.get("steps", read_checkpoint_config(old)[2]["step"])),
+                    "train_seconds": before["train_seconds"]}]
+            after = read_checkpoint_config(old)[0]   # its config, for the chain
             args.splits_from = str(old)
         if args.splits_from:  # checked and read before the old bundle is removed (it may be it)
             given = Path(args.splits_from)

@@ -34,7 +34,8 @@ def test_config_chain_holds_what_each_stage_changed_and_where_it_started(bundle_
         == {k: v for k, v in flat[1].items() if k not in (*bundle_core.MACHINE_KEYS, "name")}
     assert second["changes"] and "cache_dir" not in second["changes"].get("data", {})
     # a stage on a bundled core whose runs are gone continues its card's chain (--after)
-    assert bundle_core.config_chain(runs[1:], stages, after=cores["sudoku4"],
+    assert bundle_core.config_chain(runs[1:], stages,
+                                    after=read_checkpoint_config(runs[0])[0],
                                     earlier=[first]) == [first, second]
 
 
@@ -52,3 +53,40 @@ def test_weights_sha256_is_recorded_and_checked_before_bundling(bundle_core, tmp
     (folder / "config.json").write_text(json.dumps(config))
     with pytest.raises(SystemExit, match="restore the weights"):
         bundle_core.checked_weights_sha256(folder)
+
+
+def test_after_continues_a_bundled_cores_card(bundle_core, tmp_path, monkeypatch):
+    """``--after NAME``: a stage trained on a bundled core whose runs are gone is bundled
+    over it, its card's stages, commands and chain first, and its halting splits kept."""
+    source = bundled_checkpoints()["sudoku4"]
+    bundle = tmp_path / "bundle"
+    shutil.copytree(source, bundle / "core")
+    old = json.loads((bundle / "core" / "card.json").read_text())
+    run = tmp_path / "stage2"
+    shutil.copytree(source, run)   # stands for the new stage's checkpoint
+    config = json.loads((run / "config.json").read_text())
+    config["meta"]["train_seconds"] = 12.5
+    config["run"]["name"] = "stage2"
+    config["run"]["train"]["lr"] = 0.5 * config["run"]["train"]["lr"]
+    (run / "config.json").write_text(json.dumps(config))
+    monkeypatch.setattr(bundle_core, "BUNDLE", bundle)
+    monkeypatch.setattr(bundle_core, "test_figures", lambda folder: {"n": 0})
+    monkeypatch.setattr("sys.argv", ["bundle_core.py", str(run), "core", "--after", "core",
+                                     "--config", "c.md", "--command", "stage 2: train"])
+    bundle_core.main()
+    card = json.loads((bundle / "core" / "card.json").read_text())
+    assert card["commands"] == [*old["commands"], "stage 2: train"]
+    assert [s["train_seconds"] for s in card["stages"]] == [old["train_seconds"], 12.5]
+    assert card["steps"] == 2 * config["meta"]["step"]   # the same checkpoint, twice
+    assert card["train_seconds"] == pytest.approx(old["train_seconds"] + 12.5)
+    first, second = card["config_chain"]
+    assert first == old["config_chain"][0] and second["stage"] == 2
+    assert second["extends"] == first["name"]
+    assert second["init_from"] == card["stages"][0]["checkpoint"] == "core (bundled)"
+    assert second["changes"] == {"train": {"lr": config["run"]["train"]["lr"]}}
+    for name in ("halting_train.csv", "halting_val.csv"):
+        assert (bundle / "core" / name).read_bytes() == (source / name).read_bytes()
+    monkeypatch.setattr("sys.argv", ["bundle_core.py", str(run), "core", "--after", "nope",
+                                     "--config", "c.md", "--command", "x"])
+    with pytest.raises(SystemExit, match="no bundled core with a card"):
+        bundle_core.main()
