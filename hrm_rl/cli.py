@@ -93,7 +93,11 @@ def _train(args: argparse.Namespace, info: DistInfo) -> int:
         for note in trainer.notes:
             log(f"note: {note}", file=sys.stderr)
     log(f"run folder: {run_dir}  (tensorboard --logdir {run_dir.parent})", file=sys.stderr)
-    log(f"model: {trainer.model.num_parameters():,} parameters on {trainer.device}; "
+    total = sum(p.numel() for p in trainer.model.parameters())
+    trained = trainer.model.num_parameters()
+    log(f"model: {total:,} parameters"
+        + (f" ({trained:,} trained: train.trainable={trainer.config.train.trainable})"
+           if trained != total else "") + f" on {trainer.device}; "
         f"{len(trainer.train_set)} train / {len(trainer.test_set)} test puzzles"
         + (f"; {info.world_size} processes, {trainer.batch_size} rows each" if info.enabled
            else ""), file=sys.stderr)

@@ -125,6 +125,8 @@ def test_trainable_q_head_moves_only_the_halting_head(trained_run):
                        None, progress=False)
     tuned.fit()
     after = tuned.model.state_dict()
+    head = sum(p.numel() for p in tuned.model.q_head.parameters())
+    assert tuned.model.num_parameters() == tuned.model.num_parameters(False) == head
     moved = sorted(k for k in after if not torch.equal(after[k], source[k]))
     assert moved and all(k.startswith("q_head.") for k in moved), moved
     assert tuned.emb_optimizer is None or all(

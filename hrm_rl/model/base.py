@@ -182,7 +182,8 @@ class RecurrentBase(nn.Module):
                 figures (e.g. 7M for ARC) leave it out: the reference trains it with a
                 separate sparse optimizer and keeps it outside ``parameters()``.
         """
-        table = self.puzzle_emb.numel() if hasattr(self, "puzzle_emb") else 0
+        emb = getattr(self, "puzzle_emb", None)
+        table = emb.numel() if emb is not None and emb.requires_grad else 0
         total = sum(p.numel() for p in self.parameters() if p.requires_grad)
         return total if include_puzzle_emb else total - table
 
