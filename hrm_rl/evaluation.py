@@ -75,9 +75,7 @@ def evaluate(model: torch.nn.Module, task: Task, puzzles: PuzzleBatch, max_segme
     n = trace.n
     scores: dict[str, float] = {}
     if task.scored:
-        rows = np.arange(n)
-        scores = task.score(puzzles, trace.pred[rows, halt_at - 1],
-                            trace.q_halt[rows, halt_at - 1])
+        scores = task.score(puzzles, *trace.answers(halt_at))
     return EvalResult(
         n=n, max_segments=max_segments,
         exact_by_segment=(trace.correct.sum(0) / n).tolist(),

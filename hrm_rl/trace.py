@@ -234,13 +234,25 @@ class Trace:
         ``HRM.halts``; for TRM, whose ``q_continue`` is ``-q_halt``, ``q_halt > 0``)."""
         return self.first(self.q_halt > self.q_continue, cap)
 
-    def at(self, halt_at: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``(correct, cell)`` ``(n,)`` of each puzzle's answer after ``halt_at`` segments."""
+    def _index(self, halt_at: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(rows, segment index)`` of each puzzle's answer after ``halt_at`` segments."""
         halt_at = np.asarray(halt_at, dtype=np.int64)
         if halt_at.shape != (self.n,) or halt_at.min() < 1 or halt_at.max() > self.max_segments:
             raise ValueError(f"halt_at must be ({self.n},) segments in [1, {self.max_segments}]")
-        rows = np.arange(self.n)
-        return self.correct[rows, halt_at - 1], self.cell[rows, halt_at - 1]
+        return np.arange(self.n), halt_at - 1
+
+    def at(self, halt_at: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(correct, cell)`` ``(n,)`` of each puzzle's answer after ``halt_at`` segments."""
+        index = self._index(halt_at)
+        return self.correct[index], self.cell[index]
+
+    def answers(self, halt_at: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(pred, q_halt)``: each puzzle's predicted tokens ``(n, seq_len)`` and its
+        ``q_halt`` ``(n,)`` after ``halt_at`` segments (a trace recorded with ``keep_pred``)."""
+        if self.pred is None:
+            raise ValueError("this trace kept no predictions (record_trace(keep_pred=False))")
+        index = self._index(halt_at)
+        return self.pred[index], self.q_halt[index]
 
     def take(self, index: np.ndarray | slice) -> Trace:
         """Rows ``index`` of this trace (the puzzle set and keys follow)."""

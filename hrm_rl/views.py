@@ -93,9 +93,8 @@ def _answers(model: torch.nn.Module, task: Any, batch: PuzzleBatch, max_segments
     """Each row's answer where the core's Q-head halts: tokens, q_halt and correctness."""
     trace = record_trace(model, task, batch, max_segments, batch_size=batch_size,
                          precision_context=precision_context, progress=progress, desc=desc)
-    halt = trace.qhead_halts() - 1
-    rows = np.arange(trace.n)
-    return trace.pred[rows, halt], trace.q_halt[rows, halt], trace.correct[rows, halt]
+    halt_at = trace.qhead_halts()
+    return (*trace.answers(halt_at), trace.at(halt_at)[0])
 
 
 def choose_views(model: torch.nn.Module, task: Any, select: PuzzleBatch, val: PuzzleBatch,
@@ -139,14 +138,13 @@ def choose_views(model: torch.nn.Module, task: Any, select: PuzzleBatch, val: Pu
     val_shown = task.with_views(val, every)
     pred, q_halt, _ = _answers(model, task, val_shown, max_segments, batch_size,
                                precision_context, progress, "views: val")
-    val_task = names[task.variants.task[val_shown.puzzle_ids]]
+    val_task = task.variants.task[val_shown.puzzle_ids]
     scores: dict[str, dict[str, float]] = {}
     best: tuple | None = None
     for threshold in (None, *thresholds):
         chosen = ({name: [0] for name in accuracy} if threshold is None
                   else keep_views(accuracy, threshold))
-        mask = np.array([v in chosen.get(name, [0])
-                         for name, v in zip(val_task, val_shown.views)])
+        mask = task.view_table(chosen)[val_task, val_shown.views]
         voted = score(task, val_shown.take(mask), pred[mask], q_halt[mask])
         got = {"pass@1": voted.pass_at_1, "pass@2": voted.pass_at_2,
                "pairs pass@1": voted.inputs_pass_at_1, "pairs pass@2": voted.inputs_pass_at_2,

@@ -122,6 +122,9 @@ def test_evaluate_scores_the_answers_where_the_core_halts(monkeypatch):
     rows = np.arange(64)
     np.testing.assert_array_equal(seen["answers"], trace.pred[rows, halt_at - 1])
     np.testing.assert_array_equal(seen["q_halt"], trace.q_halt[rows, halt_at - 1])
+    with pytest.raises(ValueError, match="kept no predictions"):
+        record_trace(ckpt.model, ckpt.task, puzzles.take(slice(0, 4)), 2,
+                     keep_pred=False).answers(np.ones(4, np.int64))
     answers = torch.as_tensor(seen["answers"], dtype=torch.long)
     ok, _ = trace.at(halt_at)
     np.testing.assert_array_equal(ckpt.task.is_correct(

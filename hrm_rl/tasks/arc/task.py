@@ -145,11 +145,12 @@ class ARCTask(Task):
 
     @test_views.setter
     def test_views(self, views: dict[str, list[int]]) -> None:
-        self._view_table(views)
+        self.view_table(views)
         self._test_views = {name: sorted(set(vs) | {0}) for name, vs in views.items()}
 
-    def _view_table(self, views: dict[str, list[int]]) -> np.ndarray:
-        """``(tasks, views)`` bool: which views each task is shown in (view 0 always)."""
+    def view_table(self, views: dict[str, list[int]]) -> np.ndarray:
+        """``(tasks, views)`` bool: which views each task is shown in under ``views`` (task
+        name -> view indices; view 0 always), checking names and indices."""
         unknown = sorted(set(views) - {p.name for p in self.puzzles})
         if unknown:
             raise ValueError(f"{self.name}: views name tasks it does not have: {unknown}")
@@ -176,7 +177,7 @@ class ARCTask(Task):
         """
         if batch.views is not None:
             raise ValueError("with_views takes rows as drawn; this batch already has views")
-        table = self._view_table(self.test_views if views is None else views)
+        table = self.view_table(self.test_views if views is None else views)
         ids = np.asarray(batch.puzzle_ids, dtype=np.int64)
         task_of = self.variants.task[ids]
         if (task_of < 0).any():
